@@ -1,0 +1,125 @@
+//! How the node's data maps onto one ordered keyspace.
+//!
+//! | prefix | then | holds |
+//! | --- | --- | --- |
+//! | `d` | partition (u32 BE), user key | owned objects |
+//! | `h` | target node (u64 BE), partition (u32 BE), user key | hints held for another node |
+//! | `m` | name (UTF-8) | node metadata (id, tokens, incarnation) |
+//!
+//! Big-endian numbers make key order follow partition order, so one range
+//! scan lists a partition's keys in order (what handoff and anti-entropy
+//! walk), and all hints for one node are one range. Keeping everything in one
+//! keyspace lets a single atomic batch touch data, hints and metadata.
+
+use quorra_ring::{NodeId, PartitionId};
+
+const DATA: u8 = b'd';
+const HINT: u8 = b'h';
+const META: u8 = b'm';
+
+/// Storage key of an owned object.
+pub fn data_key(partition: PartitionId, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + key.len());
+    out.extend_from_slice(&data_prefix(partition));
+    out.extend_from_slice(key);
+    out
+}
+
+/// Prefix of every owned object of `partition`.
+pub fn data_prefix(partition: PartitionId) -> [u8; 5] {
+    let p = partition.0.to_be_bytes();
+    [DATA, p[0], p[1], p[2], p[3]]
+}
+
+/// The partition and user key of an owned-object storage key.
+pub fn parse_data_key(raw: &[u8]) -> Option<(PartitionId, &[u8])> {
+    match raw {
+        [DATA, a, b, c, d, key @ ..] => {
+            Some((PartitionId(u32::from_be_bytes([*a, *b, *c, *d])), key))
+        }
+        _ => None,
+    }
+}
+
+/// Storage key of a hint held for `target`.
+pub fn hint_key(target: NodeId, partition: PartitionId, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(13 + key.len());
+    out.extend_from_slice(&hint_prefix(target));
+    out.extend_from_slice(&partition.0.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// Prefix of every hint held for `target`.
+pub fn hint_prefix(target: NodeId) -> [u8; 9] {
+    let mut out = [HINT; 9];
+    out[1..].copy_from_slice(&target.0.to_be_bytes());
+    out
+}
+
+/// The prefix of all hints.
+pub fn all_hints_prefix() -> [u8; 1] {
+    [HINT]
+}
+
+/// Target, partition and user key of a hint storage key.
+pub fn parse_hint_key(raw: &[u8]) -> Option<(NodeId, PartitionId, &[u8])> {
+    if raw.len() < 13 || raw[0] != HINT {
+        return None;
+    }
+    let node = u64::from_be_bytes(raw[1..9].try_into().ok()?);
+    let partition = u32::from_be_bytes(raw[9..13].try_into().ok()?);
+    Some((NodeId(node), PartitionId(partition), &raw[13..]))
+}
+
+/// Storage key of a metadata entry.
+pub fn meta_key(name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + name.len());
+    out.push(META);
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// The smallest key greater than every key starting with `prefix`, or `None`
+/// if there is none (the prefix is all `0xff`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_sort_by_partition() {
+        let a = data_key(PartitionId(1), b"zzz");
+        let b = data_key(PartitionId(2), b"aaa");
+        assert!(a < b);
+        assert_eq!(parse_data_key(&a), Some((PartitionId(1), &b"zzz"[..])));
+        let h = hint_key(NodeId(7), PartitionId(3), b"k");
+        assert_eq!(
+            parse_hint_key(&h),
+            Some((NodeId(7), PartitionId(3), &b"k"[..]))
+        );
+        assert!(h.starts_with(&hint_prefix(NodeId(7))));
+        assert_eq!(parse_data_key(&h), None);
+        assert_eq!(parse_hint_key(&a), None);
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(
+            prefix_end(b"d\x00\x00\x00\x01"),
+            Some(b"d\x00\x00\x00\x02".to_vec())
+        );
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+    }
+}

@@ -1,0 +1,537 @@
+//! One test suite, run on every storage engine: they must behave
+//! identically (as toydb checks its engines), and persistent engines must
+//! return after a reopen, and after a process crash, every write they
+//! reported durable.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::ops::Bound;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use quorra_client::{MAX_KEY_LEN, MAX_VALUE_LEN};
+use quorra_node::storage::store::{Change, StoredHint};
+use quorra_node::storage::{Engine, EngineKind, StorageError, Store, WriteOp, open_engine};
+use quorra_node::version::{Actor, Object, Sibling, VersionVector};
+use quorra_ring::{NodeId, PartitionId};
+use tempfile::TempDir;
+
+/// Every engine, each in its own fresh directory.
+fn engines() -> Vec<(EngineKind, TempDir, Arc<dyn Engine>)> {
+    EngineKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let dir = tempfile::tempdir().unwrap();
+            let engine = open_engine(kind, dir.path()).unwrap();
+            (kind, dir, engine)
+        })
+        .collect()
+}
+
+fn put(key: &[u8], value: &[u8]) -> WriteOp {
+    WriteOp::Put {
+        key: key.to_vec(),
+        value: value.to_vec(),
+    }
+}
+
+fn object(value: &str) -> Object {
+    let mut o = Object::new();
+    o.update(
+        &VersionVector::new(),
+        Actor::new(NodeId(1), 0),
+        Sibling::Value(Bytes::copy_from_slice(value.as_bytes())),
+    );
+    o
+}
+
+#[test]
+fn get_put_delete() {
+    for (kind, _dir, e) in engines() {
+        assert_eq!(e.get(b"a").unwrap(), None, "{kind}");
+        e.write(vec![put(b"a", b"1")]).unwrap();
+        assert_eq!(e.get(b"a").unwrap(), Some(b"1".to_vec()), "{kind}");
+        e.write(vec![put(b"a", b"2")]).unwrap();
+        assert_eq!(e.get(b"a").unwrap(), Some(b"2".to_vec()), "{kind}");
+        e.write(vec![WriteOp::Delete { key: b"a".to_vec() }])
+            .unwrap();
+        assert_eq!(e.get(b"a").unwrap(), None, "{kind}");
+        // Deleting an absent key is not an error.
+        e.write(vec![WriteOp::Delete {
+            key: b"zz".to_vec(),
+        }])
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_batch_applies_in_order() {
+    for (kind, _dir, e) in engines() {
+        e.write(vec![
+            put(b"k", b"1"),
+            put(b"k", b"2"),
+            put(b"gone", b"x"),
+            WriteOp::Delete {
+                key: b"gone".to_vec(),
+            },
+        ])
+        .unwrap();
+        assert_eq!(e.get(b"k").unwrap(), Some(b"2".to_vec()), "{kind}");
+        assert_eq!(e.get(b"gone").unwrap(), None, "{kind}");
+    }
+}
+
+#[test]
+fn scans_respect_bounds_order_and_limit() {
+    for (kind, _dir, e) in engines() {
+        let keys: Vec<&[u8]> = vec![b"b", b"a", b"d", b"c", b"e"];
+        e.write(keys.iter().map(|k| put(k, k)).collect()).unwrap();
+        let got = |from, to, limit| -> Vec<Vec<u8>> {
+            e.scan(from, to, limit)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.0)
+                .collect()
+        };
+        let all: Vec<Vec<u8>> = [b"a", b"b", b"c", b"d", b"e"]
+            .iter()
+            .map(|k| k.to_vec())
+            .collect();
+        assert_eq!(got(Bound::Unbounded, Bound::Unbounded, 100), all, "{kind}");
+        assert_eq!(
+            got(Bound::Excluded(b"b"), Bound::Excluded(b"e"), 100),
+            all[2..4].to_vec(),
+            "{kind}"
+        );
+        assert_eq!(
+            got(Bound::Included(b"b"), Bound::Included(b"e"), 2),
+            all[1..3].to_vec(),
+            "{kind}"
+        );
+        assert!(
+            got(Bound::Included(b"x"), Bound::Unbounded, 10).is_empty(),
+            "{kind}"
+        );
+        // Inverted or empty ranges answer nothing; they never panic.
+        assert!(
+            got(Bound::Included(b"d"), Bound::Included(b"b"), 10).is_empty(),
+            "{kind}"
+        );
+        assert!(
+            got(Bound::Excluded(b"c"), Bound::Excluded(b"c"), 10).is_empty(),
+            "{kind}"
+        );
+        assert!(
+            got(Bound::Excluded(b"c"), Bound::Included(b"c"), 10).is_empty(),
+            "{kind}"
+        );
+        assert_eq!(
+            got(Bound::Included(b"c"), Bound::Included(b"c"), 10),
+            vec![b"c".to_vec()],
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn lsns_count_batches_and_flush_makes_them_durable() {
+    for (kind, _dir, e) in engines() {
+        assert_eq!((e.applied_lsn(), e.durable_lsn()), (0, 0), "{kind}");
+        assert_eq!(e.write(vec![put(b"a", b"1")]).unwrap(), 1, "{kind}");
+        assert_eq!(
+            e.write(vec![put(b"b", b"1"), put(b"c", b"1")]).unwrap(),
+            2,
+            "{kind}"
+        );
+        assert_eq!(e.durable_lsn(), 0, "{kind}: nothing flushed yet");
+        assert_eq!(e.flush().unwrap(), 2, "{kind}");
+        assert_eq!(e.durable_lsn(), 2, "{kind}");
+        assert_eq!(
+            e.flush().unwrap(),
+            2,
+            "{kind}: an idle flush changes nothing"
+        );
+    }
+}
+
+#[test]
+fn store_keeps_partitions_hints_and_meta_apart() {
+    for (kind, _dir, e) in engines() {
+        let s = Store::new(e);
+        let (p1, p2) = (PartitionId(1), PartitionId(2));
+        for key in ["b", "a", "c"] {
+            s.put(p1, key.as_bytes(), &object(key)).unwrap();
+        }
+        s.put(p2, b"a", &object("other partition")).unwrap();
+        s.apply(&[
+            Change::PutHint {
+                target: NodeId(9),
+                partition: p1,
+                key: b"h1",
+                object: &object("hint"),
+            },
+            Change::PutHint {
+                target: NodeId(4),
+                partition: p2,
+                key: b"h2",
+                object: &object("hint"),
+            },
+            Change::PutMeta {
+                name: "node-id",
+                value: b"42",
+            },
+        ])
+        .unwrap();
+
+        let listed: Vec<Vec<u8>> = s
+            .scan_partition(p1, None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            listed,
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()],
+            "{kind}"
+        );
+        let page: Vec<Vec<u8>> = s
+            .scan_partition(p1, Some(b"a"), 1)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            page,
+            vec![b"b".to_vec()],
+            "{kind}: paging continues after the cursor"
+        );
+        assert_eq!(
+            s.scan_partition(PartitionId(3), None, 10).unwrap(),
+            vec![],
+            "{kind}"
+        );
+        assert_eq!(
+            s.get(p1, b"b")
+                .unwrap()
+                .unwrap()
+                .live_values()
+                .next()
+                .unwrap(),
+            &Bytes::from_static(b"b"),
+            "{kind}"
+        );
+
+        assert_eq!(
+            s.hint_targets().unwrap(),
+            vec![NodeId(4), NodeId(9)],
+            "{kind}"
+        );
+        let hints = s.scan_hints(NodeId(9), None, 10).unwrap();
+        assert_eq!(
+            hints,
+            vec![StoredHint {
+                target: NodeId(9),
+                partition: p1,
+                key: b"h1".to_vec(),
+                object: object("hint"),
+            }],
+            "{kind}"
+        );
+        assert!(
+            s.get(p1, b"h1").unwrap().is_none(),
+            "{kind}: hints are not owned data"
+        );
+        s.apply(&[Change::DeleteHint {
+            target: NodeId(9),
+            partition: p1,
+            key: b"h1",
+        }])
+        .unwrap();
+        assert_eq!(s.hint_targets().unwrap(), vec![NodeId(4)], "{kind}");
+        assert_eq!(
+            s.get_meta("node-id").unwrap(),
+            Some(b"42".to_vec()),
+            "{kind}"
+        );
+        assert_eq!(s.get_meta("absent").unwrap(), None, "{kind}");
+    }
+}
+
+#[test]
+fn limits_are_typed_errors_and_nothing_is_written() {
+    for (kind, _dir, e) in engines() {
+        let s = Store::new(e.clone());
+        let p = PartitionId(0);
+        let big_key = vec![b'k'; MAX_KEY_LEN + 1];
+        assert_eq!(
+            s.put(p, &big_key, &object("v")),
+            Err(StorageError::KeyTooLarge {
+                len: MAX_KEY_LEN + 1,
+                max: MAX_KEY_LEN
+            }),
+            "{kind}"
+        );
+        assert_eq!(
+            s.put(p, b"", &object("v")),
+            Err(StorageError::EmptyKey),
+            "{kind}"
+        );
+        let mut huge = Object::new();
+        huge.update(
+            &VersionVector::new(),
+            Actor::new(NodeId(1), 0),
+            Sibling::Value(Bytes::from(vec![0u8; MAX_VALUE_LEN + 1])),
+        );
+        let ok = object("fine");
+        // One bad change in a batch: nothing of the batch is written.
+        let result = s.apply(&[
+            Change::Put {
+                partition: p,
+                key: b"first",
+                object: &ok,
+            },
+            Change::Put {
+                partition: p,
+                key: b"second",
+                object: &huge,
+            },
+        ]);
+        assert!(
+            matches!(result, Err(StorageError::ValueTooLarge { .. })),
+            "{kind}"
+        );
+        assert_eq!(s.get(p, b"first").unwrap(), None, "{kind}");
+        assert_eq!(e.applied_lsn(), 0, "{kind}: the engine saw nothing");
+        // A key of exactly the limit is fine, and the store still works.
+        let max_key = vec![b'k'; MAX_KEY_LEN];
+        s.put(p, &max_key, &ok).unwrap();
+        assert_eq!(s.get(p, &max_key).unwrap(), Some(ok), "{kind}");
+    }
+}
+
+#[test]
+fn corrupt_records_are_errors_not_panics() {
+    for (kind, _dir, e) in engines() {
+        let s = Store::new(e.clone());
+        let key = quorra_node::storage::layout::data_key(PartitionId(5), b"bad");
+        e.write(vec![WriteOp::Put {
+            key,
+            value: vec![0xc1, 0x00, 0xff],
+        }])
+        .unwrap();
+        assert!(
+            matches!(
+                s.get(PartitionId(5), b"bad"),
+                Err(StorageError::Corrupt { .. })
+            ),
+            "{kind}"
+        );
+        assert!(
+            s.scan_partition(PartitionId(5), None, 10).is_err(),
+            "{kind}"
+        );
+        // The rest of the store is unaffected.
+        s.put(PartitionId(6), b"good", &object("v")).unwrap();
+        assert!(s.get(PartitionId(6), b"good").unwrap().is_some(), "{kind}");
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(u8, u8),
+    Delete(u8),
+    Batch(Vec<(u8, Option<u8>)>),
+    Scan(u8, u8, usize),
+    Flush,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..20, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+        (0u8..20).prop_map(Op::Delete),
+        proptest::collection::vec((0u8..20, proptest::option::of(any::<u8>())), 1..5)
+            .prop_map(Op::Batch),
+        (0u8..20, 0u8..20, 0usize..8).prop_map(|(a, b, l)| Op::Scan(a, b, l)),
+        Just(Op::Flush),
+    ]
+}
+
+fn to_op(k: u8, v: Option<u8>) -> WriteOp {
+    match v {
+        Some(v) => put(&[k], &[v]),
+        None => WriteOp::Delete { key: vec![k] },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The same random history on every engine and on a `BTreeMap` gives the
+    /// same answers.
+    #[test]
+    fn engines_behave_identically(ops in proptest::collection::vec(op(), 1..80)) {
+        let engines = engines();
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for op in &ops {
+            let ops_for = |op: &Op| -> Vec<WriteOp> {
+                match op {
+                    Op::Put(k, v) => vec![to_op(*k, Some(*v))],
+                    Op::Delete(k) => vec![to_op(*k, None)],
+                    Op::Batch(items) => items.iter().map(|(k, v)| to_op(*k, *v)).collect(),
+                    _ => Vec::new(),
+                }
+            };
+            match op {
+                Op::Scan(a, b, limit) => {
+                    let (a, b) = ([*a.min(b)], [*a.max(b)]);
+                    let expected: Vec<(Vec<u8>, Vec<u8>)> = model
+                        .range::<[u8], _>((Bound::Included(&a[..]), Bound::Excluded(&b[..])))
+                        .take(*limit)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    for (kind, _d, e) in &engines {
+                        let got = e.scan(Bound::Included(&a), Bound::Excluded(&b), *limit).unwrap();
+                        prop_assert_eq!(&got, &expected, "{}", kind);
+                    }
+                }
+                Op::Flush => {
+                    for (kind, _d, e) in &engines {
+                        let durable = e.flush().unwrap();
+                        prop_assert_eq!(durable, e.applied_lsn(), "{}", kind);
+                    }
+                }
+                write => {
+                    let writes = ops_for(write);
+                    for w in &writes {
+                        match w {
+                            WriteOp::Put { key, value } => { model.insert(key.clone(), value.clone()); }
+                            WriteOp::Delete { key } => { model.remove(key); }
+                        }
+                    }
+                    for (_k, _d, e) in &engines {
+                        e.write(writes.clone()).unwrap();
+                    }
+                }
+            }
+        }
+        for (kind, _d, e) in &engines {
+            let all = e.scan(Bound::Unbounded, Bound::Unbounded, usize::MAX).unwrap();
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
+            prop_assert_eq!(all, expected, "{}", kind);
+        }
+    }
+}
+
+const PERSISTENT: [EngineKind; 2] = [EngineKind::Fjall, EngineKind::Sled];
+
+#[test]
+fn reopened_engines_return_flushed_writes() {
+    for kind in PERSISTENT {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::new(open_engine(kind, dir.path()).unwrap());
+            for i in 0..200u32 {
+                s.put(
+                    PartitionId(i % 7),
+                    format!("key{i}").as_bytes(),
+                    &object(&i.to_string()),
+                )
+                .unwrap();
+            }
+            s.put_meta("tokens", b"1,2,3").unwrap();
+            s.flush().unwrap();
+        }
+        let s = Store::new(open_engine(kind, dir.path()).unwrap());
+        for i in 0..200u32 {
+            let got = s
+                .get(PartitionId(i % 7), format!("key{i}").as_bytes())
+                .unwrap();
+            assert_eq!(got, Some(object(&i.to_string())), "{kind} key{i}");
+        }
+        assert_eq!(
+            s.get_meta("tokens").unwrap(),
+            Some(b"1,2,3".to_vec()),
+            "{kind}"
+        );
+    }
+}
+
+const CHILD_DIR: &str = "QUORRA_STORAGE_CRASH_DIR";
+const CHILD_ENGINE: &str = "QUORRA_STORAGE_CRASH_ENGINE";
+const ROUNDS: u32 = 20;
+const PER_ROUND: u32 = 50;
+
+/// Runs inside the child process: writes rounds of keys, flushing after
+/// each round and reporting it, then writes more without flushing and
+/// aborts (no destructors, no clean shutdown).
+fn crash_child(dir: &Path, kind: EngineKind) -> ! {
+    let s = Store::new(open_engine(kind, dir).unwrap());
+    let mut out = std::io::stdout();
+    for round in 0..ROUNDS {
+        for i in 0..PER_ROUND {
+            let n = round * PER_ROUND + i;
+            s.put(
+                PartitionId(n % 16),
+                format!("k{n}").as_bytes(),
+                &object(&n.to_string()),
+            )
+            .unwrap();
+        }
+        s.flush().unwrap();
+        writeln!(out, "durable {}", (round + 1) * PER_ROUND).unwrap();
+        out.flush().unwrap();
+    }
+    for n in ROUNDS * PER_ROUND..ROUNDS * PER_ROUND + 500 {
+        s.put(
+            PartitionId(n % 16),
+            format!("k{n}").as_bytes(),
+            &object("unflushed"),
+        )
+        .unwrap();
+    }
+    std::process::abort();
+}
+
+#[test]
+fn durable_writes_survive_a_process_crash() {
+    if let (Ok(dir), Ok(kind)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_ENGINE)) {
+        crash_child(Path::new(&dir), kind.parse().unwrap());
+    }
+    for kind in PERSISTENT {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "durable_writes_survive_a_process_crash",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DIR, dir.path())
+            .env(CHILD_ENGINE, kind.name())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{kind}: the child must abort");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let durable: u32 = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("durable "))
+            .filter_map(|n| n.trim().parse().ok())
+            .max()
+            .unwrap_or_else(|| panic!("{kind}: child reported nothing: {stdout}"));
+        assert_eq!(durable, ROUNDS * PER_ROUND, "{kind}");
+        let s = Store::new(open_engine(kind, dir.path()).unwrap());
+        for n in 0..durable {
+            let got = s
+                .get(PartitionId(n % 16), format!("k{n}").as_bytes())
+                .unwrap();
+            assert_eq!(
+                got,
+                Some(object(&n.to_string())),
+                "{kind}: durable write k{n} lost"
+            );
+        }
+    }
+}
