@@ -1,0 +1,27 @@
+//! The `quorra` command: the peer daemon and the operator's tools.
+//!
+//! Each subcommand lives in its own module under `cli/`; this file only
+//! parses the command line and maps errors to exit codes (0 ok, 1 failed,
+//! 2 bad usage, as clap does).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(cli::CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(e @ cli::CliError::Usage(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
