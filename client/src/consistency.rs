@@ -64,7 +64,7 @@ impl Level {
                 Ok(0) | Err(_) => {
                     return Err(ConsistencyError::Syntax {
                         input: text.to_string(),
-                        reason: "expected one, two, quorum, all or a count from 1 to 255",
+                        reason: "expected one, two, quorum, all or a count from 1 to 255".into(),
                     });
                 }
                 Ok(1) => Level::One,
@@ -185,9 +185,9 @@ impl std::str::FromStr for Consistency {
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let mut c = Consistency::default();
-        let syntax = |reason| ConsistencyError::Syntax {
+        let syntax = |reason: &str| ConsistencyError::Syntax {
             input: input.to_string(),
-            reason,
+            reason: reason.to_string(),
         };
         let trimmed = input.trim();
         if trimmed.is_empty() {
@@ -217,7 +217,7 @@ impl std::str::FromStr for Consistency {
 }
 
 /// Why a consistency level is unusable.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ConsistencyError {
     /// The text does not parse.
     #[error("bad consistency {input:?}: {reason}")]
@@ -225,7 +225,7 @@ pub enum ConsistencyError {
         /// What was given.
         input: String,
         /// What was expected.
-        reason: &'static str,
+        reason: String,
     },
     /// The level asks for more answers than there are replicas.
     #[error("consistency needs {needed} answers but the key has {replicas} replicas")]

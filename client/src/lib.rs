@@ -18,12 +18,15 @@
 //! ## Not here yet
 //!
 //! The network client itself (connect, retries, zero-hop routing) comes with
-//! the runtime; this crate currently holds the shared vocabulary.
+//! the runtime; this crate currently holds the shared vocabulary: the
+//! [`api`] types a node's coordinator answers with.
 
+pub mod api;
 pub mod consistency;
 pub mod context;
 pub mod limits;
 
+pub use api::{Outcome, Receipt, ReplicaAnswer, Request, RequestError, Response};
 pub use consistency::{Consistency, ConsistencyError, Level, Quorum};
 pub use context::Context;
 pub use limits::{MAX_KEY_LEN, MAX_VALUE_LEN};

@@ -48,10 +48,15 @@ impl std::fmt::Display for SyncMode {
 }
 
 /// Tracks flushes for one store under one [`SyncMode`].
+///
+/// The driver asks [`GroupCommit::poll_flush`] after each batch of inputs;
+/// when it says yes, a flush is considered in progress until
+/// [`GroupCommit::flushed`], and no other is asked for meanwhile.
 #[derive(Clone, Debug)]
 pub struct GroupCommit {
     mode: SyncMode,
     last_flush: Option<Duration>,
+    in_progress: bool,
 }
 
 impl GroupCommit {
@@ -60,6 +65,7 @@ impl GroupCommit {
         Self {
             mode,
             last_flush: None,
+            in_progress: false,
         }
     }
 
@@ -79,7 +85,7 @@ impl GroupCommit {
 
     /// Whether the driver should flush now.
     pub fn flush_due(&self, now: Duration, applied: Lsn, durable: Lsn) -> bool {
-        if applied <= durable {
+        if applied <= durable || self.in_progress {
             return false;
         }
         match self.mode {
@@ -90,14 +96,26 @@ impl GroupCommit {
         }
     }
 
-    /// When a flush will next be due if nothing else happens (`None`: not
-    /// until something is written).
+    /// If a flush is due now, records that one starts and returns true: the
+    /// driver must then flush and call [`GroupCommit::flushed`].
+    pub fn poll_flush(&mut self, now: Duration, applied: Lsn, durable: Lsn) -> bool {
+        if !self.flush_due(now, applied, durable) {
+            return false;
+        }
+        self.in_progress = true;
+        self.last_flush = Some(now);
+        true
+    }
+
+    /// When a periodic flush will next be due if no input arrives (`None`:
+    /// in `always` mode, where the driver flushes after each batch of
+    /// inputs; while a flush is in progress; or when nothing is pending).
     pub fn next_flush_at(&self, applied: Lsn, durable: Lsn) -> Option<Duration> {
-        if applied <= durable {
+        if applied <= durable || self.in_progress {
             return None;
         }
         match self.mode {
-            SyncMode::Always => Some(self.last_flush.unwrap_or_default()),
+            SyncMode::Always => None,
             SyncMode::Periodic { interval } => Some(
                 self.last_flush
                     .map_or(Duration::ZERO, |last| last + interval),
@@ -105,9 +123,9 @@ impl GroupCommit {
         }
     }
 
-    /// Records a completed flush at `now`.
-    pub fn flushed(&mut self, now: Duration) {
-        self.last_flush = Some(now);
+    /// Records that the flush in progress completed.
+    pub fn flushed(&mut self, _now: Duration) {
+        self.in_progress = false;
     }
 }
 
@@ -120,10 +138,12 @@ mod tests {
         let mut g = GroupCommit::new(SyncMode::Always);
         assert!(!g.can_acknowledge(3, 2));
         assert!(g.can_acknowledge(2, 2));
-        assert!(g.flush_due(Duration::ZERO, 3, 2));
-        assert!(!g.flush_due(Duration::ZERO, 2, 2));
+        assert!(!g.poll_flush(Duration::ZERO, 2, 2), "nothing to flush");
+        assert!(g.poll_flush(Duration::ZERO, 3, 2));
+        assert!(!g.poll_flush(Duration::ZERO, 4, 2), "one flush at a time");
+        assert_eq!(g.next_flush_at(4, 2), None);
         g.flushed(Duration::from_millis(1));
-        assert!(g.flush_due(Duration::from_millis(1), 4, 3));
+        assert!(g.poll_flush(Duration::from_millis(1), 4, 3));
     }
 
     #[test]
@@ -131,11 +151,11 @@ mod tests {
         let interval = Duration::from_millis(50);
         let mut g = GroupCommit::new(SyncMode::Periodic { interval });
         assert!(g.can_acknowledge(10, 0));
-        assert!(g.flush_due(Duration::ZERO, 1, 0));
-        g.flushed(Duration::from_millis(100));
-        assert!(!g.flush_due(Duration::from_millis(120), 5, 1));
+        assert!(g.poll_flush(Duration::from_millis(100), 1, 0));
+        g.flushed(Duration::from_millis(101));
+        assert!(!g.poll_flush(Duration::from_millis(120), 5, 1));
         assert_eq!(g.next_flush_at(5, 1), Some(Duration::from_millis(150)));
-        assert!(g.flush_due(Duration::from_millis(150), 5, 1));
+        assert!(g.poll_flush(Duration::from_millis(150), 5, 1));
         assert_eq!(g.next_flush_at(5, 5), None);
     }
 }

@@ -5,6 +5,7 @@
 //! | `d` | partition (u32 BE), user key | owned objects |
 //! | `h` | target node (u64 BE), partition (u32 BE), user key | hints held for another node |
 //! | `m` | name (UTF-8) | node metadata (id, tokens, incarnation) |
+//! | `t` | partition (u32 BE), user key | marks of owned keys that are tombstones (purge candidates) |
 //!
 //! Big-endian numbers make key order follow partition order, so one range
 //! scan lists a partition's keys in order (what handoff and anti-entropy
@@ -16,6 +17,7 @@ use quorra_ring::{NodeId, PartitionId};
 const DATA: u8 = b'd';
 const HINT: u8 = b'h';
 const META: u8 = b'm';
+const TOMB: u8 = b't';
 
 /// Storage key of an owned object.
 pub fn data_key(partition: PartitionId, key: &[u8]) -> Vec<u8> {
@@ -70,6 +72,28 @@ pub fn parse_hint_key(raw: &[u8]) -> Option<(NodeId, PartitionId, &[u8])> {
     let node = u64::from_be_bytes(raw[1..9].try_into().ok()?);
     let partition = u32::from_be_bytes(raw[9..13].try_into().ok()?);
     Some((NodeId(node), PartitionId(partition), &raw[13..]))
+}
+
+/// Storage key of the tombstone mark of an owned key.
+pub fn tomb_key(partition: PartitionId, key: &[u8]) -> Vec<u8> {
+    let mut out = data_key(partition, key);
+    out[0] = TOMB;
+    out
+}
+
+/// The prefix of all tombstone marks.
+pub fn all_tombs_prefix() -> [u8; 1] {
+    [TOMB]
+}
+
+/// The partition and user key of a tombstone mark.
+pub fn parse_tomb_key(raw: &[u8]) -> Option<(PartitionId, &[u8])> {
+    match raw {
+        [TOMB, a, b, c, d, key @ ..] => {
+            Some((PartitionId(u32::from_be_bytes([*a, *b, *c, *d])), key))
+        }
+        _ => None,
+    }
 }
 
 /// Storage key of a metadata entry.

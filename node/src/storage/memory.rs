@@ -23,8 +23,9 @@ pub struct MemoryEngine {
 #[derive(Debug, Default)]
 struct Inner {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// `(key, previous value)` for every write since the last flush, oldest first.
-    undo: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// `(lsn, key, previous value)` for every key written since the last
+    /// flush, oldest first.
+    undo: Vec<(Lsn, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl MemoryEngine {
@@ -45,7 +46,7 @@ impl MemoryEngine {
     pub fn crash(&self) -> usize {
         let mut inner = self.lock();
         let undone = inner.undo.len();
-        while let Some((key, previous)) = inner.undo.pop() {
+        while let Some((_, key, previous)) = inner.undo.pop() {
             match previous {
                 Some(value) => inner.map.insert(key, value),
                 None => inner.map.remove(&key),
@@ -53,6 +54,16 @@ impl MemoryEngine {
         }
         self.lsn.roll_back_to_durable();
         undone
+    }
+
+    /// Makes writes up to `lsn` durable and no later ones: the simulator's
+    /// flush, which started when `lsn` was the last applied write and
+    /// completes after writes that came in while it ran.
+    pub fn flush_upto(&self, lsn: Lsn) -> Lsn {
+        let mut inner = self.lock();
+        let lsn = lsn.min(self.lsn.applied());
+        inner.undo.retain(|(l, _, _)| *l > lsn);
+        self.lsn.mark_durable(lsn)
     }
 
     /// Number of keys stored.
@@ -86,6 +97,7 @@ impl Engine for MemoryEngine {
 
     fn write(&self, ops: Vec<WriteOp>) -> Result<Lsn, StorageError> {
         let mut inner = self.lock();
+        let lsn = self.lsn.applied() + 1;
         for op in ops {
             let (key, previous) = match op {
                 WriteOp::Put { key, value } => {
@@ -97,7 +109,7 @@ impl Engine for MemoryEngine {
                     (key, previous)
                 }
             };
-            inner.undo.push((key, previous));
+            inner.undo.push((lsn, key, previous));
         }
         Ok(self.lsn.next_applied())
     }
@@ -121,10 +133,7 @@ impl Engine for MemoryEngine {
     }
 
     fn flush(&self) -> Result<Lsn, StorageError> {
-        let mut inner = self.lock();
-        inner.undo.clear();
-        let applied = self.lsn.applied();
-        Ok(self.lsn.mark_durable(applied))
+        Ok(self.flush_upto(self.lsn.applied()))
     }
 
     fn durable_lsn(&self) -> Lsn {
@@ -162,5 +171,16 @@ mod tests {
         assert_eq!(e.get(b"c").unwrap(), None);
         assert_eq!(e.applied_lsn(), 1);
         assert_eq!(e.durable_lsn(), 1);
+    }
+
+    #[test]
+    fn partial_flush_keeps_later_writes_volatile() {
+        let e = MemoryEngine::new();
+        e.write(vec![put("a", "1")]).unwrap();
+        e.write(vec![put("b", "2")]).unwrap();
+        assert_eq!(e.flush_upto(1), 1);
+        e.crash();
+        assert_eq!(e.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(e.get(b"b").unwrap(), None);
     }
 }

@@ -13,8 +13,8 @@ use quorra_client::{MAX_KEY_LEN, MAX_VALUE_LEN};
 use quorra_ring::{NodeId, PartitionId};
 
 use super::layout::{
-    all_hints_prefix, data_key, data_prefix, hint_key, hint_prefix, meta_key, parse_data_key,
-    parse_hint_key, prefix_end,
+    all_hints_prefix, all_tombs_prefix, data_key, data_prefix, hint_key, hint_prefix, meta_key,
+    parse_data_key, parse_hint_key, parse_tomb_key, prefix_end, tomb_key,
 };
 use super::{Durability, Engine, Lsn, MAX_RECORD_LEN, StorageError, WriteOp};
 use crate::version::{Object, Sibling};
@@ -66,6 +66,20 @@ pub enum Change<'a> {
     DeleteHint {
         /// The node the hint was for.
         target: NodeId,
+        /// Partition of the key.
+        partition: PartitionId,
+        /// User key.
+        key: &'a [u8],
+    },
+    /// Mark an owned key as a tombstone (a purge candidate).
+    PutTombMark {
+        /// Partition of the key.
+        partition: PartitionId,
+        /// User key.
+        key: &'a [u8],
+    },
+    /// Remove a tombstone mark.
+    DeleteTombMark {
         /// Partition of the key.
         partition: PartitionId,
         /// User key.
@@ -240,6 +254,13 @@ impl Store {
                         key: hint_key(target, partition, key),
                     }
                 }
+                Change::PutTombMark { partition, key } => WriteOp::Put {
+                    key: tomb_key(partition, key),
+                    value: Vec::new(),
+                },
+                Change::DeleteTombMark { partition, key } => WriteOp::Delete {
+                    key: tomb_key(partition, key),
+                },
                 Change::PutMeta { name, value } => WriteOp::Put {
                     key: meta_key(name),
                     value: value.to_vec(),
@@ -344,6 +365,35 @@ impl Store {
             }
         }
         Ok(targets)
+    }
+
+    /// Up to `limit` tombstone marks in (partition, key) order, starting
+    /// after `after`.
+    pub fn scan_tomb_marks(
+        &self,
+        after: Option<(PartitionId, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<(PartitionId, Vec<u8>)>, StorageError> {
+        let prefix = all_tombs_prefix();
+        let start = after.map(|(p, k)| tomb_key(p, k));
+        let end = prefix_end(&prefix);
+        let from = match &start {
+            Some(k) => Bound::Excluded(k.as_slice()),
+            None => Bound::Included(&prefix[..]),
+        };
+        let to = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        self.engine
+            .scan(from, to, limit)?
+            .into_iter()
+            .map(|(raw, _)| {
+                parse_tomb_key(&raw)
+                    .map(|(p, k)| (p, k.to_vec()))
+                    .ok_or_else(|| StorageError::Corrupt {
+                        what: format!("tombstone mark {raw:?}"),
+                        reason: "not a tombstone mark".into(),
+                    })
+            })
+            .collect()
     }
 
     /// A metadata entry.
