@@ -7,8 +7,8 @@
 //!   siblings; a read hands out an opaque context, a write with that context
 //!   replaces exactly what the reader saw, concurrent writes become siblings,
 //!   deletes are tombstones with a context. Dots are issued per node
-//!   *incarnation*, so a crash that loses a node's last counters can never
-//!   make two different values share a dot.
+//!   *epoch*, so a crash, a purge or a handed-over hint can never make two
+//!   different values share a dot.
 //! - [`storage`]: one synchronous [`storage::Engine`] trait with three
 //!   engines (fjall, the default, whose flush is an fdatasync; sled, whose
 //!   flush is only `sync_file_range`; memory, with the simulator's crash
@@ -31,5 +31,6 @@
 //! handoff, read repair), the QUIC runtime and the daemon come with their
 //! own issues. Today the `quorra` binary offers `quorra ring plan`.
 
+pub mod core;
 pub mod storage;
 pub mod version;

@@ -1,38 +1,65 @@
 //! Actors: who issues the dots of a version.
 //!
-//! A dot is `(actor, counter)`, and the whole scheme is only correct if no
-//! actor ever issues the same dot twice for two different values. A node
-//! that crashes can lose the last counters it issued (applied, sent to other
-//! replicas, but not yet flushed locally) and, after restart, issue them
-//! again for new writes; a later merge would then silently keep one of two
-//! different values under the same dot. So the actor is not the bare node
-//! id but the node id *and its incarnation*, a number the node bumps and
-//! persists before it coordinates any write after an unclean restart (Riak
-//! solved the same problem with vnode epochs). Clean restarts keep the
-//! incarnation, so clocks grow by an entry per crash, not per restart.
+//! A dot is `(actor, counter)`, and the scheme is only correct if an actor
+//! never issues the same dot twice for two different values of a key. The
+//! counter an actor issues next is one above the highest it can see in its
+//! own copy of the key, so anything that makes a node forget a key's counters
+//! would make it reuse dots:
+//!
+//! - a crash loses writes the node applied (and sent to other replicas) but
+//!   had not yet flushed;
+//! - a tombstone purge deletes the key's state, counters included, while
+//!   clients may still hold contexts naming the old dots;
+//! - a fallback that coordinated a write hands its hint over and deletes it.
+//!
+//! So the actor is not the bare node id but `(node, epoch)`, and a node only
+//! *continues* an epoch it finds in its own current copy of the key and that
+//! belongs to its current incarnation; otherwise it opens a fresh epoch. The
+//! epoch is `incarnation << 32 | sequence`: the incarnation is bumped and
+//! persisted at every start before the node coordinates anything, and the
+//! sequence counts fresh epochs within one incarnation. A forgotten key or a
+//! lost counter therefore always leads to a new epoch, never to a reused dot.
+//! The price is one more entry in a key's clock per (coordinating node,
+//! incarnation, key lifetime); entries of old epochs are not pruned.
 
 use quorra_ring::NodeId;
 use serde::{Deserialize, Serialize};
 
-/// The issuer of dots: one node in one incarnation.
+/// The issuer of dots: one node in one epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Actor {
     /// The coordinating node.
     pub node: NodeId,
-    /// Bumped after every unclean restart of that node.
-    pub incarnation: u32,
+    /// `incarnation << 32 | sequence`, see the module documentation.
+    pub epoch: u64,
 }
 
 impl Actor {
-    /// The actor of `node` in its `incarnation`.
-    pub fn new(node: NodeId, incarnation: u32) -> Self {
-        Self { node, incarnation }
+    /// The actor of `node` in `epoch`.
+    pub fn new(node: NodeId, epoch: u64) -> Self {
+        Self { node, epoch }
+    }
+
+    /// The incarnation part of the epoch.
+    pub fn incarnation(&self) -> u32 {
+        (self.epoch >> 32) as u32
+    }
+
+    /// The epoch `sequence` of `incarnation`.
+    pub fn epoch_of(incarnation: u32, sequence: u32) -> u64 {
+        (u64::from(incarnation) << 32) | u64::from(sequence)
     }
 }
 
 impl std::fmt::Display for Actor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.node, self.incarnation)
+        write!(
+            f,
+            "{}.{}.{}",
+            self.node,
+            self.incarnation(),
+            self.epoch & 0xffff_ffff
+        )
     }
 }
 

@@ -1,7 +1,7 @@
 //! Encoding contexts for clients, and validating them when they come back.
 //!
 //! A context leaves a node as opaque bytes: a format byte, then the version
-//! vector's `(node, incarnation, counter)` triples in rmp-serde (MessagePack).
+//! vector's `(node, epoch, counter)` triples in rmp-serde (MessagePack).
 //! The format byte lets a later release change the encoding while still
 //! reading old contexts. Everything that comes back from a client is
 //! untrusted: it must decode, be within [`MAX_CONTEXT_BYTES`] and
@@ -22,9 +22,9 @@ const FORMAT_V1: u8 = 1;
 /// Largest encoded context accepted from a client, in bytes (64 KiB).
 pub const MAX_CONTEXT_BYTES: usize = 64 * 1024;
 
-/// Most actors a context may name. A real context names each node once per
-/// crash it survived while coordinating writes to the key; 4096 is far
-/// beyond that and keeps a forged context from costing much.
+/// Most actors a context may name. A real context names each coordinating
+/// node once per incarnation in which it wrote the key; 4096 is far beyond
+/// that and keeps a forged context from costing much.
 pub const MAX_CONTEXT_ENTRIES: usize = 4096;
 
 /// Why a context from a client was rejected.
@@ -59,10 +59,8 @@ pub fn encode(vector: &VersionVector) -> Context {
     if vector.is_empty() {
         return Context::empty();
     }
-    let triples: Vec<(u64, u32, u64)> = vector
-        .iter()
-        .map(|(a, c)| (a.node.0, a.incarnation, c))
-        .collect();
+    let triples: Vec<(u64, u64, u64)> =
+        vector.iter().map(|(a, c)| (a.node.0, a.epoch, c)).collect();
     let mut out = vec![FORMAT_V1];
     rmp_serde::encode::write(&mut out, &triples).expect("encoding to a Vec cannot fail");
     Context::from_bytes(out)
@@ -80,7 +78,7 @@ pub fn decode(context: &Context) -> Result<VersionVector, ContextError> {
     if bytes[0] != FORMAT_V1 {
         return Err(ContextError::UnknownFormat(bytes[0]));
     }
-    let triples: Vec<(u64, u32, u64)> =
+    let triples: Vec<(u64, u64, u64)> =
         rmp_serde::from_slice(&bytes[1..]).map_err(|e| ContextError::Malformed(e.to_string()))?;
     if triples.len() > MAX_CONTEXT_ENTRIES {
         return Err(ContextError::TooManyEntries {
@@ -89,7 +87,7 @@ pub fn decode(context: &Context) -> Result<VersionVector, ContextError> {
     }
     let pairs: Vec<(Actor, u64)> = triples
         .into_iter()
-        .map(|(node, incarnation, counter)| (Actor::new(NodeId(node), incarnation), counter))
+        .map(|(node, epoch, counter)| (Actor::new(NodeId(node), epoch), counter))
         .collect();
     if pairs.iter().any(|p| p.1 == 0) {
         return Err(ContextError::NotCanonical("zero counter"));
@@ -104,7 +102,7 @@ pub fn decode(context: &Context) -> Result<VersionVector, ContextError> {
 mod tests {
     use super::*;
 
-    fn vv(pairs: &[(u64, u32, u64)]) -> VersionVector {
+    fn vv(pairs: &[(u64, u64, u64)]) -> VersionVector {
         VersionVector::from_pairs(pairs.iter().map(|&(n, i, c)| (Actor::new(NodeId(n), i), c)))
     }
 
@@ -130,13 +128,13 @@ mod tests {
         assert!(matches!(decode(&huge), Err(ContextError::TooLarge { .. })));
 
         let mut unsorted = vec![FORMAT_V1];
-        rmp_serde::encode::write(&mut unsorted, &vec![(2u64, 0u32, 1u64), (1, 0, 1)]).unwrap();
+        rmp_serde::encode::write(&mut unsorted, &vec![(2u64, 0u64, 1u64), (1, 0, 1)]).unwrap();
         assert!(matches!(
             decode(&Context::from_bytes(unsorted)),
             Err(ContextError::NotCanonical(_))
         ));
         let mut zero = vec![FORMAT_V1];
-        rmp_serde::encode::write(&mut zero, &vec![(1u64, 0u32, 0u64)]).unwrap();
+        rmp_serde::encode::write(&mut zero, &vec![(1u64, 0u64, 0u64)]).unwrap();
         assert!(matches!(
             decode(&Context::from_bytes(zero)),
             Err(ContextError::NotCanonical(_))

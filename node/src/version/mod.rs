@@ -5,8 +5,8 @@
 //! opaque [`quorra_client::Context`] by [`context`]. Writes bring that
 //! context back and [`DvvSet::update`] replaces exactly what it covers.
 //! Replicas reconcile with [`DvvSet::merge`]. Dots are issued by
-//! [`Actor`]s: a node id plus an incarnation, so that a node that crashed and
-//! lost its last counters never reuses a dot (see [`actor`]).
+//! [`Actor`]s: a node id plus an epoch, so that a node that crashed, purged
+//! a key or handed a hint over never reuses a dot (see [`actor`]).
 
 pub mod actor;
 pub mod context;

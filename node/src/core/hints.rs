@@ -1,0 +1,298 @@
+//! Hinted handoff: writes held for an unreachable owner, and their delivery.
+//!
+//! When a coordinator believes a primary down, the next live node of the
+//! preference list takes the write as a fallback and stores it as a hint
+//! for that primary, apart from its own data. Hints for one key merge into
+//! one, so a fallback holds at most one hint per (owner, key).
+//!
+//! Every `handoff_interval`, a node offers the hints it holds to each owner
+//! it believes up, a batch of `handoff_batch` at a time; the owner merges
+//! them into its data and acknowledges once they are durable. Only then
+//! does the fallback delete each hint, and only if the hint has not changed
+//! since it was sent (a newer write may have merged into it meanwhile; it is
+//! offered again). A lost or duplicated handoff is harmless: merges are
+//! idempotent, and the hint stays until an acknowledgement arrives.
+//!
+//! Hints are bounded by `max_hints` and `max_hint_bytes`. A fallback that is
+//! full refuses the write for the unreachable owner; the coordinator counts
+//! that replica as failed, the write still succeeds if it reached its
+//! quorum elsewhere, and the refusal is counted on both sides
+//! (`hints_overflowed`, `hints_refused_by_fallback`), never silently lost.
+//! The owner then gets the data from read repair (and, later, anti-entropy).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use quorra_ring::{NodeId, PartitionId};
+use tracing::debug;
+
+use super::coordinator::Op;
+use super::messages::{KeyState, PeerMessage, ReplicaError, RequestId};
+use super::node::{Node, Pending};
+use super::replica::storage_error;
+use crate::storage::store::{Change, encode_object};
+use crate::storage::{Lsn, StorageError, Store};
+use crate::version::Object;
+
+/// Hints this node holds, by owner, and which owners have a handoff in flight.
+#[derive(Debug, Default)]
+pub(crate) struct HintBook {
+    /// Per owner: (count, bytes).
+    per_owner: BTreeMap<NodeId, (u64, u64)>,
+    count: u64,
+    bytes: u64,
+    in_flight: BTreeSet<NodeId>,
+}
+
+impl HintBook {
+    /// Counts the hints in `store`.
+    pub(crate) fn load(store: &Store) -> Result<Self, StorageError> {
+        let mut book = HintBook::default();
+        for owner in store.hint_targets()? {
+            let mut after: Option<(PartitionId, Vec<u8>)> = None;
+            loop {
+                let page = store.scan_hints(
+                    owner,
+                    after.as_ref().map(|(p, k)| (*p, k.as_slice())),
+                    512,
+                )?;
+                let Some(last) = page.last() else { break };
+                after = Some((last.partition, last.key.clone()));
+                for hint in &page {
+                    book.add(owner, encode_object(&hint.object)?.len() as u64);
+                }
+            }
+        }
+        Ok(book)
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub(crate) fn has_hints_for(&self, owner: NodeId) -> bool {
+        self.per_owner.get(&owner).is_some_and(|e| e.0 > 0)
+    }
+
+    fn add(&mut self, owner: NodeId, bytes: u64) {
+        let e = self.per_owner.entry(owner).or_default();
+        e.0 += 1;
+        e.1 += bytes;
+        self.count += 1;
+        self.bytes += bytes;
+    }
+
+    fn resize(&mut self, owner: NodeId, old: u64, new: u64) {
+        let e = self.per_owner.entry(owner).or_default();
+        e.1 = e.1 + new - old.min(e.1);
+        self.bytes = self.bytes + new - old.min(self.bytes);
+    }
+
+    fn remove(&mut self, owner: NodeId, bytes: u64) {
+        if let Some(e) = self.per_owner.get_mut(&owner) {
+            e.0 = e.0.saturating_sub(1);
+            e.1 = e.1.saturating_sub(bytes);
+            if e.0 == 0 {
+                self.per_owner.remove(&owner);
+            }
+        }
+        self.count = self.count.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+}
+
+impl Node {
+    /// Merges `incoming` into the hint held for `owner`, within the bounds.
+    pub(super) fn merge_hint(
+        &mut self,
+        owner: NodeId,
+        partition: PartitionId,
+        key: &[u8],
+        incoming: &Object,
+    ) -> Result<Lsn, ReplicaError> {
+        if !self.options.hinted_handoff {
+            return Err(ReplicaError::NotReplica(partition));
+        }
+        let existing = self
+            .store
+            .get_hint(owner, partition, key)
+            .map_err(storage_error)?;
+        let old_len = match &existing {
+            Some(h) => encode_object(h).map_err(storage_error)?.len() as u64,
+            None => 0,
+        };
+        let mut state = existing.clone().unwrap_or_default();
+        state.merge(incoming);
+        let new_len = encode_object(&state).map_err(storage_error)?.len() as u64;
+        let over_count = existing.is_none() && self.hints.count() >= self.options.max_hints;
+        let over_bytes = self.hints.bytes() - old_len.min(self.hints.bytes()) + new_len
+            > self.options.max_hint_bytes;
+        if over_count || over_bytes {
+            self.stats.hints_overflowed += 1;
+            return Err(ReplicaError::HintsFull);
+        }
+        let lsn = self
+            .store
+            .apply(&[Change::PutHint {
+                target: owner,
+                partition,
+                key,
+                object: &state,
+            }])
+            .map_err(storage_error)?;
+        if existing.is_some() {
+            self.hints.resize(owner, old_len, new_len);
+        } else {
+            self.hints.add(owner, new_len);
+            self.stats.hints_stored += 1;
+        }
+        Ok(lsn)
+    }
+
+    /// Offers a batch of hints to every owner believed up that has none in flight.
+    pub(super) fn offer_hints(&mut self, now: Duration) {
+        if !self.options.hinted_handoff {
+            return;
+        }
+        let owners: Vec<NodeId> = self
+            .hints
+            .per_owner
+            .keys()
+            .copied()
+            .filter(|&o| self.peers.is_up(o) && !self.hints.in_flight.contains(&o))
+            .collect();
+        for owner in owners {
+            let batch = match self
+                .store
+                .scan_hints(owner, None, self.options.handoff_batch)
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    self.stats.storage_errors += 1;
+                    debug!(error = %e, "reading hints failed");
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let items: Vec<KeyState> = batch
+                .into_iter()
+                .map(|h| KeyState {
+                    partition: h.partition,
+                    key: Bytes::from(h.key),
+                    object: h.object,
+                })
+                .collect();
+            let id = self.next_request_id();
+            self.send(
+                owner,
+                PeerMessage::Handoff {
+                    id,
+                    items: items.clone(),
+                },
+            );
+            self.hints.in_flight.insert(owner);
+            self.track(
+                now,
+                id,
+                Op::Handoff {
+                    target: owner,
+                    items,
+                },
+            );
+        }
+    }
+
+    /// An owner receives hints: merge them, acknowledge once durable.
+    pub(super) fn on_handoff(
+        &mut self,
+        now: Duration,
+        from: NodeId,
+        id: RequestId,
+        items: Vec<KeyState>,
+    ) {
+        let mut last = 0;
+        for item in &items {
+            if !self.is_primary(item.partition) {
+                let result = Err(ReplicaError::NotReplica(item.partition));
+                return self.send(from, PeerMessage::HandoffReply { id, result });
+            }
+            match self.merge_owned(now, item.partition, &item.key, &item.object) {
+                Ok(lsn) => last = last.max(lsn),
+                Err(e) => {
+                    self.stats.storage_errors += 1;
+                    let result = Err(storage_error(e));
+                    return self.send(from, PeerMessage::HandoffReply { id, result });
+                }
+            }
+        }
+        self.after_durable(Pending::Reply {
+            lsn: last,
+            to: from,
+            message: PeerMessage::HandoffReply { id, result: Ok(()) },
+        });
+    }
+
+    /// The owner acknowledged: delete each hint that has not changed since.
+    pub(super) fn on_handoff_reply(
+        &mut self,
+        now: Duration,
+        from: NodeId,
+        id: RequestId,
+        result: Result<(), ReplicaError>,
+    ) {
+        let (target, items) = match self.take_op(id) {
+            Some(Op::Handoff { target, items }) if target == from => (target, items),
+            Some(other) => return self.put_op(id, other),
+            None => return,
+        };
+        self.hints.in_flight.remove(&target);
+        if let Err(e) = result {
+            debug!(owner = target.0, error = %e, "handoff refused");
+            return;
+        }
+        for item in items {
+            match self.store.get_hint(target, item.partition, &item.key) {
+                Ok(Some(current)) if current == item.object => {
+                    let bytes = encode_object(&current).map_or(0, |b| b.len() as u64);
+                    let deleted = self.store.apply(&[Change::DeleteHint {
+                        target,
+                        partition: item.partition,
+                        key: &item.key,
+                    }]);
+                    match deleted {
+                        Ok(_) => {
+                            self.hints.remove(target, bytes);
+                            self.stats.hints_delivered += 1;
+                        }
+                        Err(e) => {
+                            self.stats.storage_errors += 1;
+                            debug!(error = %e, "deleting a delivered hint failed");
+                        }
+                    }
+                }
+                Ok(_) => {} // changed or gone: offered again if still there
+                Err(e) => {
+                    self.stats.storage_errors += 1;
+                    debug!(error = %e, "reading a delivered hint failed");
+                }
+            }
+        }
+        if self.hints.has_hints_for(target) {
+            // More to hand over: do not wait a whole interval.
+            self.next_handoff = self.next_handoff.min(now);
+        }
+    }
+
+    /// A handoff got no answer in time.
+    pub(super) fn handoff_expired(&mut self, target: NodeId) {
+        self.hints.in_flight.remove(&target);
+        self.peer_timed_out(target);
+    }
+}

@@ -1,0 +1,196 @@
+//! The messages nodes exchange.
+//!
+//! Every request carries an id chosen by its sender, unique per sender;
+//! replies echo it. Messages are idempotent where the network may duplicate
+//! them: writes, repairs and handoffs merge, purges compare before deleting,
+//! and a forwarded client request is executed once per (sender, id).
+//! They are plain data (serde), so the simulator passes them as values and
+//! the runtime encodes them with rmp-serde.
+
+use bytes::Bytes;
+use quorra_client::{Outcome, Request};
+use quorra_ring::{NodeId, PartitionId};
+use serde::{Deserialize, Serialize};
+
+use crate::version::Object;
+
+/// A sender-local request id.
+pub type RequestId = u64;
+
+/// Why a replica could not do what it was asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ReplicaError {
+    /// Its storage failed (full disk, I/O error, corrupt record).
+    #[error("storage: {0}")]
+    Storage(String),
+    /// It holds as many hints as it may; the write for the unreachable owner
+    /// was not kept here.
+    #[error("hint store full")]
+    HintsFull,
+    /// It is not a replica of that partition.
+    #[error("not a replica of {0}")]
+    NotReplica(PartitionId),
+}
+
+/// One key's state in a handoff.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyState {
+    /// The key's partition.
+    pub partition: PartitionId,
+    /// The key.
+    pub key: Bytes,
+    /// Its state.
+    pub object: Object,
+}
+
+/// A tombstone proposed for purging, identified by the digest of its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeItem {
+    /// The key's partition.
+    pub partition: PartitionId,
+    /// The key.
+    pub key: Bytes,
+    /// blake3 of the encoded tombstone state.
+    pub digest: [u8; 32],
+}
+
+/// One member's answer about one purge item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeVote {
+    /// The member is a primary of the key and durably holds exactly that
+    /// tombstone state, or holds nothing for the key.
+    pub holds_tombstone: bool,
+    /// The member holds a hint for the key (for any owner).
+    pub holds_hint: bool,
+}
+
+/// A message between two nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// Coordinator → replica: send your state of `key`.
+    Read {
+        /// Request id.
+        id: RequestId,
+        /// The key's partition.
+        partition: PartitionId,
+        /// The key.
+        key: Bytes,
+        /// Set when the receiver is asked as a fallback for this owner.
+        hint_for: Option<NodeId>,
+    },
+    /// Replica → coordinator: my state (`None`: I have nothing).
+    ReadReply {
+        /// Request id.
+        id: RequestId,
+        /// The state, or why it could not be read.
+        result: Result<Option<Object>, ReplicaError>,
+    },
+    /// Coordinator → replica: merge this state and acknowledge once durable.
+    Write {
+        /// Request id.
+        id: RequestId,
+        /// The key's partition.
+        partition: PartitionId,
+        /// The key.
+        key: Bytes,
+        /// The coordinator's state after the write.
+        object: Object,
+        /// Set when the receiver is a fallback: keep it as a hint for this owner.
+        hint_for: Option<NodeId>,
+    },
+    /// Replica → coordinator: merged and durable (or why not).
+    WriteReply {
+        /// Request id.
+        id: RequestId,
+        /// Success, or why the write was not kept.
+        result: Result<(), ReplicaError>,
+    },
+    /// Read repair: merge this state. No reply.
+    Repair {
+        /// The key's partition.
+        partition: PartitionId,
+        /// The key.
+        key: Bytes,
+        /// The merged state the coordinator saw.
+        object: Object,
+    },
+    /// A client write sent to a primary, which coordinates it.
+    Forward {
+        /// Request id.
+        id: RequestId,
+        /// The client's request.
+        request: Request,
+    },
+    /// The outcome of a forwarded request.
+    ForwardReply {
+        /// Request id.
+        id: RequestId,
+        /// What the client gets.
+        outcome: Outcome,
+    },
+    /// Fallback → owner: hints held for you; acknowledge once durable.
+    Handoff {
+        /// Request id.
+        id: RequestId,
+        /// The hinted states.
+        items: Vec<KeyState>,
+    },
+    /// Owner → fallback: merged and durable (or why not).
+    HandoffReply {
+        /// Request id.
+        id: RequestId,
+        /// Success, or why not.
+        result: Result<(), ReplicaError>,
+    },
+    /// Do you hold these tombstones, or hints for these keys?
+    PurgeCheck {
+        /// Request id.
+        id: RequestId,
+        /// The tombstones.
+        items: Vec<PurgeItem>,
+    },
+    /// One vote per item, in order.
+    PurgeCheckReply {
+        /// Request id.
+        id: RequestId,
+        /// The votes.
+        votes: Vec<PurgeVote>,
+    },
+    /// Delete these tombstones if your state still has this digest.
+    Purge {
+        /// The tombstones.
+        items: Vec<PurgeItem>,
+    },
+    /// Are you there?
+    Ping {
+        /// Request id.
+        id: RequestId,
+    },
+    /// I am.
+    Pong {
+        /// Request id.
+        id: RequestId,
+    },
+}
+
+impl PeerMessage {
+    /// A short name of the message kind, for traces and statistics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerMessage::Read { .. } => "read",
+            PeerMessage::ReadReply { .. } => "read-reply",
+            PeerMessage::Write { .. } => "write",
+            PeerMessage::WriteReply { .. } => "write-reply",
+            PeerMessage::Repair { .. } => "repair",
+            PeerMessage::Forward { .. } => "forward",
+            PeerMessage::ForwardReply { .. } => "forward-reply",
+            PeerMessage::Handoff { .. } => "handoff",
+            PeerMessage::HandoffReply { .. } => "handoff-reply",
+            PeerMessage::PurgeCheck { .. } => "purge-check",
+            PeerMessage::PurgeCheckReply { .. } => "purge-check-reply",
+            PeerMessage::Purge { .. } => "purge",
+            PeerMessage::Ping { .. } => "ping",
+            PeerMessage::Pong { .. } => "pong",
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! # The node core: replica and coordinator as a sans-IO state machine
+//!
+//! [`Node`] is the whole protocol of one Quorra node, with no I/O: it is
+//! handed client requests, peer messages and the current time, and it
+//! returns messages to send, client replies and when to call it next (see
+//! [`node`] for the driving contract). Storage is the one synchronous
+//! dependency, through [`crate::storage::Store`]. The simulator and the
+//! tokio runtime drive this same code; everything the simulator proves is
+//! proven of what runs in production.
+//!
+//! ## A request's path
+//!
+//! - **Placement**: the key's partition and its preference list come from
+//!   the ring ([`quorra_ring`]). The coordinator sends to the primaries it
+//!   believes up and, for each one it believes down, to the next live node
+//!   of the list as a fallback (a sloppy quorum). Reachability is judged
+//!   from timeouts ([`peers`]) until gossip replaces it.
+//! - **Reads** ([`coordinator`]): answer at R (PR) successful answers with
+//!   every live sibling, keep tracking stragglers, then repair every primary
+//!   that answered with less than the merged state (read repair).
+//! - **Writes** ([`coordinator`], [`replica`]): coordinated by a primary
+//!   (others forward); the new state is merged by every replica, a fallback
+//!   keeps it as a hint, and the client is answered once W (PW) replicas
+//!   hold it durably. The reply carries a receipt of who answered.
+//! - **Hinted handoff** ([`hints`]): fallbacks hand hints to their owner
+//!   when it answers again and delete them only once the owner acknowledged
+//!   them durably. Hints are bounded; overflow is refused and counted.
+//! - **Deletes and purge** ([`purge`]): a delete is a tombstone written like
+//!   any value; it is purged only after every member confirms that the
+//!   primaries hold it and nobody holds a hint for the key.
+//!
+//! ## Invariants
+//!
+//! - A replica never overwrites: every state it receives is merged.
+//! - An acknowledgement (to a coordinator, or a coordinator's own count)
+//!   leaves only when the write is durable under the sync mode.
+//! - A dot is never issued twice for two values (epochs, see
+//!   [`crate::version::actor`]).
+//! - A hint is deleted only after its owner durably acknowledged exactly
+//!   that state.
+//! - A tombstone is deleted only when no node can hold an older copy.
+//!
+//! ## Not done here
+//!
+//! - Membership is the static ring the node was started with; gossip and
+//!   phi-accrual detection replace [`peers`] in their own issue.
+//! - No anti-entropy yet: a replica that missed a write and is never read
+//!   only converges through hints. The simulator's liveness phase reads
+//!   every key at `all` until Merkle anti-entropy lands.
+//! - No data movement on ownership change (the ring does not change yet).
+//! - A coordinator does not retry a failed replica with another fallback
+//!   within the same request; the next request picks a new set.
+
+pub mod coordinator;
+pub mod hints;
+pub mod messages;
+pub mod node;
+pub mod options;
+pub mod peers;
+pub mod purge;
+pub mod replica;
+pub mod stats;
+pub mod tally;
+
+pub use messages::{KeyState, PeerMessage, PurgeItem, PurgeVote, ReplicaError, RequestId};
+pub use node::{ClientTag, Node, NodeError};
+pub use options::Options;
+pub use stats::Stats;

@@ -1,0 +1,454 @@
+//! The node state machine: inputs in, outputs out, time passed in.
+//!
+//! A driver (the runtime or the simulator) feeds a [`Node`] with
+//! `handle_client`, `handle_message`, `handle_timeout` and `handle_flushed`,
+//! each taking `now`, and carries out what `poll_transmit`, `poll_reply` and
+//! `poll_timeout` return. After each batch of inputs it asks
+//! [`Node::poll_flush`], flushes the store if so, and calls
+//! [`Node::handle_flushed`], which releases the acknowledgements that waited
+//! for durability. The node never reads a clock or does I/O other than
+//! synchronous calls to its [`Store`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use quorra_client::Outcome;
+use quorra_ring::{NodeId, PartitionId, Ring};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+use tracing::{debug, trace};
+
+use super::coordinator::{Op, ReplyTo};
+use super::hints::HintBook;
+use super::messages::{PeerMessage, RequestId};
+use super::options::Options;
+use super::peers::Peers;
+use super::purge::Tombstones;
+use super::stats::Stats;
+use crate::storage::{GroupCommit, Lsn, StorageError, Store};
+
+/// Metadata key of the persisted incarnation.
+const INCARNATION_KEY: &str = "incarnation";
+
+/// A tag the driver attaches to a client request; the reply carries it back.
+pub type ClientTag = u64;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The node is not a member of the ring it was given.
+    #[error("node {0} is not a member of the ring")]
+    NotAMember(NodeId),
+    /// Its storage failed while loading state.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Something waiting for a flush before it may leave the node.
+#[derive(Debug)]
+pub(super) enum Pending {
+    /// A reply to a peer (write or handoff acknowledgement).
+    Reply {
+        lsn: Lsn,
+        to: NodeId,
+        message: PeerMessage,
+    },
+    /// The coordinator's own copy of a write, counted as one acknowledgement.
+    Local { lsn: Lsn, op: RequestId },
+}
+
+impl Pending {
+    fn lsn(&self) -> Lsn {
+        match self {
+            Pending::Reply { lsn, .. } | Pending::Local { lsn, .. } => *lsn,
+        }
+    }
+}
+
+/// One Quorra node's protocol logic.
+pub struct Node {
+    pub(super) id: NodeId,
+    pub(super) ring: Ring,
+    pub(super) options: Options,
+    pub(super) store: Store,
+    commit: GroupCommit,
+    pub(super) incarnation: u32,
+    pub(super) next_epoch: u32,
+    rng: Xoshiro256PlusPlus,
+    pub(super) peers: Peers,
+    pub(super) ops: BTreeMap<RequestId, Op>,
+    deadlines: BTreeSet<(Duration, RequestId)>,
+    next_id: RequestId,
+    outbox: VecDeque<(NodeId, PeerMessage)>,
+    replies: VecDeque<(ClientTag, Outcome)>,
+    pending: VecDeque<Pending>,
+    pub(super) hints: HintBook,
+    pub(super) tombstones: Tombstones,
+    /// Forwarded requests already started, by (origin, id), with when.
+    pub(super) forwards_seen: BTreeMap<(NodeId, RequestId), Duration>,
+    next_probe: Duration,
+    pub(super) next_handoff: Duration,
+    next_purge: Duration,
+    pub(super) stats: Stats,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("incarnation", &self.incarnation)
+            .field("ops", &self.ops.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts node `id` on `store`: bumps and persists its incarnation
+    /// (durably, before anything else), and loads the hint and tombstone
+    /// bookkeeping from storage.
+    pub fn new(
+        id: NodeId,
+        ring: Ring,
+        store: Store,
+        options: Options,
+        now: Duration,
+    ) -> Result<Self, NodeError> {
+        if !ring.contains(id) {
+            return Err(NodeError::NotAMember(id));
+        }
+        let previous = match store.get_meta(INCARNATION_KEY)? {
+            Some(bytes) if bytes.len() == 4 => {
+                u32::from_be_bytes(bytes.try_into().expect("4 bytes"))
+            }
+            Some(_) => {
+                return Err(NodeError::Storage(StorageError::Corrupt {
+                    what: INCARNATION_KEY.into(),
+                    reason: "not 4 bytes".into(),
+                }));
+            }
+            None => 0,
+        };
+        let incarnation = previous.wrapping_add(1);
+        store.put_meta(INCARNATION_KEY, &incarnation.to_be_bytes())?;
+        store.flush()?;
+        let hints = HintBook::load(&store)?;
+        let tombstones = Tombstones::load(&store, now)?;
+        let peers = Peers::new(id, ring.node_ids());
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(options.rng_seed ^ id.0.rotate_left(17));
+        let jitter = |rng: &mut Xoshiro256PlusPlus, every: Duration| {
+            every.mul_f64(rng.random_range(0.0..1.0))
+        };
+        let next_probe = now + jitter(&mut rng, options.probe_interval);
+        let next_handoff = now + jitter(&mut rng, options.handoff_interval);
+        let next_purge = now + jitter(&mut rng, options.purge_interval);
+        debug!(
+            node = id.0,
+            incarnation,
+            hints = hints.count(),
+            "node started"
+        );
+        Ok(Self {
+            id,
+            ring,
+            commit: GroupCommit::new(options.sync),
+            options,
+            store,
+            incarnation,
+            next_epoch: 1,
+            rng,
+            peers,
+            ops: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            next_id: 1,
+            outbox: VecDeque::new(),
+            replies: VecDeque::new(),
+            pending: VecDeque::new(),
+            hints,
+            tombstones,
+            forwards_seen: BTreeMap::new(),
+            next_probe,
+            next_handoff,
+            next_purge,
+            stats: Stats::default(),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The incarnation this process runs as.
+    pub fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    /// The ring the node routes with.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// The node's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Counters of what the node has done.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Whether this node believes `node` reachable.
+    pub fn believes_up(&self, node: NodeId) -> bool {
+        self.peers.is_up(node)
+    }
+
+    /// Hints held: (count, bytes).
+    pub fn hint_usage(&self) -> (u64, u64) {
+        (self.hints.count(), self.hints.bytes())
+    }
+
+    /// Requests in flight (coordinated here, including stragglers tracked
+    /// after the reply).
+    pub fn requests_in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
+    // ---- inputs ----
+
+    /// A client request, tagged by the driver.
+    pub fn handle_client(
+        &mut self,
+        now: Duration,
+        tag: ClientTag,
+        request: quorra_client::Request,
+    ) {
+        let _span = tracing::trace_span!("node", id = self.id.0).entered();
+        self.stats.client_requests += 1;
+        self.start_request(now, ReplyTo::Client(tag), request);
+        self.release_acknowledgements();
+    }
+
+    /// A message from peer `from`.
+    pub fn handle_message(&mut self, now: Duration, from: NodeId, message: PeerMessage) {
+        let _span = tracing::trace_span!("node", id = self.id.0).entered();
+        if !self.ring.contains(from) || from == self.id {
+            debug!(
+                from = from.0,
+                kind = message.kind(),
+                "message from a non-member ignored"
+            );
+            self.stats.rejected_messages += 1;
+            return;
+        }
+        trace!(from = from.0, kind = message.kind(), "message");
+        if self.peers.heard_from(from, now) {
+            debug!(peer = from.0, "peer is reachable again");
+            if self.hints.has_hints_for(from) {
+                self.next_handoff = now;
+            }
+        }
+        match message {
+            PeerMessage::Read {
+                id,
+                partition,
+                key,
+                hint_for,
+            } => self.on_read(from, id, partition, key, hint_for),
+            PeerMessage::ReadReply { id, result } => self.on_read_reply(now, from, id, result),
+            PeerMessage::Write {
+                id,
+                partition,
+                key,
+                object,
+                hint_for,
+            } => self.on_write(now, from, id, partition, key, object, hint_for),
+            PeerMessage::WriteReply { id, result } => self.on_write_reply(now, from, id, result),
+            PeerMessage::Repair {
+                partition,
+                key,
+                object,
+            } => self.on_repair(now, partition, key, object),
+            PeerMessage::Forward { id, request } => self.on_forward(now, from, id, request),
+            PeerMessage::ForwardReply { id, outcome } => self.on_forward_reply(from, id, outcome),
+            PeerMessage::Handoff { id, items } => self.on_handoff(now, from, id, items),
+            PeerMessage::HandoffReply { id, result } => {
+                self.on_handoff_reply(now, from, id, result)
+            }
+            PeerMessage::PurgeCheck { id, items } => self.on_purge_check(from, id, items),
+            PeerMessage::PurgeCheckReply { id, votes } => {
+                self.on_purge_check_reply(now, from, id, votes)
+            }
+            PeerMessage::Purge { items } => self.on_purge(items),
+            PeerMessage::Ping { id } => self.send(from, PeerMessage::Pong { id }),
+            PeerMessage::Pong { id } => {
+                self.take_op(id);
+            }
+        }
+        self.release_acknowledgements();
+    }
+
+    /// Time has advanced to `now`: expire requests, run periodic work.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        let _span = tracing::trace_span!("node", id = self.id.0).entered();
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(op) = self.ops.remove(&id) {
+                self.expire(now, id, op);
+            }
+        }
+        if now >= self.next_probe {
+            self.probe(now);
+            self.next_probe = now + self.jittered(self.options.probe_interval);
+        }
+        if now >= self.next_handoff {
+            self.offer_hints(now);
+            self.next_handoff = now + self.jittered(self.options.handoff_interval);
+        }
+        if now >= self.next_purge {
+            self.sweep_tombstones(now);
+            self.next_purge = now + self.jittered(self.options.purge_interval);
+        }
+        let horizon = now.saturating_sub(self.options.request_timeout * 2);
+        self.forwards_seen.retain(|_, &mut at| at >= horizon);
+        self.release_acknowledgements();
+    }
+
+    /// The driver flushed the store: acknowledgements may go out.
+    pub fn handle_flushed(&mut self, now: Duration) {
+        self.commit.flushed(now);
+        self.release_acknowledgements();
+    }
+
+    // ---- outputs ----
+
+    /// The next message to send, if any.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<(NodeId, PeerMessage)> {
+        self.outbox.pop_front()
+    }
+
+    /// The next client reply, if any.
+    #[must_use]
+    pub fn poll_reply(&mut self) -> Option<(ClientTag, Outcome)> {
+        self.replies.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Duration {
+        let mut next = self.next_probe.min(self.next_handoff).min(self.next_purge);
+        if let Some(&(deadline, _)) = self.deadlines.first() {
+            next = next.min(deadline);
+        }
+        if let Some(at) = self
+            .commit
+            .next_flush_at(self.store.applied_lsn(), self.store.durable_lsn())
+        {
+            next = next.min(at);
+        }
+        next
+    }
+
+    /// Whether the driver must flush the store now. A `true` starts a
+    /// flush: the driver flushes (possibly on another thread) and then calls
+    /// [`Node::handle_flushed`]; no other flush is asked for meanwhile.
+    #[must_use]
+    pub fn poll_flush(&mut self, now: Duration) -> bool {
+        self.commit
+            .poll_flush(now, self.store.applied_lsn(), self.store.durable_lsn())
+    }
+
+    // ---- helpers for the protocol modules ----
+
+    pub(super) fn send(&mut self, to: NodeId, message: PeerMessage) {
+        self.stats.messages_sent += 1;
+        self.outbox.push_back((to, message));
+    }
+
+    pub(super) fn reply(&mut self, to: ReplyTo, outcome: Outcome) {
+        match to {
+            ReplyTo::Client(tag) => self.replies.push_back((tag, outcome)),
+            ReplyTo::Forwarded { node, id } => {
+                self.send(node, PeerMessage::ForwardReply { id, outcome })
+            }
+        }
+    }
+
+    pub(super) fn next_request_id(&mut self) -> RequestId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Registers an operation with its deadline.
+    pub(super) fn track(&mut self, now: Duration, id: RequestId, op: Op) {
+        self.deadlines
+            .insert((now + self.options.request_timeout, id));
+        self.ops.insert(id, op);
+    }
+
+    /// Removes an operation (its deadline entry is dropped lazily).
+    pub(super) fn take_op(&mut self, id: RequestId) -> Option<Op> {
+        self.ops.remove(&id)
+    }
+
+    /// Puts back an operation taken with `take_op` that is not finished.
+    pub(super) fn put_op(&mut self, id: RequestId, op: Op) {
+        self.ops.insert(id, op);
+    }
+
+    /// Queues something that must wait for `lsn` to be durable.
+    pub(super) fn after_durable(&mut self, pending: Pending) {
+        self.pending.push_back(pending);
+    }
+
+    /// Releases everything whose write is now durable (or acknowledgeable
+    /// at once in periodic mode).
+    fn release_acknowledgements(&mut self) {
+        let durable = self.store.durable_lsn();
+        while let Some(first) = self.pending.front() {
+            if !self.commit.can_acknowledge(first.lsn(), durable) {
+                break;
+            }
+            match self.pending.pop_front().expect("peeked") {
+                Pending::Reply { to, message, .. } => self.send(to, message),
+                Pending::Local { op, .. } => self.local_write_durable(op),
+            }
+        }
+    }
+
+    pub(super) fn jittered(&mut self, every: Duration) -> Duration {
+        every.mul_f64(self.rng.random_range(0.9..1.1))
+    }
+
+    /// Marks a peer as having failed to answer.
+    pub(super) fn peer_timed_out(&mut self, node: NodeId) {
+        if self.peers.timed_out(node, self.options.down_after_failures) {
+            debug!(peer = node.0, "peer believed down");
+            self.stats.peers_marked_down += 1;
+        }
+    }
+
+    fn probe(&mut self, now: Duration) {
+        let down: Vec<NodeId> = self.peers.down().collect();
+        for node in down {
+            let id = self.next_request_id();
+            self.send(node, PeerMessage::Ping { id });
+            self.track(now, id, Op::Ping(node));
+        }
+    }
+
+    /// The members of the ring, in id order.
+    pub(super) fn members(&self) -> Vec<NodeId> {
+        self.ring.node_ids().collect()
+    }
+
+    /// Whether this node is a primary of `partition`.
+    pub(super) fn is_primary(&self, partition: PartitionId) -> bool {
+        self.ring.is_primary(partition, self.id)
+    }
+}

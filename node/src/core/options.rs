@@ -1,0 +1,67 @@
+//! Tunables of the node core, with their documented defaults.
+
+use std::time::Duration;
+
+use crate::storage::SyncMode;
+
+/// Options of one node. Every timeout and bound the core uses is here.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How long a coordinator waits for its quorum, and tracks stragglers
+    /// after replying (default 2 s). A request that has not reached its
+    /// quorum by then fails with `QuorumNotReached`.
+    pub request_timeout: Duration,
+    /// Consecutive timeouts after which a peer is believed down (default 2).
+    /// Any message from it marks it up again.
+    pub down_after_failures: u32,
+    /// How often peers believed down are probed (default 1 s).
+    pub probe_interval: Duration,
+    /// Sloppy quorum with hinted handoff (default on). Off: requests go to
+    /// reachable primaries only and no hints are kept.
+    pub hinted_handoff: bool,
+    /// How often held hints are offered to their owners (default 1 s).
+    pub handoff_interval: Duration,
+    /// Hints per handoff message (default 64).
+    pub handoff_batch: usize,
+    /// Most hints a node holds (default 100,000). Beyond it, writes for
+    /// unreachable owners are refused by the fallback and counted.
+    pub max_hints: u64,
+    /// Most bytes of hints a node holds (default 256 MiB).
+    pub max_hint_bytes: u64,
+    /// Read repair (default on): after a read, replicas that answered with a
+    /// stale or missing version are sent the merged one.
+    pub read_repair: bool,
+    /// How long a key must have been a tombstone on a replica before it may
+    /// be purged (default 60 s). Must exceed the longest time a message can
+    /// spend in flight, so no stale copy can arrive after the purge.
+    pub tombstone_grace: Duration,
+    /// How often tombstones past their grace are checked for purging (default 1 s).
+    pub purge_interval: Duration,
+    /// Tombstones per purge check (default 128).
+    pub purge_batch: usize,
+    /// Group-commit mode: when writes are acknowledged relative to flushes.
+    pub sync: SyncMode,
+    /// Seed of the node's RNG (timer jitter). Set it for reproducible runs.
+    pub rng_seed: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(2),
+            down_after_failures: 2,
+            probe_interval: Duration::from_secs(1),
+            hinted_handoff: true,
+            handoff_interval: Duration::from_secs(1),
+            handoff_batch: 64,
+            max_hints: 100_000,
+            max_hint_bytes: 256 * 1024 * 1024,
+            read_repair: true,
+            tombstone_grace: Duration::from_secs(60),
+            purge_interval: Duration::from_secs(1),
+            purge_batch: 128,
+            sync: SyncMode::Always,
+            rng_seed: 0,
+        }
+    }
+}

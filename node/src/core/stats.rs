@@ -1,0 +1,75 @@
+//! Counters of what a node has done, for tests, the simulator and metrics.
+
+/// Monotonic counters since the node started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Client requests received (including forwarded ones coordinated here).
+    pub client_requests: u64,
+    /// Reads coordinated.
+    pub reads: u64,
+    /// Writes (puts and deletes) coordinated.
+    pub writes: u64,
+    /// Writes forwarded to a primary.
+    pub forwarded: u64,
+    /// Requests that failed their quorum.
+    pub quorum_failures: u64,
+    /// Read repairs sent (or applied locally).
+    pub read_repairs: u64,
+    /// Hints stored here for other nodes.
+    pub hints_stored: u64,
+    /// Hints delivered to their owner and deleted here.
+    pub hints_delivered: u64,
+    /// Writes for an unreachable owner this node refused because its hint
+    /// store was full. The write still succeeds on the nodes it reached.
+    pub hints_overflowed: u64,
+    /// As coordinator: fallbacks that refused a hint because they were full.
+    pub hints_refused_by_fallback: u64,
+    /// Tombstones purged here.
+    pub tombstones_purged: u64,
+    /// Peers this node came to believe down.
+    pub peers_marked_down: u64,
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Messages ignored because their sender is not a member.
+    pub rejected_messages: u64,
+    /// Storage errors met while serving peers.
+    pub storage_errors: u64,
+}
+
+impl Stats {
+    /// Adds `other`'s counts to these (e.g. over nodes, or over restarts).
+    pub fn absorb(&mut self, other: &Stats) {
+        let Stats {
+            client_requests,
+            reads,
+            writes,
+            forwarded,
+            quorum_failures,
+            read_repairs,
+            hints_stored,
+            hints_delivered,
+            hints_overflowed,
+            hints_refused_by_fallback,
+            tombstones_purged,
+            peers_marked_down,
+            messages_sent,
+            rejected_messages,
+            storage_errors,
+        } = other;
+        self.client_requests += client_requests;
+        self.reads += reads;
+        self.writes += writes;
+        self.forwarded += forwarded;
+        self.quorum_failures += quorum_failures;
+        self.read_repairs += read_repairs;
+        self.hints_stored += hints_stored;
+        self.hints_delivered += hints_delivered;
+        self.hints_overflowed += hints_overflowed;
+        self.hints_refused_by_fallback += hints_refused_by_fallback;
+        self.tombstones_purged += tombstones_purged;
+        self.peers_marked_down += peers_marked_down;
+        self.messages_sent += messages_sent;
+        self.rejected_messages += rejected_messages;
+        self.storage_errors += storage_errors;
+    }
+}

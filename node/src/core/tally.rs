@@ -1,0 +1,205 @@
+//! Counting answers towards a quorum.
+//!
+//! One shared helper for reads and writes (as garage has one quorum-call
+//! helper): a [`Tally`] knows the replicas a request went to, their roles,
+//! and who has answered. It says when the quorum is reached (total and
+//! primaries), when it has become impossible, and when every replica has
+//! answered, so the coordinator can reply at quorum and keep tracking the
+//! stragglers for read repair and statistics.
+
+use quorra_client::{Quorum, Receipt, ReplicaAnswer, RequestError};
+use quorra_ring::{NodeId, Replica, ReplicaRole};
+
+/// Where one replica of a request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Not answered yet.
+    Pending,
+    /// Answered successfully.
+    Ok,
+    /// Answered with an error, or timed out.
+    Failed,
+}
+
+/// The answers of one request's replicas.
+#[derive(Clone, Debug)]
+pub struct Tally {
+    quorum: Quorum,
+    replicas: Vec<(Replica, Answer)>,
+    /// Order in which successful answers arrived (indices into `replicas`).
+    arrivals: Vec<usize>,
+}
+
+impl Tally {
+    /// A tally over `replicas` needing `quorum`.
+    pub fn new(replicas: Vec<Replica>, quorum: Quorum) -> Self {
+        Self {
+            quorum,
+            replicas: replicas.into_iter().map(|r| (r, Answer::Pending)).collect(),
+            arrivals: Vec::new(),
+        }
+    }
+
+    /// The replicas, in the order they were chosen.
+    pub fn replicas(&self) -> impl Iterator<Item = (Replica, Answer)> + '_ {
+        self.replicas.iter().copied()
+    }
+
+    fn slot(&self, node: NodeId) -> Option<usize> {
+        self.replicas.iter().position(|(r, _)| r.node == node)
+    }
+
+    /// The replica entry for `node`, if it is one of this request's.
+    pub fn replica(&self, node: NodeId) -> Option<Replica> {
+        self.slot(node).map(|i| self.replicas[i].0)
+    }
+
+    /// Records an answer from `node`. Returns false if `node` is not a
+    /// replica of this request or has already answered (duplicates).
+    pub fn record(&mut self, node: NodeId, ok: bool) -> bool {
+        let Some(i) = self.slot(node) else {
+            return false;
+        };
+        if self.replicas[i].1 != Answer::Pending {
+            return false;
+        }
+        self.replicas[i].1 = if ok { Answer::Ok } else { Answer::Failed };
+        if ok {
+            self.arrivals.push(i);
+        }
+        true
+    }
+
+    /// Nodes that have not answered yet.
+    pub fn pending(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.replicas
+            .iter()
+            .filter(|(_, a)| *a == Answer::Pending)
+            .map(|(r, _)| r.node)
+    }
+
+    fn count(&self, answer: Answer, primaries_only: bool) -> usize {
+        self.replicas
+            .iter()
+            .filter(|(r, a)| *a == answer && (!primaries_only || r.role == ReplicaRole::Primary))
+            .count()
+    }
+
+    /// Whether enough replicas (and primaries) answered successfully.
+    pub fn reached(&self) -> bool {
+        self.count(Answer::Ok, false) >= self.quorum.total
+            && self.count(Answer::Ok, true) >= self.quorum.primaries
+    }
+
+    /// Whether the quorum can no longer be reached, even if every pending
+    /// replica answers successfully.
+    pub fn impossible(&self) -> bool {
+        let ok = self.count(Answer::Ok, false) + self.count(Answer::Pending, false);
+        let ok_primaries = self.count(Answer::Ok, true) + self.count(Answer::Pending, true);
+        ok < self.quorum.total || ok_primaries < self.quorum.primaries
+    }
+
+    /// Whether every replica has answered or failed.
+    pub fn settled(&self) -> bool {
+        self.replicas.iter().all(|(_, a)| *a != Answer::Pending)
+    }
+
+    /// The error to give when the quorum was not reached.
+    pub fn failure(&self) -> RequestError {
+        RequestError::QuorumNotReached {
+            required: self.quorum.total,
+            succeeded: self.count(Answer::Ok, false),
+            primaries_required: self.quorum.primaries,
+            primaries_succeeded: self.count(Answer::Ok, true),
+        }
+    }
+
+    /// The successful answers so far, in arrival order.
+    pub fn receipt(&self) -> Receipt {
+        Receipt {
+            answered: self
+                .arrivals
+                .iter()
+                .map(|&i| {
+                    let r = self.replicas[i].0;
+                    ReplicaAnswer {
+                        node: r.node.0,
+                        fallback_for: match r.role {
+                            ReplicaRole::Primary => None,
+                            ReplicaRole::Fallback { for_node } => Some(for_node.0),
+                        },
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replicas() -> Vec<Replica> {
+        vec![
+            Replica {
+                node: NodeId(1),
+                role: ReplicaRole::Primary,
+            },
+            Replica {
+                node: NodeId(2),
+                role: ReplicaRole::Primary,
+            },
+            Replica {
+                node: NodeId(4),
+                role: ReplicaRole::Fallback {
+                    for_node: NodeId(3),
+                },
+            },
+        ]
+    }
+
+    #[test]
+    fn reaches_quorum_and_tracks_stragglers() {
+        let mut t = Tally::new(
+            replicas(),
+            Quorum {
+                total: 2,
+                primaries: 0,
+            },
+        );
+        assert!(t.record(NodeId(4), true));
+        assert!(!t.record(NodeId(4), true), "duplicates are ignored");
+        assert!(!t.record(NodeId(9), true), "strangers are ignored");
+        assert!(!t.reached());
+        assert!(t.record(NodeId(1), true));
+        assert!(t.reached() && !t.settled());
+        assert_eq!(t.pending().collect::<Vec<_>>(), vec![NodeId(2)]);
+        assert!(t.receipt().used_fallback());
+        assert_eq!(t.receipt().answered[0].node, 4);
+    }
+
+    #[test]
+    fn primary_requirement_and_impossibility() {
+        let mut t = Tally::new(
+            replicas(),
+            Quorum {
+                total: 2,
+                primaries: 2,
+            },
+        );
+        t.record(NodeId(4), true);
+        t.record(NodeId(1), true);
+        assert!(!t.reached(), "a fallback does not count as a primary");
+        t.record(NodeId(2), false);
+        assert!(t.impossible());
+        assert_eq!(
+            t.failure(),
+            RequestError::QuorumNotReached {
+                required: 2,
+                succeeded: 2,
+                primaries_required: 2,
+                primaries_succeeded: 1
+            }
+        );
+    }
+}

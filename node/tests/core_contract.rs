@@ -1,0 +1,170 @@
+//! The driving contract of the sans-IO node core, on a one-node cluster:
+//! what a driver must do (flush when asked, then hand the flush back) and
+//! what the node answers to bad input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quorra_client::{Consistency, Context, Request, RequestError};
+use quorra_node::core::{Node, Options, PeerMessage};
+use quorra_node::storage::memory::MemoryEngine;
+use quorra_node::storage::{Store, SyncMode};
+use quorra_ring::{Member, NodeId, Ring, RingConfig, allocate_tokens};
+
+fn one_node_ring() -> Ring {
+    let empty = Ring::new(RingConfig::default(), Vec::new()).unwrap();
+    let tokens = allocate_tokens(&empty, NodeId(1), "z1", 8).unwrap();
+    Ring::new(
+        RingConfig::default(),
+        vec![Member::new(NodeId(1), "z1", tokens)],
+    )
+    .unwrap()
+}
+
+fn start(engine: &Arc<MemoryEngine>, sync: SyncMode) -> Node {
+    let options = Options {
+        sync,
+        ..Options::default()
+    };
+    Node::new(
+        NodeId(1),
+        one_node_ring(),
+        Store::new(engine.clone()),
+        options,
+        Duration::ZERO,
+    )
+    .unwrap()
+}
+
+fn put(key: &str, value: &str) -> Request {
+    Request::Put {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+        context: Context::empty(),
+        consistency: Consistency::QUORUM,
+    }
+}
+
+#[test]
+fn a_write_is_acknowledged_only_after_the_flush_the_node_asked_for() {
+    let engine = Arc::new(MemoryEngine::new());
+    let mut node = start(&engine, SyncMode::Always);
+    let now = Duration::from_millis(1);
+    node.handle_client(now, 7, put("k", "v"));
+    assert!(
+        node.poll_reply().is_none(),
+        "no acknowledgement before durability"
+    );
+    assert!(node.poll_flush(now), "the node asks for a flush");
+    assert!(!node.poll_flush(now), "only one flush at a time");
+    // A crash now would lose the write: it was never acknowledged.
+    use quorra_node::storage::Engine;
+    engine.flush().unwrap();
+    node.handle_flushed(now);
+    let (tag, outcome) = node.poll_reply().expect("a reply after the flush");
+    assert_eq!(tag, 7);
+    let response = outcome.unwrap();
+    assert_eq!(response.values, vec![Bytes::from_static(b"v")]);
+    assert_eq!(response.receipt.answered.len(), 1);
+
+    node.handle_client(
+        now,
+        8,
+        Request::Get {
+            key: Bytes::from_static(b"k"),
+            consistency: Consistency::ONE,
+        },
+    );
+    let (_, read) = node.poll_reply().expect("reads need no flush");
+    assert_eq!(read.unwrap().values, vec![Bytes::from_static(b"v")]);
+}
+
+#[test]
+fn periodic_mode_acknowledges_before_the_flush() {
+    let engine = Arc::new(MemoryEngine::new());
+    let mut node = start(
+        &engine,
+        SyncMode::Periodic {
+            interval: Duration::from_millis(50),
+        },
+    );
+    node.handle_client(Duration::from_millis(1), 1, put("k", "v"));
+    assert!(node.poll_reply().is_some());
+    assert!(
+        node.poll_timeout() <= Duration::from_millis(51),
+        "a flush is scheduled"
+    );
+}
+
+#[test]
+fn every_start_is_a_new_incarnation() {
+    let engine = Arc::new(MemoryEngine::new());
+    let first = start(&engine, SyncMode::Always).incarnation();
+    let second = start(&engine, SyncMode::Always).incarnation();
+    assert_eq!(second, first + 1);
+    // Even after a crash that loses everything unflushed.
+    engine.crash();
+    assert_eq!(start(&engine, SyncMode::Always).incarnation(), second + 1);
+}
+
+#[test]
+fn bad_requests_get_typed_errors_and_the_node_keeps_serving() {
+    let engine = Arc::new(MemoryEngine::new());
+    let mut node = start(
+        &engine,
+        SyncMode::Periodic {
+            interval: Duration::from_millis(50),
+        },
+    );
+    let now = Duration::from_millis(1);
+    let bad = [
+        put("", "v"),
+        Request::Put {
+            key: Bytes::from(vec![b'k'; quorra_client::MAX_KEY_LEN + 1]),
+            value: Bytes::from_static(b"v"),
+            context: Context::empty(),
+            consistency: Consistency::QUORUM,
+        },
+        Request::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from(vec![0; quorra_client::MAX_VALUE_LEN + 1]),
+            context: Context::empty(),
+            consistency: Consistency::QUORUM,
+        },
+        Request::Delete {
+            key: Bytes::from_static(b"k"),
+            context: Context::from_bytes(vec![1, 0xc1, 0xff]),
+            consistency: Consistency::QUORUM,
+        },
+    ];
+    for (tag, request) in bad.into_iter().enumerate() {
+        node.handle_client(now, tag as u64, request);
+        let (_, outcome) = node.poll_reply().expect("an immediate answer");
+        assert!(
+            matches!(outcome, Err(RequestError::Invalid(_))),
+            "{outcome:?}"
+        );
+    }
+    node.handle_client(
+        now,
+        9,
+        Request::Get {
+            key: Bytes::from_static(b"k"),
+            consistency: Consistency::TWO,
+        },
+    );
+    let (_, outcome) = node.poll_reply().unwrap();
+    assert!(
+        matches!(outcome, Err(RequestError::Consistency(_))),
+        "{outcome:?}"
+    );
+
+    // A message from a node that is not a member is ignored.
+    node.handle_message(now, NodeId(99), PeerMessage::Ping { id: 1 });
+    assert!(node.poll_transmit().is_none());
+    assert_eq!(node.stats().rejected_messages, 1);
+
+    node.handle_client(now, 10, put("k", "fine"));
+    assert!(node.poll_reply().unwrap().1.is_ok());
+}
