@@ -1,0 +1,28 @@
+//! Durability: every acknowledged put whose value no write superseded is
+//! present at the end, as a value or a sibling.
+
+use super::{Check, FinalState, Violation};
+use crate::history::{History, Kind, show};
+
+/// Checks durability.
+pub fn check(history: &History, fin: &FinalState) -> Vec<Violation> {
+    let superseders = history.superseders();
+    history
+        .records
+        .iter()
+        .filter(|r| r.ok())
+        .filter_map(|r| match &r.kind {
+            Kind::Put { value, .. } if !superseders.contains_key(value) => {
+                (!fin.values(r.key).contains(value)).then(|| Violation {
+                    check: Check::Durability,
+                    key: Some(r.key),
+                    detail: format!(
+                        "acknowledged write {} is missing; nothing superseded it",
+                        show(value)
+                    ),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,137 @@
+//! The checker: what must hold of every run, each check its own module.
+//!
+//! Safety checks (exit code 10) look at the history and at the final state
+//! of every key on its primaries: [`durability`], [`resurrection`],
+//! [`causality`], [`read_your_writes`]. The liveness check (exit code 11),
+//! [`convergence`], requires that after the healing phase every replica of
+//! every key holds the same state and no hint is left undelivered.
+//!
+//! Supersession is read off the history: a write *supersedes* the values its
+//! context covered (`saw`). A write that failed or timed out may still have
+//! been applied (nothing is rolled back), so it may have superseded what it
+//! saw; only acknowledged writes *must* have.
+
+pub mod causality;
+pub mod convergence;
+pub mod durability;
+pub mod read_your_writes;
+pub mod resurrection;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use quorra_node::version::Object;
+use quorra_ring::NodeId;
+
+use crate::history::History;
+use crate::sim::Sim;
+use crate::workload::key_name;
+
+/// Which check a violation breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Check {
+    /// An acknowledged, unsuperseded write is missing.
+    Durability,
+    /// A value an acknowledged delete removed is back.
+    NoResurrection,
+    /// Causality broken: a read returned a value together with one that
+    /// supersedes it, or an acknowledged write did not replace what it saw.
+    Causality,
+    /// A read missed an acknowledged write despite R + W > N and no faults.
+    ReadYourWrites,
+    /// Replicas did not converge after healing.
+    Convergence,
+}
+
+impl Check {
+    /// Whether the check is about safety (else liveness).
+    pub fn is_safety(self) -> bool {
+        self != Check::Convergence
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Check::Durability => "durability",
+            Check::NoResurrection => "no resurrection",
+            Check::Causality => "causality",
+            Check::ReadYourWrites => "read-your-writes",
+            Check::Convergence => "convergence",
+        })
+    }
+}
+
+/// One broken promise.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// The check.
+    pub check: Check,
+    /// The key concerned, if one.
+    pub key: Option<usize>,
+    /// What exactly.
+    pub detail: String,
+}
+
+/// Every key's state on each of its primaries at the end of a run.
+pub struct FinalState {
+    /// Per key: each primary and its state.
+    pub replicas: BTreeMap<usize, Vec<(NodeId, Option<Object>)>>,
+    /// Hints still held, per node.
+    pub hints_left: Vec<(NodeId, u64)>,
+}
+
+impl FinalState {
+    /// Reads the final state from every node's disk.
+    pub fn read(sim: &Sim, keys: usize) -> Self {
+        let mut replicas = BTreeMap::new();
+        for k in 0..keys {
+            let key = key_name(k);
+            let partition = sim.ring.partition_of_key(&key);
+            let states = sim
+                .ring
+                .primaries(partition)
+                .map(|id| {
+                    let n = &sim.nodes[sim.index_of(id)];
+                    let store = quorra_node::storage::Store::new(n.engine.clone());
+                    (id, store.get(partition, &key).ok().flatten())
+                })
+                .collect();
+            replicas.insert(k, states);
+        }
+        let hints_left = sim
+            .nodes
+            .iter()
+            .map(|n| (n.id, n.node.as_ref().map_or(0, |node| node.hint_usage().0)))
+            .collect();
+        Self {
+            replicas,
+            hints_left,
+        }
+    }
+
+    /// The live values of `key`, merged over its primaries.
+    pub fn values(&self, key: usize) -> BTreeSet<Bytes> {
+        let mut merged = Object::new();
+        for (_, state) in self.replicas.get(&key).into_iter().flatten() {
+            if let Some(s) = state {
+                merged.merge(s);
+            }
+        }
+        merged.live_values().cloned().collect()
+    }
+}
+
+/// Runs every check.
+pub fn check_all(sim: &Sim, history: &History, fin: &FinalState) -> Vec<Violation> {
+    let mut v = Vec::new();
+    v.extend(durability::check(history, fin));
+    v.extend(resurrection::check(history, fin));
+    v.extend(causality::check(history));
+    if sim.params.faults == crate::params::FaultLevel::None {
+        v.extend(read_your_writes::check(history, sim.params.replicas));
+    }
+    v.extend(convergence::check(fin));
+    v.sort_by_key(|x| (x.check, x.key));
+    v
+}

@@ -1,0 +1,30 @@
+//! No resurrection (and no lost supersession): a value that an acknowledged
+//! delete or put replaced must not be present at the end.
+
+use super::{Check, FinalState, Violation};
+use crate::history::{History, Kind, show};
+
+/// Checks that nothing an acknowledged write replaced came back.
+pub fn check(history: &History, fin: &FinalState) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for r in history.records.iter().filter(|r| r.ok() && r.is_write()) {
+        let present = fin.values(r.key);
+        for seen in r.saw() {
+            if present.contains(seen) {
+                let (check, what) = match r.kind {
+                    Kind::Delete { .. } => (Check::NoResurrection, "an acknowledged delete"),
+                    _ => (Check::Causality, "an acknowledged put"),
+                };
+                out.push(Violation {
+                    check,
+                    key: Some(r.key),
+                    detail: format!(
+                        "{} is present at the end although {what} replaced it",
+                        show(seen)
+                    ),
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,253 @@
+//! A hand-driven cluster for tests that show one mechanism at a time.
+//!
+//! [`Harness`] is the simulator with the random faults and the random
+//! workload taken out: a test sends requests to chosen nodes, cuts and
+//! heals links, crashes and restarts nodes, lets time pass, and looks at
+//! what every node stores. Everything stays deterministic.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quorra_client::{Consistency, Context, Outcome, Request, Response};
+use quorra_node::core::{ClientTag, Node};
+use quorra_node::storage::Store;
+use quorra_node::version::Object;
+use quorra_ring::NodeId;
+
+use crate::params::{FaultLevel, Overrides, Params};
+use crate::runner::dispatch_world;
+use crate::sim::{Event, Sim};
+
+/// Longest a harness waits for a reply, in simulated time.
+const REPLY_LIMIT: Duration = Duration::from_secs(30);
+
+/// A cluster driven by a test.
+pub struct Harness {
+    /// The simulated cluster.
+    pub sim: Sim,
+    replies: BTreeMap<ClientTag, Outcome>,
+    next_tag: ClientTag,
+}
+
+impl Harness {
+    /// `nodes` nodes, a perfect 1 ms network, default node options.
+    pub fn new(nodes: usize) -> Self {
+        Self::with(nodes, |_| {})
+    }
+
+    /// Like [`Harness::new`], with parameters adjusted by `adjust`.
+    pub fn with(nodes: usize, adjust: impl FnOnce(&mut Params)) -> Self {
+        let mut params = Params::draw(
+            7,
+            &Overrides {
+                nodes: Some(nodes),
+                faults: Some(FaultLevel::None),
+                ..Overrides::default()
+            },
+        );
+        params.latency_min = Duration::from_millis(1);
+        params.latency_max = Duration::from_millis(1);
+        params.max_flush = Duration::from_micros(100);
+        adjust(&mut params);
+        Self {
+            sim: Sim::new(params, false),
+            replies: BTreeMap::new(),
+            next_tag: 1,
+        }
+    }
+
+    fn step(&mut self) -> bool {
+        let Some(event) = self.sim.next_event() else {
+            return false;
+        };
+        if let Some(Event::Reply { tag, outcome }) = dispatch_world(&mut self.sim, event, false) {
+            self.replies.insert(tag, outcome);
+        }
+        true
+    }
+
+    /// Lets `duration` of simulated time pass.
+    pub fn run_for(&mut self, duration: Duration) {
+        let until = self.sim.now + duration;
+        while self.sim.peek_time().is_some_and(|t| t <= until) {
+            self.step();
+        }
+        self.sim.now = self.sim.now.max(until);
+    }
+
+    /// Sends `request` to node `node` (1-based id) and runs until its reply.
+    pub fn request(&mut self, node: u64, request: Request) -> Outcome {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let index = self.sim.index_of(NodeId(node));
+        self.sim.schedule(
+            self.sim.now,
+            Event::Request {
+                node: index,
+                tag,
+                request,
+            },
+        );
+        let limit = self.sim.now + REPLY_LIMIT;
+        while !self.replies.contains_key(&tag) {
+            assert!(
+                self.sim.now <= limit,
+                "no reply to request {tag} within {REPLY_LIMIT:?}"
+            );
+            assert!(
+                self.step(),
+                "the cluster went idle without replying to request {tag}"
+            );
+        }
+        self.replies.remove(&tag).expect("present")
+    }
+
+    /// `put` through `node`.
+    pub fn put(
+        &mut self,
+        node: u64,
+        key: &str,
+        value: &str,
+        context: Context,
+        c: Consistency,
+    ) -> Outcome {
+        self.request(
+            node,
+            Request::Put {
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                value: Bytes::copy_from_slice(value.as_bytes()),
+                context,
+                consistency: c,
+            },
+        )
+    }
+
+    /// `get` through `node`.
+    pub fn get(&mut self, node: u64, key: &str, c: Consistency) -> Outcome {
+        self.request(
+            node,
+            Request::Get {
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                consistency: c,
+            },
+        )
+    }
+
+    /// `delete` through `node`.
+    pub fn delete(&mut self, node: u64, key: &str, context: Context, c: Consistency) -> Outcome {
+        self.request(
+            node,
+            Request::Delete {
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                context,
+                consistency: c,
+            },
+        )
+    }
+
+    /// The primaries of `key`, in preference order (node ids).
+    pub fn primaries(&self, key: &str) -> Vec<u64> {
+        let p = self.sim.ring.partition_of_key(key.as_bytes());
+        self.sim.ring.primaries(p).map(|n| n.0).collect()
+    }
+
+    /// The members that are not primaries of `key`, in preference order.
+    pub fn fallbacks(&self, key: &str) -> Vec<u64> {
+        let p = self.sim.ring.partition_of_key(key.as_bytes());
+        let n = self.sim.ring.effective_replicas();
+        self.sim
+            .ring
+            .preference_list(p)
+            .skip(n)
+            .map(|n| n.0)
+            .collect()
+    }
+
+    /// What node `node` stores as owner of `key` (durable or not).
+    pub fn stored(&self, node: u64, key: &str) -> Option<Object> {
+        let n = &self.sim.nodes[self.sim.index_of(NodeId(node))];
+        let p = self.sim.ring.partition_of_key(key.as_bytes());
+        Store::new(n.engine.clone())
+            .get(p, key.as_bytes())
+            .expect("readable")
+    }
+
+    /// The live values node `node` stores for `key`, sorted.
+    pub fn stored_values(&self, node: u64, key: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .stored(node, key)
+            .map(|o| {
+                o.live_values()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The running core of node `node`.
+    pub fn node(&self, node: u64) -> &Node {
+        self.sim.nodes[self.sim.index_of(NodeId(node))]
+            .node
+            .as_ref()
+            .expect("node is running")
+    }
+
+    /// Cuts every link to and from node `node`.
+    pub fn isolate(&mut self, node: u64) {
+        let i = self.sim.index_of(NodeId(node));
+        let n = self.sim.nodes.len();
+        let links = (0..n)
+            .filter(|&j| j != i)
+            .flat_map(|j| [(i, j), (j, i)])
+            .collect();
+        self.sim.cut_links(links, Duration::MAX / 4);
+    }
+
+    /// Cuts the one-way link from `from` to `to`.
+    pub fn cut(&mut self, from: u64, to: u64) {
+        let (a, b) = (
+            self.sim.index_of(NodeId(from)),
+            self.sim.index_of(NodeId(to)),
+        );
+        self.sim.cut_links(vec![(a, b)], Duration::MAX / 4);
+    }
+
+    /// Heals every cut link, restarts crashed nodes, resumes paused ones.
+    pub fn heal(&mut self) {
+        self.sim.heal_everything();
+    }
+
+    /// Crashes node `node`: it loses what it had not flushed.
+    pub fn crash(&mut self, node: u64) {
+        let i = self.sim.index_of(NodeId(node));
+        self.sim.crash(i);
+    }
+
+    /// Restarts a crashed node.
+    pub fn restart(&mut self, node: u64) {
+        let i = self.sim.index_of(NodeId(node));
+        self.sim.restart(i);
+    }
+}
+
+/// The response of a successful outcome; panics with the error otherwise.
+pub fn ok(outcome: Outcome) -> Response {
+    match outcome {
+        Ok(r) => r,
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
+
+/// The values of a response as strings, sorted.
+pub fn values(response: &Response) -> Vec<String> {
+    let mut v: Vec<String> = response
+        .values
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    v.sort();
+    v
+}

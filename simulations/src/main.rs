@@ -1,0 +1,318 @@
+//! `quorra-sim`: run deterministic simulations of Quorra clusters.
+//!
+//! ```text
+//! quorra-sim --seed S            one seed, printing every drawn parameter
+//! quorra-sim --seeds A..B        seeds A to B inclusive; ends with "N passed, M failed"
+//!     [--nodes N] [--ops N] [--faults none|light|heavy]
+//!     [--disable read-repair,hinted-handoff] [--check-determinism] [--jobs J] [--quiet]
+//! ```
+//!
+//! Exit codes: 0 all passed, 2 bad usage, 10 a safety check failed, 11
+//! liveness failed (no convergence), 12 the code panicked.
+
+// The simulator's report is its output.
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use clap::Parser;
+use quorra_simulations::params::{FaultLevel, Overrides, Params};
+use quorra_simulations::runner::{Report, run};
+
+const EXIT_SAFETY: u8 = 10;
+const EXIT_LIVENESS: u8 = 11;
+const EXIT_PANIC: u8 = 12;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "quorra-sim",
+    version,
+    about = "Deterministic chaos simulation of Quorra clusters",
+    after_help = "Exit codes: 0 all passed, 2 bad usage, 10 safety check failed, \
+                  11 liveness failed (no convergence), 12 panic."
+)]
+struct Args {
+    /// Run one seed.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run a range of seeds, inclusive: A..B (or A..=B).
+    #[arg(long, value_parser = parse_range)]
+    seeds: Option<(u64, u64)>,
+    /// Fix the cluster size instead of drawing it (3 to 64).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    nodes: Option<u64>,
+    /// Client operations in the safety phase (default 2000).
+    #[arg(long)]
+    ops: Option<usize>,
+    /// Fix the fault level instead of drawing it.
+    #[arg(long)]
+    faults: Option<FaultLevel>,
+    /// Mechanisms to switch off, comma-separated: read-repair, hinted-handoff.
+    #[arg(long, value_delimiter = ',')]
+    disable: Vec<Mechanism>,
+    /// Run each seed twice and fail if the traces differ.
+    #[arg(long)]
+    check_determinism: bool,
+    /// Seeds run in parallel (default: available cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print only failures and the summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Mechanism {
+    ReadRepair,
+    HintedHandoff,
+}
+
+fn parse_range(text: &str) -> Result<(u64, u64), String> {
+    let (a, b) = text
+        .split_once("..=")
+        .or_else(|| text.split_once(".."))
+        .ok_or_else(|| format!("expected A..B, got {text:?}"))?;
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad start in {text:?}"))?;
+    let b: u64 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad end in {text:?}"))?;
+    if b < a {
+        return Err(format!("empty range {text:?}"));
+    }
+    Ok((a, b))
+}
+
+/// How one seed ended.
+enum Verdict {
+    Passed(Box<Report>),
+    Failed(Box<Report>, String),
+    Panicked(String),
+}
+
+impl Verdict {
+    fn code(&self) -> u8 {
+        match self {
+            Verdict::Passed(_) => 0,
+            // Hidden nondeterminism breaks replay, the basis of every check.
+            Verdict::Failed(r, extra) if r.safety_failed() || !extra.is_empty() => EXIT_SAFETY,
+            Verdict::Failed(..) => EXIT_LIVENESS,
+            Verdict::Panicked(_) => EXIT_PANIC,
+        }
+    }
+}
+
+fn run_seed(seed: u64, overrides: &Overrides, determinism: bool) -> Verdict {
+    let params = Params::draw(seed, overrides);
+    let outcome = std::panic::catch_unwind(|| {
+        let report = run(params.clone(), determinism);
+        let mismatch = if determinism {
+            let again = run(params.clone(), true);
+            (again.trace != report.trace).then(|| {
+                format!(
+                    "nondeterminism: traces differ between two runs ({:?} vs {:?})",
+                    report.trace, again.trace
+                )
+            })
+        } else {
+            None
+        };
+        (report, mismatch)
+    });
+    match outcome {
+        Ok((report, Some(mismatch))) => Verdict::Failed(Box::new(report), mismatch),
+        Ok((report, None)) if report.safety_failed() || report.liveness_failed() => {
+            Verdict::Failed(Box::new(report), String::new())
+        }
+        Ok((report, None)) => Verdict::Passed(Box::new(report)),
+        Err(payload) => Verdict::Panicked(
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic with a non-string payload".into()),
+        ),
+    }
+}
+
+fn reproduce(seed: u64, args: &Args) -> String {
+    let mut cmd = format!("quorra-sim --seed {seed}");
+    if let Some(n) = args.nodes {
+        cmd += &format!(" --nodes {n}");
+    }
+    if let Some(o) = args.ops {
+        cmd += &format!(" --ops {o}");
+    }
+    if let Some(f) = args.faults {
+        cmd += &format!(" --faults {f}");
+    }
+    if !args.disable.is_empty() {
+        let names: Vec<&str> = args
+            .disable
+            .iter()
+            .map(|m| match m {
+                Mechanism::ReadRepair => "read-repair",
+                Mechanism::HintedHandoff => "hinted-handoff",
+            })
+            .collect();
+        cmd += &format!(" --disable {}", names.join(","));
+    }
+    cmd
+}
+
+fn summary(r: &Report) -> String {
+    format!(
+        "{} ops ({} ok), {:.1}s simulated in {:.0}ms; {} msgs, {} dropped, {} crashes, {} pauses, {} partitions; \
+         {} hints stored/{} delivered, {} read repairs, {} purged, {} forwarded",
+        r.ops,
+        r.ops_ok,
+        r.sim_time.as_secs_f64(),
+        r.wall.as_secs_f64() * 1e3,
+        r.world.delivered,
+        r.world.dropped,
+        r.world.crashes,
+        r.world.pauses,
+        r.world.partitions,
+        r.nodes.hints_stored,
+        r.nodes.hints_delivered,
+        r.nodes.read_repairs,
+        r.nodes.tombstones_purged,
+        r.nodes.forwarded,
+    )
+}
+
+fn print_verdict(seed: u64, verdict: &Verdict, args: &Args, verbose: bool) {
+    match verdict {
+        Verdict::Passed(r) => {
+            if verbose {
+                println!("seed={seed} passed: {}", summary(r));
+            }
+        }
+        Verdict::Failed(r, extra) => {
+            println!("seed={seed} FAILED: {}", summary(r));
+            println!("  parameters: {}", r.params.describe());
+            if !extra.is_empty() {
+                println!("  {extra}");
+            }
+            if let Some(stuck) = &r.stuck {
+                println!("  liveness: {stuck}");
+            }
+            for v in r.violations.iter().take(5) {
+                let key = v.key.map(|k| format!(" key k{k}")).unwrap_or_default();
+                println!("  violated {}:{key}: {}", v.check, v.detail);
+                if let Some(k) = v.key {
+                    println!("  history of k{k} (latest last):");
+                    print!("{}", r.history.excerpt(k, 12));
+                }
+            }
+            if r.violations.len() > 5 {
+                println!("  ... and {} more violations", r.violations.len() - 5);
+            }
+            println!("  reproduce: {}", reproduce(seed, args));
+        }
+        Verdict::Panicked(message) => {
+            println!("seed={seed} PANICKED: {message}");
+            println!("  reproduce: {}", reproduce(seed, args));
+        }
+    }
+}
+
+/// Results gathered from the worker threads, printed in seed order.
+#[derive(Default)]
+struct Progress {
+    next_print: u64,
+    pending: BTreeMap<u64, Verdict>,
+    passed: u64,
+    failed: u64,
+    worst: u8,
+    ops: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let overrides = Overrides {
+        nodes: args.nodes.map(|n| n as usize),
+        ops: args.ops,
+        faults: args.faults,
+        no_read_repair: args.disable.contains(&Mechanism::ReadRepair),
+        no_hinted_handoff: args.disable.contains(&Mechanism::HintedHandoff),
+    };
+    let (first, last) = match (args.seed, args.seeds) {
+        (Some(s), None) => (s, s),
+        (None, Some(range)) => range,
+        _ => {
+            eprintln!("error: give --seed S or --seeds A..B");
+            return ExitCode::from(2);
+        }
+    };
+    if args.seed.is_some() {
+        println!("{}", Params::draw(first, &overrides).describe());
+    }
+    // Panics are reported per seed; keep the default hook's noise for --seed.
+    if args.seeds.is_some() {
+        std::panic::set_hook(Box::new(|_| {}));
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let started = Instant::now();
+    let next = AtomicU64::new(first);
+    let done = Mutex::new(Progress {
+        next_print: first,
+        ..Progress::default()
+    });
+    let verbose = !args.quiet;
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min((last - first + 1) as usize) {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::SeqCst);
+                    if seed > last {
+                        break;
+                    }
+                    let verdict = run_seed(seed, &overrides, args.check_determinism);
+                    let mut guard = done.lock().unwrap_or_else(|p| p.into_inner());
+                    let p = &mut *guard;
+                    p.pending.insert(seed, verdict);
+                    while let Some(v) = p.pending.remove(&p.next_print) {
+                        print_verdict(p.next_print, &v, &args, verbose);
+                        match &v {
+                            Verdict::Passed(r) => {
+                                p.passed += 1;
+                                p.ops += r.ops as u64;
+                            }
+                            Verdict::Failed(r, _) => {
+                                p.failed += 1;
+                                p.ops += r.ops as u64;
+                            }
+                            Verdict::Panicked(_) => p.failed += 1,
+                        }
+                        p.worst = p.worst.max(v.code());
+                        p.next_print += 1;
+                    }
+                }
+            });
+        }
+    });
+    let Progress {
+        passed,
+        failed,
+        worst,
+        ops,
+        ..
+    } = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "{passed} passed, {failed} failed ({ops} client ops in {wall:.1}s: {:.0} ops/s on {jobs} thread(s))",
+        ops as f64 / wall.max(1e-9)
+    );
+    ExitCode::from(worst)
+}

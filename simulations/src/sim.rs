@@ -1,0 +1,608 @@
+//! The simulated world: nodes, network, disks and clocks on one event queue.
+//!
+//! Everything happens on one thread, in the order of a priority queue keyed
+//! by (simulated time, insertion number), so a run is a pure function of its
+//! seed. Each node is the real [`Node`] over a [`MemoryEngine`] whose crash
+//! model loses whatever was not flushed. The simulator plays the driver's
+//! part exactly as the runtime does: feed inputs, send what the node wants
+//! sent, flush when it asks (a flush takes simulated time, and a crash
+//! before it completes loses the writes it covered), and release
+//! acknowledgements after.
+//!
+//! Faults live at the message level, as TigerBeetle's VOPR and turmoil do:
+//! latency with a long tail (so reordering), loss, duplication, directed
+//! partitions, crashes, pauses (a paused node's inputs wait for it), and a
+//! per-node clock with an offset and a rate error.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quorra_client::{Outcome, Request};
+use quorra_node::core::{ClientTag, Node, Options, PeerMessage};
+use quorra_node::storage::memory::MemoryEngine;
+use quorra_node::storage::{Engine, Lsn, Store};
+use quorra_ring::plan::grow;
+use quorra_ring::{NodeId, Ring, RingConfig};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+use crate::params::Params;
+use crate::trace::Trace;
+
+/// Something that happens at a point of simulated time.
+#[derive(Debug)]
+pub enum Event {
+    /// A message arrives at node `to`.
+    Deliver {
+        /// Receiving node index.
+        to: usize,
+        /// Sending node index.
+        from: usize,
+        /// The message.
+        message: PeerMessage,
+    },
+    /// A node's timer fires (ignored unless it is the node's current one).
+    Timer {
+        /// Node index.
+        node: usize,
+        /// The node's life the timer belongs to.
+        life: u64,
+    },
+    /// A node's flush completes, making writes up to `upto` durable.
+    FlushDone {
+        /// Node index.
+        node: usize,
+        /// LSN the flush covers.
+        upto: Lsn,
+        /// The node's life the flush belongs to.
+        life: u64,
+    },
+    /// A client request reaches a node.
+    Request {
+        /// Node index.
+        node: usize,
+        /// The client's tag.
+        tag: ClientTag,
+        /// The request.
+        request: Request,
+    },
+    /// A reply reaches its client.
+    Reply {
+        /// The client's tag.
+        tag: ClientTag,
+        /// The outcome.
+        outcome: Outcome,
+    },
+    /// A client's own timer (think time over, or request timeout).
+    ClientWake {
+        /// Client index.
+        client: usize,
+        /// The tag it waits on, if it is a timeout.
+        timeout_of: Option<ClientTag>,
+    },
+    /// Time for the next random fault.
+    Fault,
+    /// A crashed node starts again.
+    Restart {
+        /// Node index.
+        node: usize,
+    },
+    /// A paused node resumes.
+    Resume {
+        /// Node index.
+        node: usize,
+    },
+    /// A partition ends.
+    Heal {
+        /// The directed links it had cut.
+        links: Vec<(usize, usize)>,
+    },
+}
+
+struct Scheduled {
+    at: Duration,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// One simulated node: the real core plus its disk, clock and state.
+pub struct SimNode {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its disk, which outlives crashes.
+    pub engine: Arc<MemoryEngine>,
+    /// The running core, `None` while crashed.
+    pub node: Option<Node>,
+    /// Bumped at every crash; events of an earlier life are dropped.
+    pub life: u64,
+    /// Until when the node is paused.
+    pub paused_until: Option<Duration>,
+    /// Inputs that arrived while paused, in arrival order.
+    held: Vec<Event>,
+    /// Global time of the node's scheduled timer.
+    timer_at: Option<Duration>,
+    /// A flush is in progress.
+    flushing: bool,
+    /// Clock rate error.
+    drift: f64,
+    /// Clock offset.
+    offset: Duration,
+}
+
+impl SimNode {
+    /// The node's clock reading at global time `now`.
+    pub fn local(&self, now: Duration) -> Duration {
+        self.offset + now.mul_f64(1.0 + self.drift)
+    }
+
+    /// The earliest global time at which the node's clock reads at least
+    /// `local` (rounding up, so a timer never fires before its deadline).
+    fn global(&self, local: Duration) -> Duration {
+        let mut g = local.saturating_sub(self.offset).div_f64(1.0 + self.drift);
+        while self.local(g) < local {
+            g += Duration::from_nanos(1 + g.as_nanos() as u64 / 1_000_000_000);
+        }
+        g
+    }
+
+    /// Whether the node is running (not crashed, not paused).
+    pub fn running(&self) -> bool {
+        self.node.is_some() && self.paused_until.is_none()
+    }
+}
+
+/// Counters of what the simulated world did.
+#[derive(Clone, Debug, Default)]
+pub struct WorldStats {
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Messages lost (loss, partition, dead receiver).
+    pub dropped: u64,
+    /// Messages delivered twice.
+    pub duplicated: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Pauses.
+    pub pauses: u64,
+    /// Partitions.
+    pub partitions: u64,
+    /// Writes lost by crashes before a flush.
+    pub writes_lost_in_crashes: u64,
+}
+
+/// The simulated cluster.
+pub struct Sim {
+    /// The run's parameters.
+    pub params: Params,
+    /// Global simulated time.
+    pub now: Duration,
+    /// The RNG every random choice is drawn from.
+    pub rng: Xoshiro256PlusPlus,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    /// The nodes.
+    pub nodes: Vec<SimNode>,
+    /// The ring every node uses.
+    pub ring: Ring,
+    /// Directed links cut by partitions (with a count, partitions may overlap).
+    cut: BTreeMap<(usize, usize), u32>,
+    /// Whether loss, duplication and tails apply (off in the liveness phase).
+    pub network_faults: bool,
+    /// The determinism trace, if recording.
+    pub trace: Option<Trace>,
+    /// Counters.
+    pub stats: WorldStats,
+    /// Counters of node processes that crashed.
+    pub retired: quorra_node::core::Stats,
+}
+
+impl Sim {
+    /// Builds the cluster of `params`, every node started at time zero.
+    pub fn new(params: Params, record_trace: bool) -> Self {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
+        let config = RingConfig {
+            partitions: params.partitions,
+            replicas: params.replicas,
+        };
+        let ring = grow(
+            &Ring::new(config, Vec::new()).expect("valid ring settings"),
+            1,
+            params.nodes,
+            1,
+            params.tokens,
+        )
+        .expect("ring grows");
+        let mut nodes = Vec::with_capacity(params.nodes);
+        for i in 0..params.nodes {
+            let drift = if params.max_drift_ppm == 0 {
+                0.0
+            } else {
+                f64::from(rng.random_range(0..=2 * params.max_drift_ppm)) / 1e6
+                    - f64::from(params.max_drift_ppm) / 1e6
+            };
+            let offset = params.max_offset.mul_f64(rng.random_range(0.0..=1.0));
+            nodes.push(SimNode {
+                id: NodeId(i as u64 + 1),
+                engine: Arc::new(MemoryEngine::new()),
+                node: None,
+                life: 0,
+                paused_until: None,
+                held: Vec::new(),
+                timer_at: None,
+                flushing: false,
+                drift,
+                offset,
+            });
+        }
+        let mut sim = Sim {
+            params,
+            now: Duration::ZERO,
+            rng,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            nodes,
+            ring,
+            cut: BTreeMap::new(),
+            network_faults: true,
+            trace: record_trace.then(Trace::default),
+            stats: WorldStats::default(),
+            retired: quorra_node::core::Stats::default(),
+        };
+        for i in 0..sim.nodes.len() {
+            sim.start_node(i);
+        }
+        sim
+    }
+
+    /// The options every simulated node runs with.
+    pub fn node_options(&self, node: usize) -> Options {
+        Options {
+            request_timeout: self.params.request_timeout,
+            probe_interval: Duration::from_millis(200),
+            handoff_interval: Duration::from_millis(200),
+            purge_interval: Duration::from_millis(500),
+            tombstone_grace: self.params.tombstone_grace,
+            read_repair: self.params.read_repair,
+            hinted_handoff: self.params.hinted_handoff,
+            max_hint_bytes: self.params.max_hint_bytes,
+            rng_seed: self.params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ node as u64,
+            ..Options::default()
+        }
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let local = self.nodes[i].local(self.now);
+        let store = Store::new(self.nodes[i].engine.clone());
+        let node = Node::new(
+            self.nodes[i].id,
+            self.ring.clone(),
+            store,
+            self.node_options(i),
+            local,
+        )
+        .expect("a simulated node starts");
+        self.nodes[i].node = Some(node);
+        self.nodes[i].timer_at = None;
+        self.nodes[i].flushing = false;
+        self.after_input(i);
+    }
+
+    /// Schedules `event` at global time `at`.
+    pub fn schedule(&mut self, at: Duration, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at: at.max(self.now),
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    /// Pops the next event, advancing time. `None` when nothing is left.
+    pub fn next_event(&mut self) -> Option<Event> {
+        let Reverse(s) = self.queue.pop()?;
+        self.now = s.at;
+        Some(s.event)
+    }
+
+    /// Time of the next event, if any.
+    pub fn peek_time(&self) -> Option<Duration> {
+        self.queue.peek().map(|Reverse(s)| s.at)
+    }
+
+    /// Whether any message, client request or reply, or flush is still in
+    /// flight (only timers, client wakes and faults left).
+    pub fn network_quiet(&self) -> bool {
+        self.queue.iter().all(|Reverse(s)| {
+            matches!(
+                s.event,
+                Event::Timer { .. } | Event::ClientWake { .. } | Event::Fault
+            )
+        }) && self.nodes.iter().all(|n| !n.flushing && n.held.is_empty())
+    }
+
+    /// A draw of one network delay.
+    fn delay(&mut self) -> Duration {
+        let p = &self.params;
+        if self.network_faults
+            && p.tail_probability > 0.0
+            && self.rng.random_bool(p.tail_probability)
+        {
+            let (lo, hi) = (p.latency_max, p.tail_max.max(p.latency_max));
+            return lo + (hi - lo).mul_f64(self.rng.random_range(0.0..=1.0));
+        }
+        let (lo, hi) = (p.latency_min, p.latency_max);
+        lo + (hi - lo).mul_f64(self.rng.random_range(0.0..=1.0))
+    }
+
+    /// Puts a message from node `from` to node `to` on the wire.
+    fn transmit(&mut self, from: usize, to: usize, message: PeerMessage) {
+        if self.cut.contains_key(&(from, to))
+            || (self.network_faults
+                && self.params.loss > 0.0
+                && self.rng.random_bool(self.params.loss))
+        {
+            self.stats.dropped += 1;
+            return;
+        }
+        if self.network_faults
+            && self.params.duplicate > 0.0
+            && self.rng.random_bool(self.params.duplicate)
+        {
+            self.stats.duplicated += 1;
+            let at = self.now + self.delay();
+            self.schedule(
+                at,
+                Event::Deliver {
+                    to,
+                    from,
+                    message: message.clone(),
+                },
+            );
+        }
+        let at = self.now + self.delay();
+        self.schedule(at, Event::Deliver { to, from, message });
+    }
+
+    /// Index of a node id.
+    pub fn index_of(&self, id: NodeId) -> usize {
+        (id.0 - 1) as usize
+    }
+
+    /// Hands an input to node `i`, or holds it while the node is paused.
+    /// Returns false if the node is crashed (the input is lost).
+    pub fn deliver(&mut self, i: usize, event: Event) -> bool {
+        if self.nodes[i].node.is_none() {
+            return false;
+        }
+        if self.nodes[i].paused_until.is_some() {
+            self.nodes[i].held.push(event);
+            return true;
+        }
+        let local = self.nodes[i].local(self.now);
+        if let Some(trace) = &mut self.trace {
+            trace.input(self.now, i, &event);
+        }
+        if let Event::FlushDone { upto, .. } = event {
+            self.nodes[i].engine.flush_upto(upto);
+            self.nodes[i].flushing = false;
+        }
+        let node = self.nodes[i].node.as_mut().expect("checked above");
+        match event {
+            Event::Deliver { from, message, .. } => {
+                self.stats.delivered += 1;
+                node.handle_message(local, NodeId(from as u64 + 1), message);
+            }
+            Event::Request { tag, request, .. } => node.handle_client(local, tag, request),
+            Event::Timer { .. } => node.handle_timeout(local),
+            Event::FlushDone { .. } => node.handle_flushed(local),
+            other => unreachable!("not a node input: {other:?}"),
+        }
+        self.after_input(i);
+        true
+    }
+
+    /// Carries out what node `i` asked for: sends, replies, flush, timer.
+    fn after_input(&mut self, i: usize) {
+        let local = self.nodes[i].local(self.now);
+        let mut sends = Vec::new();
+        let mut replies = Vec::new();
+        let (flush, timer) = {
+            let node = self.nodes[i].node.as_mut().expect("running");
+            while let Some(out) = node.poll_transmit() {
+                sends.push(out);
+            }
+            while let Some(reply) = node.poll_reply() {
+                replies.push(reply);
+            }
+            (node.poll_flush(local), node.poll_timeout())
+        };
+        for (to, message) in sends {
+            let to = self.index_of(to);
+            self.transmit(i, to, message);
+        }
+        for (tag, outcome) in replies {
+            if let Some(trace) = &mut self.trace {
+                trace.reply(self.now, tag, &outcome);
+            }
+            let at = self.now + self.delay();
+            self.schedule(at, Event::Reply { tag, outcome });
+        }
+        if flush {
+            self.nodes[i].flushing = true;
+            let upto = self.nodes[i].engine.applied_lsn();
+            let took = self
+                .params
+                .max_flush
+                .mul_f64(self.rng.random_range(0.1..=1.0));
+            let life = self.nodes[i].life;
+            self.schedule(
+                self.now + took,
+                Event::FlushDone {
+                    node: i,
+                    upto,
+                    life,
+                },
+            );
+        }
+        let at = self.nodes[i].global(timer).max(self.now);
+        if self.nodes[i].timer_at.is_none_or(|t| t != at) {
+            self.nodes[i].timer_at = Some(at);
+            let life = self.nodes[i].life;
+            self.schedule(at, Event::Timer { node: i, life });
+        }
+    }
+
+    /// A timer event: runs it if it is the node's current timer.
+    pub fn fire_timer(&mut self, i: usize, life: u64) {
+        if self.nodes[i].life != life || self.nodes[i].timer_at != Some(self.now) {
+            return;
+        }
+        self.nodes[i].timer_at = None;
+        self.deliver(i, Event::Timer { node: i, life });
+    }
+
+    /// A flush completion, unless the node crashed since it started.
+    pub fn finish_flush(&mut self, i: usize, upto: Lsn, life: u64) {
+        if self.nodes[i].life != life {
+            return;
+        }
+        self.deliver(
+            i,
+            Event::FlushDone {
+                node: i,
+                upto,
+                life,
+            },
+        );
+    }
+
+    /// Crashes node `i`: everything not flushed is lost.
+    pub fn crash(&mut self, i: usize) {
+        if self.nodes[i].node.is_none() {
+            return;
+        }
+        if let Some(trace) = &mut self.trace {
+            trace.transition(self.now, i, "crash");
+        }
+        self.stats.crashes += 1;
+        self.stats.writes_lost_in_crashes += self.nodes[i].engine.crash() as u64;
+        if let Some(node) = &self.nodes[i].node {
+            self.retired.absorb(node.stats());
+        }
+        let n = &mut self.nodes[i];
+        n.node = None;
+        n.life += 1;
+        n.paused_until = None;
+        n.held.clear();
+        n.timer_at = None;
+        n.flushing = false;
+    }
+
+    /// Restarts a crashed node from its disk.
+    pub fn restart(&mut self, i: usize) {
+        if self.nodes[i].node.is_some() {
+            return;
+        }
+        if let Some(trace) = &mut self.trace {
+            trace.transition(self.now, i, "restart");
+        }
+        self.start_node(i);
+    }
+
+    /// Pauses a running node until `until`.
+    pub fn pause(&mut self, i: usize, until: Duration) {
+        if !self.nodes[i].running() {
+            return;
+        }
+        if let Some(trace) = &mut self.trace {
+            trace.transition(self.now, i, "pause");
+        }
+        self.stats.pauses += 1;
+        self.nodes[i].paused_until = Some(until);
+        self.schedule(until, Event::Resume { node: i });
+    }
+
+    /// Resumes a paused node and hands it what arrived meanwhile.
+    pub fn resume(&mut self, i: usize) {
+        if self.nodes[i].paused_until.take().is_none() {
+            return;
+        }
+        if let Some(trace) = &mut self.trace {
+            trace.transition(self.now, i, "resume");
+        }
+        let held = std::mem::take(&mut self.nodes[i].held);
+        for event in held {
+            match event {
+                Event::Timer { life, .. } => {
+                    // The node's clock jumped: run its timers now.
+                    if life == self.nodes[i].life {
+                        self.nodes[i].timer_at = None;
+                        self.deliver(i, Event::Timer { node: i, life });
+                    }
+                }
+                other => {
+                    self.deliver(i, other);
+                }
+            }
+        }
+        if self.nodes[i].node.is_some() {
+            self.after_input(i);
+        }
+    }
+
+    /// Cuts the directed links `links` until `until`.
+    pub fn cut_links(&mut self, links: Vec<(usize, usize)>, until: Duration) {
+        if let Some(trace) = &mut self.trace {
+            trace.transition(self.now, usize::MAX, "partition");
+        }
+        self.stats.partitions += 1;
+        for &l in &links {
+            *self.cut.entry(l).or_default() += 1;
+        }
+        self.schedule(until, Event::Heal { links });
+    }
+
+    /// Restores links cut by one partition.
+    pub fn heal(&mut self, links: Vec<(usize, usize)>) {
+        for l in links {
+            if let Some(count) = self.cut.get_mut(&l) {
+                *count -= 1;
+                if *count == 0 {
+                    self.cut.remove(&l);
+                }
+            }
+        }
+    }
+
+    /// Ends every fault: restarts, resumes, heals, and a clean network.
+    pub fn heal_everything(&mut self) {
+        self.network_faults = false;
+        self.cut.clear();
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].node.is_none() {
+                self.restart(i);
+            } else if self.nodes[i].paused_until.is_some() {
+                self.resume(i);
+            }
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Clients: concurrent gets, puts (with and without context) and deletes
+//! over a small key space, at mixed consistency levels.
+//!
+//! Each client has one request in flight, sends it to a random node (clients
+//! do not know who is up), and gives up after a timeout. A client remembers
+//! the context and values of its last read or write of each key and uses
+//! them for its next write of that key most of the time (read-modify-write),
+//! or writes blind. Every put writes a value unique in the run.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quorra_client::{Consistency, Context, Level, Outcome as ClientOutcome, Request};
+use quorra_node::core::ClientTag;
+use rand::RngExt;
+
+use crate::history::{History, Kind, Outcome, Record};
+use crate::sim::{Event, Sim};
+
+struct Client {
+    busy: Option<ClientTag>,
+    /// Per key: the context and values of the last read or write.
+    seen: BTreeMap<usize, (Context, Vec<Bytes>)>,
+    written: u64,
+}
+
+struct InFlight {
+    client: Option<usize>,
+    key: usize,
+    kind: Kind,
+    consistency: Consistency,
+    node: usize,
+    invoked: Duration,
+}
+
+/// The clients of a run and the history they produce.
+pub struct Workload {
+    clients: Vec<Client>,
+    /// What happened.
+    pub history: History,
+    issued: usize,
+    limit: usize,
+    keys: usize,
+    next_tag: ClientTag,
+    in_flight: BTreeMap<ClientTag, InFlight>,
+    client_timeout: Duration,
+}
+
+/// The name of key number `k`.
+pub fn key_name(k: usize) -> Bytes {
+    Bytes::from(format!("k{k}"))
+}
+
+impl Workload {
+    /// Clients for `sim`'s parameters; nothing issued yet.
+    pub fn new(sim: &Sim) -> Self {
+        let p = &sim.params;
+        Self {
+            clients: (0..p.clients)
+                .map(|_| Client {
+                    busy: None,
+                    seen: BTreeMap::new(),
+                    written: 0,
+                })
+                .collect(),
+            history: History::default(),
+            issued: 0,
+            limit: p.ops,
+            keys: p.keys,
+            next_tag: 1,
+            in_flight: BTreeMap::new(),
+            client_timeout: p.request_timeout * 3,
+        }
+    }
+
+    /// Wakes every client at a small random time.
+    pub fn start(&mut self, sim: &mut Sim) {
+        for client in 0..self.clients.len() {
+            let at = Duration::from_micros(sim.rng.random_range(0..1_000));
+            sim.schedule(
+                at,
+                Event::ClientWake {
+                    client,
+                    timeout_of: None,
+                },
+            );
+        }
+    }
+
+    /// Whether every operation was issued and has ended.
+    pub fn done(&self) -> bool {
+        self.issued >= self.limit && self.in_flight.values().all(|f| f.client.is_none())
+    }
+
+    /// Operations issued so far.
+    pub fn issued(&self) -> usize {
+        self.issued
+    }
+
+    fn consistency(sim: &mut Sim) -> Consistency {
+        let n = sim.params.replicas as u8;
+        let mut c = match sim.rng.random_range(0..20) {
+            0..=9 => Consistency::QUORUM,
+            10..=12 => Consistency::ONE,
+            13..=14 => Consistency::TWO,
+            15..=16 => Consistency::ALL,
+            _ => Consistency {
+                read: Level::Exactly(sim.rng.random_range(1..=n)),
+                write: Level::Exactly(sim.rng.random_range(1..=n)),
+                primary_reads: 0,
+                primary_writes: 0,
+            },
+        };
+        if sim.rng.random_range(0..20) == 0 {
+            c.primary_reads = 1;
+            c.primary_writes = 1;
+        }
+        c
+    }
+
+    /// A client's timer: issue its next operation, or give up on one.
+    pub fn on_wake(&mut self, sim: &mut Sim, client: usize, timeout_of: Option<ClientTag>) {
+        if let Some(tag) = timeout_of {
+            if self.clients[client].busy == Some(tag) {
+                self.finish(sim, tag, Outcome::Unknown);
+            }
+            return;
+        }
+        if self.clients[client].busy.is_some() || self.issued >= self.limit {
+            return;
+        }
+        self.issued += 1;
+        let key = sim.rng.random_range(0..self.keys);
+        let consistency = Self::consistency(sim);
+        let seen = self.clients[client].seen.get(&key).cloned();
+        let roll: u32 = sim.rng.random_range(0..100);
+        let (kind, request) = match (roll, seen) {
+            (0..45, _) | (85.., None) => (
+                Kind::Get,
+                Request::Get {
+                    key: key_name(key),
+                    consistency,
+                },
+            ),
+            (45..85, seen) => {
+                let c = &mut self.clients[client];
+                c.written += 1;
+                let value = Bytes::from(format!("c{client}-{}", c.written));
+                let (context, saw) = match seen {
+                    Some(s) if sim.rng.random_range(0..10) < 7 => s,
+                    _ => (Context::empty(), Vec::new()),
+                };
+                (
+                    Kind::Put {
+                        value: value.clone(),
+                        saw,
+                    },
+                    Request::Put {
+                        key: key_name(key),
+                        value,
+                        context,
+                        consistency,
+                    },
+                )
+            }
+            (_, Some((context, saw))) => (
+                Kind::Delete { saw },
+                Request::Delete {
+                    key: key_name(key),
+                    context,
+                    consistency,
+                },
+            ),
+        };
+        let node = sim.rng.random_range(0..sim.nodes.len());
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.clients[client].busy = Some(tag);
+        self.in_flight.insert(
+            tag,
+            InFlight {
+                client: Some(client),
+                key,
+                kind,
+                consistency,
+                node,
+                invoked: sim.now,
+            },
+        );
+        let at = sim.now + Duration::from_micros(sim.rng.random_range(10..500));
+        sim.schedule(at, Event::Request { node, tag, request });
+        sim.schedule(
+            sim.now + self.client_timeout,
+            Event::ClientWake {
+                client,
+                timeout_of: Some(tag),
+            },
+        );
+    }
+
+    /// A reply reached its client.
+    pub fn on_reply(&mut self, sim: &mut Sim, tag: ClientTag, outcome: ClientOutcome) {
+        let Some(flight) = self.in_flight.get(&tag) else {
+            return;
+        };
+        let Some(client) = flight.client else {
+            // A sweep read: nothing to record.
+            self.in_flight.remove(&tag);
+            return;
+        };
+        if self.clients[client].busy != Some(tag) {
+            return; // the client already gave up on it
+        }
+        let key = flight.key;
+        let recorded = match outcome {
+            Ok(response) => {
+                self.clients[client]
+                    .seen
+                    .insert(key, (response.context.clone(), response.values.clone()));
+                Outcome::Ok {
+                    values: response.values,
+                    fallback: response.receipt.used_fallback(),
+                }
+            }
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        self.finish(sim, tag, recorded);
+    }
+
+    fn finish(&mut self, sim: &mut Sim, tag: ClientTag, outcome: Outcome) {
+        let Some(f) = self.in_flight.remove(&tag) else {
+            return;
+        };
+        let Some(client) = f.client else { return };
+        self.clients[client].busy = None;
+        self.history.records.push(Record {
+            client,
+            key: f.key,
+            kind: f.kind,
+            consistency: f.consistency,
+            node: f.node as u64 + 1,
+            invoked: f.invoked,
+            completed: sim.now,
+            outcome,
+        });
+        let think = Duration::from_micros(sim.rng.random_range(0..2_000));
+        sim.schedule(
+            sim.now + think,
+            Event::ClientWake {
+                client,
+                timeout_of: None,
+            },
+        );
+    }
+
+    /// Reads every key once at `all`, through the normal request path, so
+    /// read repair brings every replica up to date (the liveness sweep,
+    /// until anti-entropy exists).
+    pub fn sweep(&mut self, sim: &mut Sim) {
+        for key in 0..self.keys {
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            let node = key % sim.nodes.len();
+            self.in_flight.insert(
+                tag,
+                InFlight {
+                    client: None,
+                    key,
+                    kind: Kind::Get,
+                    consistency: Consistency::ALL,
+                    node,
+                    invoked: sim.now,
+                },
+            );
+            sim.schedule(
+                sim.now,
+                Event::Request {
+                    node,
+                    tag,
+                    request: Request::Get {
+                        key: key_name(key),
+                        consistency: Consistency::ALL,
+                    },
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Each mechanism of the node core on its own, as a short story on a
+//! hand-driven simulated cluster: quorum reached, quorum failed, fallback
+//! used and hint delivered, read repair applied (also after the reply), and
+//! tombstones purged only once every replica holds them and no hint is left.
+
+use std::time::Duration;
+
+use quorra_client::{Consistency, Context, RequestError};
+use quorra_simulations::harness::{Harness, ok, values};
+
+const QUORUM: Consistency = Consistency::QUORUM;
+
+#[test]
+fn quorum_reached_and_causality_on_a_healthy_cluster() {
+    let mut h = Harness::new(3);
+    let written = ok(h.put(1, "k", "v1", Context::empty(), QUORUM));
+    assert!(written.receipt.answered.len() >= 2, "{:?}", written.receipt);
+    assert!(!written.receipt.used_fallback());
+
+    let read = ok(h.get(2, "k", QUORUM));
+    assert_eq!(values(&read), ["v1"]);
+
+    // A write with the read's context replaces what it saw...
+    ok(h.put(3, "k", "v2", read.context.clone(), QUORUM));
+    assert_eq!(values(&ok(h.get(1, "k", QUORUM))), ["v2"]);
+
+    // ...a blind write does not: the two are siblings, nothing is lost.
+    ok(h.put(2, "k", "v3", Context::empty(), QUORUM));
+    let both = ok(h.get(3, "k", QUORUM));
+    assert_eq!(values(&both), ["v2", "v3"]);
+
+    // Resolving with the merged context leaves one value.
+    ok(h.put(1, "k", "v4", both.context, QUORUM));
+    assert_eq!(values(&ok(h.get(2, "k", Consistency::ALL))), ["v4"]);
+}
+
+#[test]
+fn quorum_fails_with_counts_when_replicas_are_unreachable() {
+    let mut h = Harness::new(3);
+    h.isolate(2);
+    h.isolate(3);
+    let err = h.put(1, "k", "v", Context::empty(), QUORUM).unwrap_err();
+    assert_eq!(
+        err,
+        RequestError::QuorumNotReached {
+            required: 2,
+            succeeded: 1,
+            primaries_required: 0,
+            primaries_succeeded: 1,
+        }
+    );
+    // One replica is enough for `one`, and the receipt says who answered.
+    let written = ok(h.put(1, "k", "v", Context::empty(), Consistency::ONE));
+    assert_eq!(written.receipt.answered.len(), 1);
+    assert_eq!(written.receipt.answered[0].node, 1);
+    // Reads fail the same way.
+    assert!(matches!(
+        h.get(1, "k", Consistency::ALL),
+        Err(RequestError::QuorumNotReached { required: 3, .. })
+    ));
+}
+
+#[test]
+fn a_fallback_holds_a_hint_and_hands_it_over() {
+    let mut h = Harness::new(5);
+    let primaries = h.primaries("k");
+    let (coordinator, absent) = (primaries[0], primaries[2]);
+    h.isolate(absent);
+
+    // The first writes time out on the absent primary (the quorum is still
+    // met); once the coordinator believes it down, a fallback stands in.
+    let mut fallback = None;
+    for i in 0..10 {
+        let r = ok(h.put(coordinator, "k", &format!("v{i}"), Context::empty(), QUORUM));
+        if let Some(a) = r.receipt.answered.iter().find(|a| a.fallback_for.is_some()) {
+            assert_eq!(a.fallback_for, Some(absent));
+            fallback = Some(a.node);
+            break;
+        }
+        h.run_for(Duration::from_millis(600));
+    }
+    let fallback = fallback.expect("a fallback was used within 10 writes");
+    assert!(h.fallbacks("k").contains(&fallback));
+    assert_eq!(h.node(fallback).hint_usage().0, 1);
+    assert!(h.stored_values(absent, "k").is_empty());
+
+    h.heal();
+    h.run_for(Duration::from_secs(3));
+    assert!(
+        !h.stored_values(absent, "k").is_empty(),
+        "the hint reached its owner"
+    );
+    assert_eq!(h.node(fallback).hint_usage().0, 0, "and was deleted after");
+    assert!(h.node(fallback).stats().hints_delivered >= 1);
+}
+
+#[test]
+fn read_repair_fixes_a_stale_replica_also_after_the_reply() {
+    let mut h = Harness::with(3, |p| p.hinted_handoff = false);
+    let primaries = h.primaries("k");
+    let (a, stale) = (primaries[0], primaries[2]);
+    h.isolate(stale);
+    ok(h.put(a, "k", "v1", Context::empty(), QUORUM));
+    h.heal();
+    assert!(h.stored_values(stale, "k").is_empty());
+
+    // `one` replies on the coordinator's own copy, before the stale replica
+    // has even answered...
+    let read = ok(h.get(a, "k", Consistency::ONE));
+    assert_eq!(values(&read), ["v1"]);
+    assert!(h.stored_values(stale, "k").is_empty());
+    // ...and repairs it once it does.
+    h.run_for(Duration::from_millis(50));
+    assert_eq!(h.stored_values(stale, "k"), ["v1"]);
+    assert!(h.node(a).stats().read_repairs >= 1);
+}
+
+#[test]
+fn a_tombstone_is_purged_only_once_every_replica_holds_it() {
+    let mut h = Harness::with(3, |p| p.hinted_handoff = false);
+    let grace = h.sim.params.tombstone_grace;
+    let primaries = h.primaries("k");
+    let (a, late) = (primaries[0], primaries[2]);
+    ok(h.put(a, "k", "doomed", Context::empty(), Consistency::ALL));
+    h.isolate(late);
+    let read = ok(h.get(a, "k", QUORUM));
+    ok(h.delete(a, "k", read.context, QUORUM));
+    assert!(h.stored(a, "k").unwrap().is_tombstone());
+
+    // The late replica still holds the value: nobody may purge.
+    h.run_for(grace * 4);
+    assert!(
+        h.stored(a, "k").unwrap().is_tombstone(),
+        "purged while a replica lacked it"
+    );
+    assert_eq!(h.stored_values(late, "k"), ["doomed"]);
+
+    // Once it holds the tombstone too (read repair), purging goes ahead.
+    h.heal();
+    h.run_for(Duration::from_secs(1));
+    assert!(ok(h.get(a, "k", Consistency::ALL)).values.is_empty());
+    h.run_for(Duration::from_millis(100));
+    assert!(h.stored(late, "k").unwrap().is_tombstone());
+    h.run_for(grace * 4);
+    for node in primaries {
+        assert_eq!(h.stored(node, "k"), None, "node {node} still holds the key");
+    }
+    assert!(ok(h.get(a, "k", Consistency::ALL)).values.is_empty());
+}
+
+#[test]
+fn a_hint_anywhere_blocks_the_purge_so_nothing_comes_back() {
+    let mut h = Harness::new(5);
+    let grace = h.sim.params.tombstone_grace;
+    let primaries = h.primaries("k");
+    let (a, owner) = (primaries[0], primaries[2]);
+
+    // Write while `owner` is unreachable, until a fallback takes a hint.
+    h.isolate(owner);
+    let mut fallback = None;
+    for i in 0..10 {
+        let r = ok(h.put(a, "k", &format!("old{i}"), Context::empty(), QUORUM));
+        if let Some(f) = r.receipt.answered.iter().find(|x| x.fallback_for.is_some()) {
+            fallback = Some(f.node);
+            break;
+        }
+        h.run_for(Duration::from_millis(600));
+    }
+    let fallback = fallback.expect("a fallback was used");
+
+    // The owner comes back, but the fallback cannot reach it: the hint stays.
+    h.heal();
+    h.cut(fallback, owner);
+    h.run_for(Duration::from_secs(1));
+    let read = ok(h.get(a, "k", Consistency::ALL));
+    ok(h.delete(a, "k", read.context, Consistency::ALL));
+    for &p in &primaries {
+        assert!(h.stored(p, "k").unwrap().is_tombstone());
+    }
+
+    // Every primary holds the tombstone, but a hint exists: no purge.
+    h.run_for(grace * 4);
+    assert_eq!(h.node(fallback).hint_usage().0, 1);
+    assert!(
+        h.stored(a, "k").unwrap().is_tombstone(),
+        "purged despite a hint"
+    );
+
+    // The hint is delivered (its values are covered by the tombstone), then
+    // the purge completes, and the old values never return.
+    h.heal();
+    h.run_for(grace * 4);
+    assert_eq!(h.node(fallback).hint_usage().0, 0);
+    for &p in &primaries {
+        assert_eq!(h.stored(p, "k"), None, "node {p} still holds the key");
+    }
+    assert!(ok(h.get(a, "k", Consistency::ALL)).values.is_empty());
+}
+
+#[test]
+fn acknowledged_writes_survive_a_crash_of_every_replica() {
+    let mut h = Harness::new(3);
+    ok(h.put(1, "k", "durable", Context::empty(), Consistency::ALL));
+    for n in 1..=3 {
+        h.crash(n);
+    }
+    for n in 1..=3 {
+        h.restart(n);
+    }
+    h.run_for(Duration::from_millis(100));
+    assert_eq!(values(&ok(h.get(2, "k", Consistency::ALL))), ["durable"]);
+}
+
+#[test]
+fn a_full_hint_store_refuses_and_counts_but_the_write_succeeds() {
+    let mut h = Harness::with(5, |p| p.max_hint_bytes = 200);
+    let primaries = h.primaries("k");
+    let (a, owner) = (primaries[0], primaries[2]);
+    h.isolate(owner);
+    let mut fallback = None;
+    for i in 0..10 {
+        let r = ok(h.put(a, "k", &format!("small{i}"), Context::empty(), QUORUM));
+        if let Some(f) = r.receipt.answered.iter().find(|x| x.fallback_for.is_some()) {
+            fallback = Some(f.node);
+            break;
+        }
+        h.run_for(Duration::from_millis(600));
+    }
+    let fallback = fallback.expect("a fallback was used");
+    let big = "x".repeat(400);
+    let r = ok(h.put(a, "k", &big, Context::empty(), QUORUM));
+    assert!(
+        !r.receipt.used_fallback(),
+        "the full fallback did not acknowledge"
+    );
+    assert_eq!(h.node(fallback).stats().hints_overflowed, 1);
+    assert!(h.node(a).stats().hints_refused_by_fallback >= 1);
+    assert!(h.node(fallback).hint_usage().1 <= 200);
+    // The write is on the two reachable primaries; the owner gets it by
+    // read repair once it is back.
+    assert!(h.stored_values(primaries[1], "k").contains(&big));
+    h.heal();
+    h.run_for(Duration::from_secs(1));
+    ok(h.get(a, "k", Consistency::ALL));
+    h.run_for(Duration::from_millis(50));
+    assert!(h.stored_values(owner, "k").contains(&big));
+}
