@@ -88,7 +88,8 @@ fn run(kind: EngineKind, dir: &Path, args: &Args) {
                 &VersionVector::new(),
                 Actor::new(NodeId(1), 0),
                 Sibling::Value(Bytes::from(value)),
-            );
+            )
+            .unwrap();
             o
         })
         .collect();

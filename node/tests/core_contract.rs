@@ -168,3 +168,159 @@ fn bad_requests_get_typed_errors_and_the_node_keeps_serving() {
     node.handle_client(now, 10, put("k", "fine"));
     assert!(node.poll_reply().unwrap().1.is_ok());
 }
+
+fn three_node_ring() -> Ring {
+    let mut ring = Ring::new(RingConfig::default(), Vec::new()).unwrap();
+    for id in 1..=3 {
+        let tokens = allocate_tokens(&ring, NodeId(id), "z1", 8).unwrap();
+        let mut members = ring.members();
+        members.push(Member::new(NodeId(id), "z1", tokens));
+        ring = Ring::new(RingConfig::default(), members).unwrap();
+    }
+    ring
+}
+
+#[test]
+fn malformed_peer_messages_are_dropped_not_obeyed() {
+    use quorra_node::core::KeyState;
+    use quorra_node::version::{Actor, Object, Sibling, VersionVector};
+    use quorra_ring::PartitionId;
+
+    let ring = three_node_ring();
+    let engine = Arc::new(MemoryEngine::new());
+    let mut node = Node::new(
+        NodeId(1),
+        ring.clone(),
+        Store::new(engine),
+        Options::default(),
+        Duration::ZERO,
+    )
+    .unwrap();
+    let now = Duration::from_millis(1);
+    let key = Bytes::from_static(b"k");
+    let right = ring.partition_of_key(&key);
+    let wrong = PartitionId((right.0 + 1) % 1024);
+    let mut object = Object::new();
+    object
+        .update(
+            &VersionVector::new(),
+            Actor::new(NodeId(2), 1 << 32),
+            Sibling::Value(Bytes::from_static(b"v")),
+        )
+        .unwrap();
+
+    let bad = vec![
+        // A partition that does not hold the key.
+        PeerMessage::Read {
+            id: 1,
+            partition: wrong,
+            key: key.clone(),
+            hint_for: None,
+        },
+        // A partition that does not exist.
+        PeerMessage::Repair {
+            partition: PartitionId(1 << 30),
+            key: key.clone(),
+            object: object.clone(),
+        },
+        // An empty key.
+        PeerMessage::Write {
+            id: 2,
+            partition: right,
+            key: Bytes::new(),
+            object: object.clone(),
+            hint_for: None,
+        },
+        // A hint for ourselves.
+        PeerMessage::Write {
+            id: 3,
+            partition: right,
+            key: key.clone(),
+            object: object.clone(),
+            hint_for: Some(NodeId(1)),
+        },
+        // Far too many items.
+        PeerMessage::Handoff {
+            id: 4,
+            items: vec![
+                KeyState {
+                    partition: right,
+                    key: key.clone(),
+                    object: object.clone()
+                };
+                5000
+            ],
+        },
+    ];
+    let count = bad.len() as u64;
+    for message in bad {
+        node.handle_message(now, NodeId(2), message);
+    }
+    assert_eq!(node.stats().rejected_messages, count);
+    assert!(node.poll_transmit().is_none(), "nothing was answered");
+    assert_eq!(
+        node.store().get(right, &key).unwrap(),
+        None,
+        "nothing was stored"
+    );
+
+    // A reply of the wrong kind does not destroy a request in flight.
+    node.handle_client(
+        now,
+        1,
+        Request::Get {
+            key: key.clone(),
+            consistency: Consistency::ALL,
+        },
+    );
+    let read_id = match node.poll_transmit() {
+        Some((_, PeerMessage::Read { id, .. })) => id,
+        other => panic!("expected a read, got {other:?}"),
+    };
+    let before = node.requests_in_flight();
+    node.handle_message(now, NodeId(2), PeerMessage::Pong { id: read_id });
+    node.handle_message(
+        now,
+        NodeId(3),
+        PeerMessage::HandoffReply {
+            id: read_id,
+            stored: vec![true],
+        },
+    );
+    assert_eq!(node.requests_in_flight(), before);
+}
+
+#[test]
+fn request_ids_differ_across_restarts() {
+    let ring = three_node_ring();
+    let engine = Arc::new(MemoryEngine::new());
+    let mut first_ids = Vec::new();
+    for _ in 0..2 {
+        let mut node = Node::new(
+            NodeId(1),
+            ring.clone(),
+            Store::new(engine.clone()),
+            Options::default(),
+            Duration::ZERO,
+        )
+        .unwrap();
+        node.handle_client(
+            Duration::from_millis(1),
+            1,
+            Request::Get {
+                key: Bytes::from_static(b"k"),
+                consistency: Consistency::ALL,
+            },
+        );
+        while let Some((_, message)) = node.poll_transmit() {
+            if let PeerMessage::Read { id, .. } = message {
+                first_ids.push(id);
+            }
+        }
+    }
+    assert_eq!(first_ids.len(), 4);
+    assert_ne!(
+        first_ids[0], first_ids[2],
+        "a late reply from before the restart must not match"
+    );
+}

@@ -44,7 +44,8 @@ fn object(value: &str) -> Object {
         &VersionVector::new(),
         Actor::new(NodeId(1), 0),
         Sibling::Value(Bytes::copy_from_slice(value.as_bytes())),
-    );
+    )
+    .unwrap();
     o
 }
 
@@ -284,7 +285,8 @@ fn limits_are_typed_errors_and_nothing_is_written() {
             &VersionVector::new(),
             Actor::new(NodeId(1), 0),
             Sibling::Value(Bytes::from(vec![0u8; MAX_VALUE_LEN + 1])),
-        );
+        )
+        .unwrap();
         let ok = object("fine");
         // One bad change in a batch: nothing of the batch is written.
         let result = s.apply(&[

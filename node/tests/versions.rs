@@ -123,7 +123,9 @@ impl World {
                 let mut history = self.covered(&ctx);
                 history.insert(write);
                 self.history.insert(write, history);
-                let dot = self.replicas[replica].update(&ctx, actor(replica), write);
+                let dot = self.replicas[replica]
+                    .update(&ctx, actor(replica), write)
+                    .unwrap();
                 self.dots.insert(dot, write);
                 // The reply shows the client every sibling, with their context.
                 self.own_write[client] = self.replicas[replica].context();
@@ -216,9 +218,9 @@ fn riak_sibling_explosion_scenario_stays_at_two_siblings() {
     let mut bob = VersionVector::new();
     let mut sue = VersionVector::new();
     for round in 0..50u32 {
-        x.update(&bob, actor(0), round * 2);
+        x.update(&bob, actor(0), round * 2).unwrap();
         bob = x.context();
-        y.update(&sue, actor(1), round * 2 + 1);
+        y.update(&sue, actor(1), round * 2 + 1).unwrap();
         sue = y.context();
         // Replicas exchange their states every round.
         let (xs, ys) = (x.clone(), y.clone());

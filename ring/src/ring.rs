@@ -283,10 +283,12 @@ impl Ring {
             .map(|&i| self.members[i as usize].id)
     }
 
+    /// The primaries' member indices; empty for a partition outside `0..Q`
+    /// (a partition id from the network is not trusted to be in range).
     pub(crate) fn primary_indices(&self, p: PartitionId) -> &[u32] {
         let n = self.replicas_eff;
         let at = p.0 as usize * n;
-        &self.primaries[at..at + n]
+        self.primaries.get(at..at + n).unwrap_or(&[])
     }
 
     /// Whether `node` is one of the primaries of partition `p`.
@@ -299,12 +301,14 @@ impl Ring {
     /// order of the nodes is the same whoever is down; a caller skips the
     /// nodes it considers down.
     pub fn preference_list(&self, p: PartitionId) -> PreferenceList<'_> {
+        let in_range = p.0 < self.partitioner.count();
         PreferenceList {
             ring: self,
             primaries: self.primary_indices(p),
             next_primary: 0,
             cursor: self.starts.get(p.0 as usize).copied().unwrap_or(0) as usize,
-            steps: 0,
+            // Out of range: nothing to walk.
+            steps: if in_range { 0 } else { usize::MAX },
             yielded: vec![0u64; self.members.len().div_ceil(64)],
         }
     }
@@ -560,6 +564,16 @@ mod tests {
             Ring::new(small_config(), dup).unwrap_err(),
             RingError::DuplicateNode(NodeId(1))
         );
+    }
+
+    #[test]
+    fn partitions_out_of_range_have_no_replicas() {
+        let ring = Ring::new(small_config(), vec![member(1, "a", &[5])]).unwrap();
+        let p = PartitionId(4);
+        assert_eq!(ring.primaries(p).count(), 0);
+        assert_eq!(ring.preference_list(p).count(), 0);
+        assert!(!ring.is_primary(p, NodeId(1)));
+        assert!(ring.sloppy_replicas(p, |_| true).is_empty());
     }
 
     #[test]

@@ -207,6 +207,9 @@ fn print_verdict(seed: u64, verdict: &Verdict, args: &Args, verbose: bool) {
             for v in r.violations.iter().take(5) {
                 let key = v.key.map(|k| format!(" key k{k}")).unwrap_or_default();
                 println!("  violated {}:{key}: {}", v.check, v.detail);
+                if let Some(i) = v.record {
+                    println!("  the operation: {}", r.history.records[i].describe());
+                }
                 if let Some(k) = v.key {
                     println!("  history of k{k} (latest last):");
                     print!("{}", r.history.excerpt(k, 12));

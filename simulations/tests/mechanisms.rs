@@ -135,13 +135,11 @@ fn a_tombstone_is_purged_only_once_every_replica_holds_it() {
     );
     assert_eq!(h.stored_values(late, "k"), ["doomed"]);
 
-    // Once it holds the tombstone too (read repair), purging goes ahead.
+    // Once it is reachable, the purge check finds it disagreeing and sends
+    // it the tombstone; the next check agrees and the key is purged.
     h.heal();
-    h.run_for(Duration::from_secs(1));
-    assert!(ok(h.get(a, "k", Consistency::ALL)).values.is_empty());
-    h.run_for(Duration::from_millis(100));
-    assert!(h.stored(late, "k").unwrap().is_tombstone());
     h.run_for(grace * 4);
+    assert!(h.node(a).stats().tombstones_purged >= 1);
     for node in primaries {
         assert_eq!(h.stored(node, "k"), None, "node {node} still holds the key");
     }

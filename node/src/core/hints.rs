@@ -6,12 +6,15 @@
 //! one, so a fallback holds at most one hint per (owner, key).
 //!
 //! Every `handoff_interval`, a node offers the hints it holds to each owner
-//! it believes up, a batch of `handoff_batch` at a time; the owner merges
-//! them into its data and acknowledges once they are durable. Only then
-//! does the fallback delete each hint, and only if the hint has not changed
-//! since it was sent (a newer write may have merged into it meanwhile; it is
-//! offered again). A lost or duplicated handoff is harmless: merges are
-//! idempotent, and the hint stays until an acknowledgement arrives.
+//! it believes up, a batch of `handoff_batch` (at most [`HANDOFF_MAX_BYTES`])
+//! at a time, walking its hints for that owner with a cursor so that one
+//! hint the owner cannot take never blocks the others. The owner merges
+//! them into its data and acknowledges, item by item, once they are
+//! durable. Only then does the fallback delete each hint, and only if it has
+//! not changed since it was sent (a newer write may have merged into it
+//! meanwhile; it is offered again). A lost or duplicated handoff is
+//! harmless: merges are idempotent, and a hint stays until its owner has
+//! acknowledged exactly that state.
 //!
 //! Hints are bounded by `max_hints` and `max_hint_bytes`. A fallback that is
 //! full refuses the write for the unreachable owner; the coordinator counts
@@ -35,7 +38,12 @@ use crate::storage::store::{Change, encode_object};
 use crate::storage::{Lsn, StorageError, Store};
 use crate::version::Object;
 
-/// Hints this node holds, by owner, and which owners have a handoff in flight.
+/// Most bytes of hint states in one handoff message (8 MiB), well under the
+/// frame limit of the transport.
+pub const HANDOFF_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// Hints this node holds, by owner, which owners have a handoff in flight,
+/// and where the next handoff to each owner starts.
 #[derive(Debug, Default)]
 pub(crate) struct HintBook {
     /// Per owner: (count, bytes).
@@ -43,6 +51,7 @@ pub(crate) struct HintBook {
     count: u64,
     bytes: u64,
     in_flight: BTreeSet<NodeId>,
+    cursor: BTreeMap<NodeId, (PartitionId, Vec<u8>)>,
 }
 
 impl HintBook {
@@ -167,28 +176,17 @@ impl Node {
             .filter(|&o| self.peers.is_up(o) && !self.hints.in_flight.contains(&o))
             .collect();
         for owner in owners {
-            let batch = match self
-                .store
-                .scan_hints(owner, None, self.options.handoff_batch)
-            {
-                Ok(b) => b,
+            let items = match self.next_hint_batch(owner) {
+                Ok(items) => items,
                 Err(e) => {
                     self.stats.storage_errors += 1;
                     debug!(error = %e, "reading hints failed");
                     continue;
                 }
             };
-            if batch.is_empty() {
+            if items.is_empty() {
                 continue;
             }
-            let items: Vec<KeyState> = batch
-                .into_iter()
-                .map(|h| KeyState {
-                    partition: h.partition,
-                    key: Bytes::from(h.key),
-                    object: h.object,
-                })
-                .collect();
             let id = self.next_request_id();
             self.send(
                 owner,
@@ -209,7 +207,43 @@ impl Node {
         }
     }
 
-    /// An owner receives hints: merge them, acknowledge once durable.
+    /// The next batch of hints for `owner`, from its cursor, wrapping around.
+    fn next_hint_batch(&mut self, owner: NodeId) -> Result<Vec<KeyState>, StorageError> {
+        let limit = self.options.handoff_batch.max(1);
+        let cursor = self.hints.cursor.remove(&owner);
+        let mut page = self.store.scan_hints(
+            owner,
+            cursor.as_ref().map(|(p, k)| (*p, k.as_slice())),
+            limit,
+        )?;
+        if page.is_empty() && cursor.is_some() {
+            page = self.store.scan_hints(owner, None, limit)?;
+        }
+        let mut items = Vec::with_capacity(page.len());
+        let mut bytes = 0;
+        let full = page.len() == limit;
+        for hint in page {
+            bytes += encode_object(&hint.object)?.len();
+            if bytes > HANDOFF_MAX_BYTES && !items.is_empty() {
+                break;
+            }
+            items.push(KeyState {
+                partition: hint.partition,
+                key: Bytes::from(hint.key),
+                object: hint.object,
+            });
+        }
+        if let Some(last) = items.last()
+            && (full || bytes > HANDOFF_MAX_BYTES)
+        {
+            self.hints
+                .cursor
+                .insert(owner, (last.partition, last.key.to_vec()));
+        }
+        Ok(items)
+    }
+
+    /// An owner receives hints: merge each, acknowledge once durable.
     pub(super) fn on_handoff(
         &mut self,
         now: Duration,
@@ -218,46 +252,49 @@ impl Node {
         items: Vec<KeyState>,
     ) {
         let mut last = 0;
+        let mut stored = Vec::with_capacity(items.len());
         for item in &items {
-            if !self.is_primary(item.partition) {
-                let result = Err(ReplicaError::NotReplica(item.partition));
-                return self.send(from, PeerMessage::HandoffReply { id, result });
-            }
-            match self.merge_owned(now, item.partition, &item.key, &item.object) {
-                Ok(lsn) => last = last.max(lsn),
-                Err(e) => {
-                    self.stats.storage_errors += 1;
-                    let result = Err(storage_error(e));
-                    return self.send(from, PeerMessage::HandoffReply { id, result });
-                }
-            }
+            let ok = self.is_primary(item.partition)
+                && match self.merge_owned(now, item.partition, &item.key, &item.object) {
+                    Ok(lsn) => {
+                        last = last.max(lsn);
+                        true
+                    }
+                    Err(e) => {
+                        self.stats.storage_errors += 1;
+                        debug!(error = %e, "a handed-off hint could not be stored");
+                        false
+                    }
+                };
+            stored.push(ok);
         }
         self.after_durable(Pending::Reply {
             lsn: last,
             to: from,
-            message: PeerMessage::HandoffReply { id, result: Ok(()) },
+            message: PeerMessage::HandoffReply { id, stored },
         });
     }
 
-    /// The owner acknowledged: delete each hint that has not changed since.
+    /// The owner acknowledged: delete each stored hint that has not changed since.
     pub(super) fn on_handoff_reply(
         &mut self,
         now: Duration,
         from: NodeId,
         id: RequestId,
-        result: Result<(), ReplicaError>,
+        stored: Vec<bool>,
     ) {
-        let (target, items) = match self.take_op(id) {
-            Some(Op::Handoff { target, items }) if target == from => (target, items),
-            Some(other) => return self.put_op(id, other),
-            None => return,
+        let ours = |op: &Op| matches!(op, Op::Handoff { target, .. } if *target == from);
+        let Some(Op::Handoff { target, items }) = self.take_op_if(id, ours) else {
+            return;
         };
         self.hints.in_flight.remove(&target);
-        if let Err(e) = result {
-            debug!(owner = target.0, error = %e, "handoff refused");
-            return;
-        }
-        for item in items {
+        for (item, ok) in items
+            .into_iter()
+            .zip(stored.into_iter().chain(std::iter::repeat(false)))
+        {
+            if !ok {
+                continue;
+            }
             match self.store.get_hint(target, item.partition, &item.key) {
                 Ok(Some(current)) if current == item.object => {
                     let bytes = encode_object(&current).map_or(0, |b| b.len() as u64);

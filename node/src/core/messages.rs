@@ -54,12 +54,24 @@ pub struct PurgeItem {
     pub digest: [u8; 32],
 }
 
+/// What a member holds of a key proposed for purging.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VoteState {
+    /// Not a primary of the key.
+    NotReplica,
+    /// A primary holding exactly the proposed tombstone, durably.
+    Same,
+    /// A primary holding nothing for the key.
+    Nothing,
+    /// A primary holding something else (sent, so the proposer can merge it).
+    Other(Object),
+}
+
 /// One member's answer about one purge item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgeVote {
-    /// The member is a primary of the key and durably holds exactly that
-    /// tombstone state, or holds nothing for the key.
-    pub holds_tombstone: bool,
+    /// What the member holds of the key as a primary.
+    pub state: VoteState,
     /// The member holds a hint for the key (for any owner).
     pub holds_hint: bool,
 }
@@ -135,12 +147,13 @@ pub enum PeerMessage {
         /// The hinted states.
         items: Vec<KeyState>,
     },
-    /// Owner → fallback: merged and durable (or why not).
+    /// Owner → fallback: which items are merged and durable, in order (an
+    /// item that failed stays a hint and is offered again later).
     HandoffReply {
         /// Request id.
         id: RequestId,
-        /// Success, or why not.
-        result: Result<(), ReplicaError>,
+        /// One flag per item.
+        stored: Vec<bool>,
     },
     /// Do you hold these tombstones, or hints for these keys?
     PurgeCheck {

@@ -15,13 +15,17 @@
 //!   believes up and, for each one it believes down, to the next live node
 //!   of the list as a fallback (a sloppy quorum). Reachability is judged
 //!   from timeouts ([`peers`]) until gossip replaces it.
-//! - **Reads** ([`coordinator`]): answer at R (PR) successful answers with
-//!   every live sibling, keep tracking stragglers, then repair every primary
-//!   that answered with less than the merged state (read repair).
-//! - **Writes** ([`coordinator`], [`replica`]): coordinated by a primary
-//!   (others forward); the new state is merged by every replica, a fallback
-//!   keeps it as a hint, and the client is answered once W (PW) replicas
-//!   hold it durably. The reply carries a receipt of who answered.
+//! - **Entry** ([`coordinator`]): validation, routing, the table of
+//!   operations in flight and their deadlines. Every message from a peer is
+//!   checked first ([`validate`]): a malformed one is dropped and counted.
+//! - **Reads** ([`read`]): answer at R (PR) successful answers with every
+//!   live sibling, keep tracking stragglers, then repair every primary that
+//!   answered with less than the merged state (read repair).
+//! - **Writes** ([`write`], [`forward`], [`replica`]): coordinated by a
+//!   primary (others forward); the coordinator stores its copy first, every
+//!   replica merges the new state, a fallback keeps it as a hint, and the
+//!   client is answered once W (PW) replicas hold it durably. The reply
+//!   carries a receipt of who answered.
 //! - **Hinted handoff** ([`hints`]): fallbacks hand hints to their owner
 //!   when it answers again and delete them only once the owner acknowledged
 //!   them durably. Hints are bounded; overflow is refused and counted.
@@ -52,17 +56,24 @@
 //!   within the same request; the next request picks a new set.
 
 pub mod coordinator;
+pub mod dedup;
+pub mod forward;
 pub mod hints;
 pub mod messages;
 pub mod node;
 pub mod options;
 pub mod peers;
 pub mod purge;
+pub mod read;
 pub mod replica;
 pub mod stats;
 pub mod tally;
+pub mod validate;
+pub mod write;
 
-pub use messages::{KeyState, PeerMessage, PurgeItem, PurgeVote, ReplicaError, RequestId};
+pub use messages::{
+    KeyState, PeerMessage, PurgeItem, PurgeVote, ReplicaError, RequestId, VoteState,
+};
 pub use node::{ClientTag, Node, NodeError};
 pub use options::Options;
 pub use stats::Stats;

@@ -19,6 +19,7 @@ use rand::{RngExt, SeedableRng};
 use tracing::{debug, trace};
 
 use super::coordinator::{Op, ReplyTo};
+use super::dedup::Dedup;
 use super::hints::HintBook;
 use super::messages::{PeerMessage, RequestId};
 use super::options::Options;
@@ -28,7 +29,7 @@ use super::stats::Stats;
 use crate::storage::{GroupCommit, Lsn, StorageError, Store};
 
 /// Metadata key of the persisted incarnation.
-const INCARNATION_KEY: &str = "incarnation";
+pub(super) const INCARNATION_KEY: &str = "incarnation";
 
 /// A tag the driver attaches to a client request; the reply carries it back.
 pub type ClientTag = u64;
@@ -84,8 +85,8 @@ pub struct Node {
     pending: VecDeque<Pending>,
     pub(super) hints: HintBook,
     pub(super) tombstones: Tombstones,
-    /// Forwarded requests already started, by (origin, id), with when.
-    pub(super) forwards_seen: BTreeMap<(NodeId, RequestId), Duration>,
+    /// Forwarded requests already started.
+    pub(super) forwards_seen: Dedup,
     next_probe: Duration,
     pub(super) next_handoff: Duration,
     next_purge: Duration,
@@ -159,13 +160,15 @@ impl Node {
             peers,
             ops: BTreeMap::new(),
             deadlines: BTreeSet::new(),
-            next_id: 1,
+            // Ids are unique across incarnations, so a late reply to a
+            // request of an earlier life never matches a new request.
+            next_id: (u64::from(incarnation) << 32) | 1,
             outbox: VecDeque::new(),
             replies: VecDeque::new(),
             pending: VecDeque::new(),
             hints,
             tombstones,
-            forwards_seen: BTreeMap::new(),
+            forwards_seen: Dedup::default(),
             next_probe,
             next_handoff,
             next_purge,
@@ -242,6 +245,16 @@ impl Node {
             return;
         }
         trace!(from = from.0, kind = message.kind(), "message");
+        if let Err(reason) = self.admit(&message) {
+            debug!(
+                from = from.0,
+                kind = message.kind(),
+                reason,
+                "malformed message dropped"
+            );
+            self.stats.rejected_messages += 1;
+            return;
+        }
         if self.peers.heard_from(from, now) {
             debug!(peer = from.0, "peer is reachable again");
             if self.hints.has_hints_for(from) {
@@ -263,7 +276,7 @@ impl Node {
                 object,
                 hint_for,
             } => self.on_write(now, from, id, partition, key, object, hint_for),
-            PeerMessage::WriteReply { id, result } => self.on_write_reply(now, from, id, result),
+            PeerMessage::WriteReply { id, result } => self.on_write_reply(from, id, result),
             PeerMessage::Repair {
                 partition,
                 key,
@@ -272,8 +285,8 @@ impl Node {
             PeerMessage::Forward { id, request } => self.on_forward(now, from, id, request),
             PeerMessage::ForwardReply { id, outcome } => self.on_forward_reply(from, id, outcome),
             PeerMessage::Handoff { id, items } => self.on_handoff(now, from, id, items),
-            PeerMessage::HandoffReply { id, result } => {
-                self.on_handoff_reply(now, from, id, result)
+            PeerMessage::HandoffReply { id, stored } => {
+                self.on_handoff_reply(now, from, id, stored)
             }
             PeerMessage::PurgeCheck { id, items } => self.on_purge_check(from, id, items),
             PeerMessage::PurgeCheckReply { id, votes } => {
@@ -282,7 +295,7 @@ impl Node {
             PeerMessage::Purge { items } => self.on_purge(items),
             PeerMessage::Ping { id } => self.send(from, PeerMessage::Pong { id }),
             PeerMessage::Pong { id } => {
-                self.take_op(id);
+                self.take_op_if(id, |op| matches!(op, Op::Ping(n) if *n == from));
             }
         }
         self.release_acknowledgements();
@@ -297,7 +310,7 @@ impl Node {
             }
             self.deadlines.pop_first();
             if let Some(op) = self.ops.remove(&id) {
-                self.expire(now, id, op);
+                self.expire(now, op);
             }
         }
         if now >= self.next_probe {
@@ -312,8 +325,6 @@ impl Node {
             self.sweep_tombstones(now);
             self.next_purge = now + self.jittered(self.options.purge_interval);
         }
-        let horizon = now.saturating_sub(self.options.request_timeout * 2);
-        self.forwards_seen.retain(|_, &mut at| at >= horizon);
         self.release_acknowledgements();
     }
 
@@ -321,6 +332,13 @@ impl Node {
     pub fn handle_flushed(&mut self, now: Duration) {
         self.commit.flushed(now);
         self.release_acknowledgements();
+    }
+
+    /// The driver's flush failed (full disk, I/O error). Nothing waiting
+    /// for durability is released; the next `poll_flush` asks again.
+    pub fn handle_flush_failed(&mut self, now: Duration) {
+        self.stats.flush_failures += 1;
+        self.commit.flushed(now);
     }
 
     // ---- outputs ----
@@ -384,10 +402,14 @@ impl Node {
         id
     }
 
-    /// Registers an operation with its deadline.
+    /// Registers an operation that expires after the request timeout.
     pub(super) fn track(&mut self, now: Duration, id: RequestId, op: Op) {
-        self.deadlines
-            .insert((now + self.options.request_timeout, id));
+        self.track_for(now, id, op, self.options.request_timeout);
+    }
+
+    /// Registers an operation that expires after `timeout`.
+    pub(super) fn track_for(&mut self, now: Duration, id: RequestId, op: Op, timeout: Duration) {
+        self.deadlines.insert((now + timeout, id));
         self.ops.insert(id, op);
     }
 
@@ -396,9 +418,18 @@ impl Node {
         self.ops.remove(&id)
     }
 
-    /// Puts back an operation taken with `take_op` that is not finished.
-    pub(super) fn put_op(&mut self, id: RequestId, op: Op) {
-        self.ops.insert(id, op);
+    /// Removes an operation only if it is what a reply expects: a reply of
+    /// the wrong kind, or from the wrong node, leaves it in place.
+    pub(super) fn take_op_if(
+        &mut self,
+        id: RequestId,
+        expected: impl Fn(&Op) -> bool,
+    ) -> Option<Op> {
+        if self.ops.get(&id).is_some_and(expected) {
+            self.ops.remove(&id)
+        } else {
+            None
+        }
     }
 
     /// Queues something that must wait for `lsn` to be durable.

@@ -8,30 +8,36 @@
 //! 1. Each primary marks keys whose state is a tombstone (a `t` record in
 //!    the same atomic batch as the state), remembering since when and at
 //!    which LSN.
-//! 2. Every `purge_interval`, a primary picks tombstones that are durable
-//!    and older than `tombstone_grace` (longer than any message can be in
-//!    flight) and asks **every member** in one `PurgeCheck`: does it agree
-//!    (a primary holding exactly this tombstone durably, or nothing at all),
-//!    and does it hold any hint for the key (everyone)? The first primary of
-//!    the partition does this after one grace period, the k-th after k+1,
-//!    so the others only act when the first cannot (it holds nothing, or
-//!    is down).
-//! 3. Only if every member answered, every other primary agrees and nobody
-//!    holds a hint, it deletes its copy and tells the other primaries to
-//!    delete theirs (`Purge`), each comparing the digest of its state first:
-//!    a key written meanwhile is not purged.
+//! 2. Every `purge_interval`, a primary takes the next tombstones (a cursor
+//!    walks the marks, so tombstones that cannot be purged yet do not starve
+//!    the others) that are durable and older than `tombstone_grace` (longer
+//!    than any message can be in flight) and asks **every member** in one
+//!    `PurgeCheck`: what does it hold of the key as a primary, and does it
+//!    hold any hint for it? The first primary of a partition does this after
+//!    one grace period, the k-th after k+1, so the others act only when the
+//!    first cannot.
+//! 3. If every member answered, nobody holds a hint, and every other primary
+//!    holds exactly the same tombstone durably, it deletes its copy and
+//!    tells the other primaries to delete theirs (`Purge`), each comparing
+//!    the digest of its state first: a key written meanwhile is not purged.
+//! 4. Otherwise, if primaries hold nothing or something else, it merges what
+//!    they hold into its own copy and sends the result to them, so that the
+//!    next check can agree (a small anti-entropy for tombstones). If what
+//!    they held was a live value the delete had not seen, the key is no
+//!    longer a tombstone and is not purged: that value was never deleted.
 //!
-//! A primary that holds nothing agrees because it cannot bring anything
-//! back; read repair, for its part, does not send a tombstone to a primary
-//! that holds nothing (see [`super::coordinator`]), so a purge racing a read
-//! does not leave a lone tombstone behind.
-//!
-//! Any member unreachable, any doubt: nothing is purged, and the check is
-//! tried again later. This is garage's "delete once every replica
-//! acknowledged", extended to the fallbacks a sloppy quorum may have used;
-//! it costs one message to every member per batch of tombstones.
+//! Requiring every primary to hold the *same* tombstone is what makes a copy
+//! that moves meanwhile harmless: a hint handed to a primary after it voted
+//! either merges into the tombstone without changing it (the delete had
+//! seen it) or changes its digest, and then that primary does not purge.
+//! A round that concludes after more than the request timeout (this node was
+//! paused) is abandoned. Any member unreachable, any doubt: nothing is
+//! purged, and the check is tried again later. This is garage's "delete once
+//! every replica acknowledged", extended to the fallbacks a sloppy quorum
+//! may have used; it costs one message to every member per batch.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,7 +45,7 @@ use quorra_ring::{NodeId, PartitionId};
 use tracing::debug;
 
 use super::coordinator::Op;
-use super::messages::{PeerMessage, PurgeItem, PurgeVote, RequestId};
+use super::messages::{PeerMessage, PurgeItem, PurgeVote, RequestId, VoteState};
 use super::node::Node;
 use crate::storage::store::{Change, encode_object};
 use crate::storage::{Lsn, StorageError, Store};
@@ -52,11 +58,13 @@ struct Mark {
     lsn: Lsn,
 }
 
-/// Tombstone marks of owned keys, and those in a purge check now.
+/// Tombstone marks of owned keys, those in a purge check now, and where the
+/// next sweep starts.
 #[derive(Debug, Default)]
 pub(crate) struct Tombstones {
     marks: BTreeMap<(PartitionId, Bytes), Mark>,
     checking: BTreeSet<(PartitionId, Bytes)>,
+    cursor: Option<(PartitionId, Bytes)>,
 }
 
 /// A purge check in flight.
@@ -65,6 +73,7 @@ pub(crate) struct PurgeRound {
     items: Vec<PurgeItem>,
     waiting: BTreeSet<NodeId>,
     votes: BTreeMap<NodeId, Vec<PurgeVote>>,
+    started: Duration,
 }
 
 impl Tombstones {
@@ -112,6 +121,26 @@ impl Tombstones {
     pub(crate) fn len(&self) -> usize {
         self.marks.len()
     }
+
+    /// The marks from the cursor on, wrapping around once.
+    fn walk_from_cursor(&self) -> impl Iterator<Item = (&(PartitionId, Bytes), &Mark)> {
+        let (after, before) = match &self.cursor {
+            Some(c) => (
+                self.marks
+                    .range((Bound::Excluded(c.clone()), Bound::Unbounded)),
+                self.marks
+                    .range((Bound::Unbounded, Bound::Included(c.clone()))),
+            ),
+            None => (
+                self.marks.range(..),
+                self.marks.range((
+                    Bound::Unbounded,
+                    Bound::Excluded((PartitionId(0), Bytes::new())),
+                )),
+            ),
+        };
+        after.chain(before)
+    }
 }
 
 fn digest(object: &Object) -> Result<[u8; 32], StorageError> {
@@ -140,17 +169,14 @@ impl Node {
             })
     }
 
-    /// Starts a purge check for old enough tombstones this node leads.
+    /// Starts a purge check for the next tombstones old enough to purge.
     pub(super) fn sweep_tombstones(&mut self, now: Duration) {
         let durable = self.store.durable_lsn();
         let grace = self.options.tombstone_grace;
         let candidates: Vec<(PartitionId, Bytes)> = self
             .tombstones
-            .marks
-            .iter()
-            .filter(|(k, m)| {
-                m.since + grace <= now && m.lsn <= durable && !self.tombstones.checking.contains(*k)
-            })
+            .walk_from_cursor()
+            .filter(|(k, m)| m.lsn <= durable && !self.tombstones.checking.contains(*k))
             .filter(|((p, _), m)| {
                 // The k-th primary steps in after k+1 grace periods.
                 let rank = self.ring.primaries(*p).position(|n| n == self.id);
@@ -159,6 +185,9 @@ impl Node {
             .map(|(k, _)| k.clone())
             .take(self.options.purge_batch)
             .collect();
+        if let Some(last) = candidates.last() {
+            self.tombstones.cursor = Some(last.clone());
+        }
         let mut items = Vec::new();
         for (partition, key) in candidates {
             match self.tombstone_digest(partition, &key) {
@@ -187,9 +216,10 @@ impl Node {
             items,
             waiting: others.clone(),
             votes: BTreeMap::new(),
+            started: now,
         };
         if others.is_empty() {
-            return self.conclude_purge(&mut round);
+            return self.conclude_purge(now, &mut round);
         }
         let id = self.next_request_id();
         for node in others {
@@ -204,71 +234,99 @@ impl Node {
         self.track(now, id, Op::PurgeCheck(round));
     }
 
+    fn vote(&self, item: &PurgeItem, durable: Lsn) -> PurgeVote {
+        let state = if !self.is_primary(item.partition) {
+            VoteState::NotReplica
+        } else {
+            match self.store.get(item.partition, &item.key) {
+                Ok(None) => VoteState::Nothing,
+                Ok(Some(state)) => {
+                    let durable_mark = self
+                        .tombstones
+                        .marks
+                        .get(&(item.partition, item.key.clone()))
+                        .is_some_and(|m| m.lsn <= durable);
+                    if durable_mark && digest(&state).ok() == Some(item.digest) {
+                        VoteState::Same
+                    } else {
+                        VoteState::Other(state)
+                    }
+                }
+                // Unreadable here: say so in a way that blocks the purge.
+                Err(_) => VoteState::NotReplica,
+            }
+        };
+        PurgeVote {
+            state,
+            holds_hint: self.holds_any_hint(item.partition, &item.key),
+        }
+    }
+
     pub(super) fn on_purge_check(&mut self, from: NodeId, id: RequestId, items: Vec<PurgeItem>) {
         let durable = self.store.durable_lsn();
-        let votes = items
-            .iter()
-            .map(|item| {
-                let durable_mark = self
-                    .tombstones
-                    .marks
-                    .get(&(item.partition, item.key.clone()))
-                    .is_some_and(|m| m.lsn <= durable);
-                let agrees = self.is_primary(item.partition)
-                    && match self.store.get(item.partition, &item.key) {
-                        Ok(None) => true,
-                        Ok(Some(_)) => {
-                            durable_mark
-                                && self.tombstone_digest(item.partition, &item.key)
-                                    == Some(item.digest)
-                        }
-                        Err(_) => false,
-                    };
-                PurgeVote {
-                    holds_tombstone: agrees,
-                    holds_hint: self.holds_any_hint(item.partition, &item.key),
-                }
-            })
-            .collect();
+        let votes = items.iter().map(|item| self.vote(item, durable)).collect();
         self.send(from, PeerMessage::PurgeCheckReply { id, votes });
     }
 
     pub(super) fn on_purge_check_reply(
         &mut self,
-        _now: Duration,
+        now: Duration,
         from: NodeId,
         id: RequestId,
         votes: Vec<PurgeVote>,
     ) {
-        let Some(Op::PurgeCheck(mut round)) = self.take_op(id) else {
+        let Some(Op::PurgeCheck(round)) = self.ops.get_mut(&id) else {
             return;
         };
         if round.waiting.remove(&from) && votes.len() == round.items.len() {
             round.votes.insert(from, votes);
         }
-        if round.waiting.is_empty() {
-            self.conclude_purge(&mut round);
-        } else {
-            self.put_op(id, Op::PurgeCheck(round));
+        if round.waiting.is_empty()
+            && let Some(Op::PurgeCheck(mut round)) = self.take_op(id)
+        {
+            self.conclude_purge(now, &mut round);
         }
     }
 
-    /// Every member voted: purge what everyone agrees on.
-    fn conclude_purge(&mut self, round: &mut PurgeRound) {
-        let mut agreed = Vec::new();
-        for (i, item) in round.items.iter().enumerate() {
+    /// Every member voted: purge what everyone agrees on, and push the
+    /// tombstone where primaries disagree.
+    fn conclude_purge(&mut self, now: Duration, round: &mut PurgeRound) {
+        for item in &round.items {
             self.tombstones
                 .checking
                 .remove(&(item.partition, item.key.clone()));
-            let primaries: Vec<NodeId> = self.ring.primaries(item.partition).collect();
-            let all_hold = primaries
-                .iter()
-                .filter(|&&n| n != self.id)
-                .all(|n| round.votes.get(n).is_some_and(|v| v[i].holds_tombstone));
-            let no_hints = round.votes.values().all(|v| !v[i].holds_hint)
-                && round.votes.len() == self.peers.all().count();
-            if all_hold && no_hints {
+        }
+        if now > round.started + self.options.request_timeout {
+            return; // paused meanwhile: the votes are too old to act on
+        }
+        let everyone = self.peers.all().count();
+        let mut agreed = Vec::new();
+        for (i, item) in round.items.iter().enumerate() {
+            if round.votes.len() != everyone || round.votes.values().any(|v| v[i].holds_hint) {
+                continue;
+            }
+            let primaries: Vec<NodeId> = self
+                .ring
+                .primaries(item.partition)
+                .filter(|&n| n != self.id)
+                .collect();
+            let mut disagree = Vec::new();
+            let mut elsewhere = Object::new();
+            for n in &primaries {
+                match round.votes.get(n).map(|v| &v[i].state) {
+                    Some(VoteState::Same) => {}
+                    Some(VoteState::Nothing) => disagree.push(*n),
+                    Some(VoteState::Other(o)) => {
+                        elsewhere.merge(o);
+                        disagree.push(*n);
+                    }
+                    _ => disagree.push(NodeId(u64::MAX)), // not a primary there: ring views differ
+                }
+            }
+            if disagree.is_empty() {
                 agreed.push(item.clone());
+            } else if !disagree.contains(&NodeId(u64::MAX)) {
+                self.reconcile_tombstone(now, item, &elsewhere, &disagree);
             }
         }
         // Tell the others only about what this node could purge itself: a
@@ -289,6 +347,35 @@ impl Node {
                 .cloned()
                 .collect();
             self.send(node, PeerMessage::Purge { items });
+        }
+    }
+
+    /// Merges what disagreeing primaries hold into this node's copy and
+    /// sends them the result, so a later check can agree.
+    fn reconcile_tombstone(
+        &mut self,
+        now: Duration,
+        item: &PurgeItem,
+        elsewhere: &Object,
+        to: &[NodeId],
+    ) {
+        if let Err(e) = self.merge_owned(now, item.partition, &item.key, elsewhere) {
+            self.stats.storage_errors += 1;
+            debug!(error = %e, "merging a disagreeing tombstone failed");
+            return;
+        }
+        let Ok(Some(merged)) = self.store.get(item.partition, &item.key) else {
+            return;
+        };
+        for &node in to {
+            self.send(
+                node,
+                PeerMessage::Repair {
+                    partition: item.partition,
+                    key: item.key.clone(),
+                    object: merged.clone(),
+                },
+            );
         }
     }
 

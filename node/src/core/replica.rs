@@ -102,7 +102,8 @@ impl Node {
     }
 
     /// Merges `incoming` into the owned copy of a key and stores it, keeping
-    /// the tombstone mark in step. Returns the write's LSN.
+    /// the tombstone mark in step. Returns the LSN to wait for before the
+    /// result may be acknowledged.
     pub(super) fn merge_owned(
         &mut self,
         now: Duration,
@@ -110,8 +111,15 @@ impl Node {
         key: &[u8],
         incoming: &Object,
     ) -> Result<Lsn, StorageError> {
-        let mut state = self.store.get(partition, key)?.unwrap_or_default();
+        let existing = self.store.get(partition, key)?;
+        let mut state = existing.clone().unwrap_or_default();
         state.merge(incoming);
+        if existing.as_ref() == Some(&state) {
+            // Nothing new: no write, and a tombstone keeps its age. Whoever
+            // waits for durability waits for everything applied so far,
+            // which covers the write that stored this state.
+            return Ok(self.store.applied_lsn());
+        }
         let tombstone = state.is_tombstone();
         let marked = self.tombstones.contains(partition, key);
         let mut changes = vec![Change::Put {

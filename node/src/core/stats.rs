@@ -34,6 +34,11 @@ pub struct Stats {
     pub rejected_messages: u64,
     /// Storage errors met while serving peers.
     pub storage_errors: u64,
+    /// Flushes the driver reported as failed.
+    pub flush_failures: u64,
+    /// Read repairs not sent because the read was older than the request
+    /// timeout (the coordinator was paused).
+    pub stale_repairs_skipped: u64,
 }
 
 impl Stats {
@@ -55,6 +60,8 @@ impl Stats {
             messages_sent,
             rejected_messages,
             storage_errors,
+            flush_failures,
+            stale_repairs_skipped,
         } = other;
         self.client_requests += client_requests;
         self.reads += reads;
@@ -71,5 +78,7 @@ impl Stats {
         self.messages_sent += messages_sent;
         self.rejected_messages += rejected_messages;
         self.storage_errors += storage_errors;
+        self.flush_failures += flush_failures;
+        self.stale_repairs_skipped += stale_repairs_skipped;
     }
 }

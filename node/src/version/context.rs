@@ -27,6 +27,11 @@ pub const MAX_CONTEXT_BYTES: usize = 64 * 1024;
 /// that and keeps a forged context from costing much.
 pub const MAX_CONTEXT_ENTRIES: usize = 4096;
 
+/// Largest counter a client context may carry (2^48): far beyond any real
+/// number of writes, far below [`super::dvvset::MAX_COUNTER`], so a forged
+/// context cannot exhaust an actor's counters.
+pub const MAX_CONTEXT_COUNTER: u64 = 1 << 48;
+
 /// Why a context from a client was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {
@@ -92,6 +97,11 @@ pub fn decode(context: &Context) -> Result<VersionVector, ContextError> {
     if pairs.iter().any(|p| p.1 == 0) {
         return Err(ContextError::NotCanonical("zero counter"));
     }
+    if pairs.iter().any(|p| p.1 > MAX_CONTEXT_COUNTER) {
+        return Err(ContextError::NotCanonical(
+            "counter beyond any real history",
+        ));
+    }
     if pairs.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(ContextError::NotCanonical("actors not strictly increasing"));
     }
@@ -131,6 +141,12 @@ mod tests {
         rmp_serde::encode::write(&mut unsorted, &vec![(2u64, 0u64, 1u64), (1, 0, 1)]).unwrap();
         assert!(matches!(
             decode(&Context::from_bytes(unsorted)),
+            Err(ContextError::NotCanonical(_))
+        ));
+        let mut huge_counter = vec![FORMAT_V1];
+        rmp_serde::encode::write(&mut huge_counter, &vec![(1u64, 0u64, u64::MAX)]).unwrap();
+        assert!(matches!(
+            decode(&Context::from_bytes(huge_counter)),
             Err(ContextError::NotCanonical(_))
         ));
         let mut zero = vec![FORMAT_V1];

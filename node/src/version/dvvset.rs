@@ -45,9 +45,18 @@ struct Entry<V> {
     values: Vec<V>,
 }
 
+/// Largest counter a state may hold. Counters grow by one per write of one
+/// actor epoch to one key, so this is never reached by real use; bounding it
+/// keeps arithmetic on forged or corrupt input from overflowing.
+pub const MAX_COUNTER: u64 = 1 << 62;
+
 /// A stored state that breaks the DVVSet invariants (corrupt or forged).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidVersion {
+    /// A counter above [`MAX_COUNTER`]: this actor can issue no more dots
+    /// for this key (the caller opens a fresh epoch).
+    #[error("version counter of actor {0} is exhausted")]
+    CounterExhausted(Actor),
     /// Entries are not strictly sorted by actor.
     #[error("version entries out of order at actor {0}")]
     Unsorted(Actor),
@@ -114,8 +123,19 @@ impl<V> DvvSet<V> {
 
     /// Records a write of `value`, coordinated by `actor`, by a client that
     /// had read `context`. Values the context covers are replaced; the
-    /// others remain as siblings. Returns the new value's dot.
-    pub fn update(&mut self, context: &VersionVector, actor: Actor, value: V) -> Dot {
+    /// others remain as siblings. Returns the new value's dot, or
+    /// [`InvalidVersion::CounterExhausted`] (leaving the state as it was) if
+    /// `actor` cannot issue another dot for this key.
+    pub fn update(
+        &mut self,
+        context: &VersionVector,
+        actor: Actor,
+        value: V,
+    ) -> Result<Dot, InvalidVersion> {
+        let next = self.context().get(actor).max(context.get(actor)) + 1;
+        if next > MAX_COUNTER {
+            return Err(InvalidVersion::CounterExhausted(actor));
+        }
         self.discard(context);
         let at = match self.entries.binary_search_by_key(&actor, |e| e.actor) {
             Ok(at) => at,
@@ -133,11 +153,12 @@ impl<V> DvvSet<V> {
         };
         let entry = &mut self.entries[at];
         entry.counter += 1;
+        debug_assert_eq!(entry.counter, next);
         entry.values.insert(0, value);
-        Dot {
+        Ok(Dot {
             actor,
             counter: entry.counter,
-        }
+        })
     }
 
     /// Drops every value whose dot `context` covers, and raises the counters
@@ -193,6 +214,9 @@ impl<V> DvvSet<V> {
             }
         }
         for e in &self.entries {
+            if e.counter > MAX_COUNTER {
+                return Err(InvalidVersion::CounterExhausted(e.actor));
+            }
             if e.counter == 0 || e.values.len() as u64 > e.counter {
                 return Err(InvalidVersion::BadEntry {
                     actor: e.actor,
@@ -302,20 +326,20 @@ mod tests {
     #[test]
     fn write_with_context_replaces_what_was_read() {
         let mut s = DvvSet::new();
-        s.update(&VersionVector::new(), actor(1), "a");
+        s.update(&VersionVector::new(), actor(1), "a").unwrap();
         let ctx = s.context();
-        s.update(&ctx, actor(1), "b");
+        s.update(&ctx, actor(1), "b").unwrap();
         assert_eq!(values(&s), vec!["b"]);
     }
 
     #[test]
     fn blind_writes_become_siblings() {
         let mut s = DvvSet::new();
-        s.update(&VersionVector::new(), actor(1), "a");
-        s.update(&VersionVector::new(), actor(1), "b");
+        s.update(&VersionVector::new(), actor(1), "a").unwrap();
+        s.update(&VersionVector::new(), actor(1), "b").unwrap();
         assert_eq!(values(&s), vec!["a", "b"]);
         let ctx = s.context();
-        s.update(&ctx, actor(2), "c");
+        s.update(&ctx, actor(2), "c").unwrap();
         assert_eq!(values(&s), vec!["c"]);
     }
 
@@ -323,27 +347,42 @@ mod tests {
     fn concurrent_writes_on_two_replicas_merge_to_siblings() {
         let mut x = DvvSet::new();
         let mut y = DvvSet::new();
-        x.update(&VersionVector::new(), actor(1), "x");
-        y.update(&VersionVector::new(), actor(2), "y");
+        x.update(&VersionVector::new(), actor(1), "x").unwrap();
+        y.update(&VersionVector::new(), actor(2), "y").unwrap();
         let mut m = x.clone();
         m.merge(&y);
         assert_eq!(values(&m), vec!["x", "y"]);
         // A write that saw only x, coordinated on y's replica, keeps y.
-        y.update(&x.context(), actor(2), "x2");
+        y.update(&x.context(), actor(2), "x2").unwrap();
         m.merge(&y);
         assert_eq!(values(&m), vec!["x2", "y"]);
     }
 
     #[test]
+    fn an_exhausted_counter_is_an_error_not_an_overflow() {
+        let mut s: DvvSet<&str> = DvvSet::new();
+        let ctx = VersionVector::from_pairs([(actor(1), MAX_COUNTER)]);
+        assert_eq!(
+            s.update(&ctx, actor(1), "x"),
+            Err(InvalidVersion::CounterExhausted(actor(1)))
+        );
+        assert!(s.is_empty(), "state unchanged");
+        assert!(
+            s.update(&ctx, actor(2), "x").is_ok(),
+            "another actor can write"
+        );
+    }
+
+    #[test]
     fn validate_rejects_broken_states() {
         let mut s = DvvSet::new();
-        s.update(&VersionVector::new(), actor(1), "a");
+        s.update(&VersionVector::new(), actor(1), "a").unwrap();
         assert!(s.validate().is_ok());
         s.entries[0].counter = 0;
         assert!(s.validate().is_err());
         let mut t = DvvSet::new();
-        t.update(&VersionVector::new(), actor(2), "a");
-        t.update(&VersionVector::new(), actor(1), "b");
+        t.update(&VersionVector::new(), actor(2), "a").unwrap();
+        t.update(&VersionVector::new(), actor(1), "b").unwrap();
         t.entries.swap(0, 1);
         assert!(matches!(t.validate(), Err(InvalidVersion::Unsorted(_))));
     }

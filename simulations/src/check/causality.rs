@@ -8,7 +8,7 @@ use crate::history::{History, Kind, Outcome, show};
 pub fn check(history: &History) -> Vec<Violation> {
     let writers = history.writers();
     let mut out = Vec::new();
-    for r in &history.records {
+    for (i, r) in history.records.iter().enumerate() {
         let Outcome::Ok { values, .. } = &r.outcome else {
             continue;
         };
@@ -17,6 +17,7 @@ pub fn check(history: &History) -> Vec<Violation> {
                 out.push(Violation {
                     check: Check::Causality,
                     key: Some(r.key),
+                    record: Some(i),
                     detail: format!("reply contains {} which no put wrote", show(newer)),
                 });
                 continue;
@@ -27,6 +28,7 @@ pub fn check(history: &History) -> Vec<Violation> {
                         out.push(Violation {
                             check: Check::Causality,
                             key: Some(r.key),
+                            record: Some(i),
                             detail: format!(
                                 "a reply returned {} together with {}, which replaced it",
                                 show(older),

@@ -27,6 +27,7 @@ pub fn check(fin: &FinalState) -> Vec<Violation> {
             out.push(Violation {
                 check: Check::Convergence,
                 key: Some(key),
+                record: None,
                 detail: format!(
                     "replicas disagree (first difference on node {node}): {}",
                     summary.join("; ")
@@ -39,6 +40,7 @@ pub fn check(fin: &FinalState) -> Vec<Violation> {
             out.push(Violation {
                 check: Check::Convergence,
                 key: None,
+                record: None,
                 detail: format!("node {node} still holds {hints} hint(s) after healing"),
             });
         }

@@ -10,12 +10,14 @@ pub fn check(history: &History, fin: &FinalState) -> Vec<Violation> {
     history
         .records
         .iter()
-        .filter(|r| r.ok())
-        .filter_map(|r| match &r.kind {
+        .enumerate()
+        .filter(|(_, r)| r.ok())
+        .filter_map(|(i, r)| match &r.kind {
             Kind::Put { value, .. } if !superseders.contains_key(value) => {
                 (!fin.values(r.key).contains(value)).then(|| Violation {
                     check: Check::Durability,
                     key: Some(r.key),
+                    record: Some(i),
                     detail: format!(
                         "acknowledged write {} is missing; nothing superseded it",
                         show(value)

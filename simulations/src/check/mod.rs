@@ -69,6 +69,8 @@ pub struct Violation {
     pub check: Check,
     /// The key concerned, if one.
     pub key: Option<usize>,
+    /// The operation (index in the history) that shows it, if one.
+    pub record: Option<usize>,
     /// What exactly.
     pub detail: String,
 }

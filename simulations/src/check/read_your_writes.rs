@@ -38,10 +38,11 @@ fn replaced_by(
 pub fn check(history: &History, n: usize) -> Vec<Violation> {
     let supers = history.superseders();
     let mut out = Vec::new();
-    for read in history
+    for (i, read) in history
         .records
         .iter()
-        .filter(|r| matches!(r.kind, Kind::Get))
+        .enumerate()
+        .filter(|(_, r)| matches!(r.kind, Kind::Get))
     {
         let Outcome::Ok { values, .. } = &read.outcome else {
             continue;
@@ -65,6 +66,7 @@ pub fn check(history: &History, n: usize) -> Vec<Violation> {
                 out.push(Violation {
                     check: Check::ReadYourWrites,
                     key: Some(read.key),
+                    record: Some(i),
                     detail: format!(
                         "read at r={r} missed {} acknowledged at w={w} before it started",
                         show(value)

@@ -7,7 +7,12 @@ use crate::history::{History, Kind, show};
 /// Checks that nothing an acknowledged write replaced came back.
 pub fn check(history: &History, fin: &FinalState) -> Vec<Violation> {
     let mut out = Vec::new();
-    for r in history.records.iter().filter(|r| r.ok() && r.is_write()) {
+    for (i, r) in history
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.ok() && r.is_write())
+    {
         let present = fin.values(r.key);
         for seen in r.saw() {
             if present.contains(seen) {
@@ -18,6 +23,7 @@ pub fn check(history: &History, fin: &FinalState) -> Vec<Violation> {
                 out.push(Violation {
                     check,
                     key: Some(r.key),
+                    record: Some(i),
                     detail: format!(
                         "{} is present at the end although {what} replaced it",
                         show(seen)

@@ -1,0 +1,122 @@
+//! Checks on every message from a peer, before the core acts on it.
+//!
+//! Peers are authenticated (mutual TLS), but a bug, a version mismatch or a
+//! corrupt frame must not crash a node or poison its storage. So a message
+//! is admitted only if every key it names is a valid key of the partition
+//! it claims, every state it carries satisfies the version invariants, a
+//! hint names another member that really is a primary of the partition,
+//! and lists stay within [`MAX_ITEMS`]. Anything else is dropped and
+//! counted (`rejected_messages`); the sender sees a timeout.
+
+use quorra_ring::{NodeId, PartitionId};
+
+use super::messages::{PeerMessage, PurgeItem, VoteState};
+use super::node::Node;
+use crate::storage::store::check_key;
+use crate::version::Object;
+
+/// Most items (hints, purge candidates, votes) one message may carry.
+pub const MAX_ITEMS: usize = 4096;
+
+type Verdict = Result<(), &'static str>;
+
+fn valid(object: &Object) -> Verdict {
+    object
+        .validate()
+        .map_err(|_| "state breaks the version invariants")
+}
+
+fn bounded<T>(items: &[T]) -> Verdict {
+    if items.len() > MAX_ITEMS {
+        Err("too many items")
+    } else {
+        Ok(())
+    }
+}
+
+impl Node {
+    fn key_of(&self, partition: PartitionId, key: &[u8]) -> Verdict {
+        check_key(key).map_err(|_| "empty or oversized key")?;
+        if self.ring.partition_of_key(key) != partition {
+            return Err("key does not belong to the partition");
+        }
+        Ok(())
+    }
+
+    fn hint_owner(&self, partition: PartitionId, owner: Option<NodeId>) -> Verdict {
+        match owner {
+            None => Ok(()),
+            Some(o) if o != self.id && self.ring.is_primary(partition, o) => Ok(()),
+            Some(_) => Err("hint for a node that is not another primary of the partition"),
+        }
+    }
+
+    fn purge_items(&self, items: &[PurgeItem]) -> Verdict {
+        bounded(items)?;
+        items
+            .iter()
+            .try_for_each(|i| self.key_of(i.partition, &i.key))
+    }
+
+    /// Whether `message` may be acted on; the reason if not.
+    pub(super) fn admit(&self, message: &PeerMessage) -> Verdict {
+        match message {
+            PeerMessage::Read {
+                partition,
+                key,
+                hint_for,
+                ..
+            } => {
+                self.key_of(*partition, key)?;
+                self.hint_owner(*partition, *hint_for)
+            }
+            PeerMessage::ReadReply {
+                result: Ok(Some(state)),
+                ..
+            } => valid(state),
+            PeerMessage::Write {
+                partition,
+                key,
+                object,
+                hint_for,
+                ..
+            } => {
+                self.key_of(*partition, key)?;
+                self.hint_owner(*partition, *hint_for)?;
+                valid(object)
+            }
+            PeerMessage::Repair {
+                partition,
+                key,
+                object,
+            } => {
+                self.key_of(*partition, key)?;
+                valid(object)
+            }
+            PeerMessage::Handoff { items, .. } => {
+                bounded(items)?;
+                items.iter().try_for_each(|i| {
+                    self.key_of(i.partition, &i.key)?;
+                    valid(&i.object)
+                })
+            }
+            PeerMessage::HandoffReply { stored, .. } => bounded(stored),
+            PeerMessage::PurgeCheck { items, .. } | PeerMessage::Purge { items } => {
+                self.purge_items(items)
+            }
+            PeerMessage::PurgeCheckReply { votes, .. } => {
+                bounded(votes)?;
+                votes.iter().try_for_each(|v| match &v.state {
+                    VoteState::Other(o) => valid(o),
+                    _ => Ok(()),
+                })
+            }
+            PeerMessage::ReadReply { .. }
+            | PeerMessage::WriteReply { .. }
+            | PeerMessage::Forward { .. }
+            | PeerMessage::ForwardReply { .. }
+            | PeerMessage::Ping { .. }
+            | PeerMessage::Pong { .. } => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Coordinated writes (puts and deletes).
+//!
+//! The coordinator applies the client's write to its copy of the key with a
+//! new dot, **stores its own copy first**, then sends the new state to the
+//! other replicas of the sloppy set, and replies once W of them (PW
+//! primaries) hold it durably, counting itself once its own copy is
+//! flushed. Fallbacks keep the state as a hint for the primary they stand
+//! in for.
+//!
+//! Which actor issues the dot ([`crate::version::actor`]): a primary
+//! continues its epoch of the current incarnation if its copy of the key
+//! has one. That copy holds every dot the epoch issued for the key, because
+//! the coordinator stores each write before sending it and a primary that
+//! cannot store its copy fails the request without sending anything. Every
+//! other coordinator (a fallback, or a node coordinating while every primary
+//! looks down) keeps no such record, so it always opens a fresh epoch. Dots
+//! are therefore never issued twice.
+//!
+//! A write that failed may still have been applied by the replicas that
+//! answered: like Dynamo, Quorra does not roll writes back.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use quorra_client::{Quorum, RequestError, Response};
+use quorra_ring::{NodeId, PartitionId, ReplicaRole};
+use tracing::debug;
+
+use super::coordinator::{Op, ReplyTo, response};
+use super::messages::{PeerMessage, ReplicaError, RequestId};
+use super::node::{INCARNATION_KEY, Node, Pending};
+use super::tally::Tally;
+use crate::version::{Actor, Object, Sibling, VersionVector};
+
+/// A write in flight.
+#[derive(Debug)]
+pub(crate) struct WriteOp {
+    reply_to: ReplyTo,
+    tally: Tally,
+    /// What the client is told on success.
+    response: Response,
+    replied: bool,
+}
+
+impl Node {
+    /// The actor for a write this node coordinates as a primary: its epoch
+    /// of this incarnation if its copy of the key has one, else a fresh one.
+    fn primary_actor(&mut self, owned: &Object) -> Result<Actor, RequestError> {
+        let mine = owned
+            .context()
+            .iter()
+            .map(|(a, _)| a)
+            .filter(|a| a.node == self.id && a.incarnation() == self.incarnation)
+            .max();
+        match mine {
+            Some(actor) => Ok(actor),
+            None => self.fresh_actor(),
+        }
+    }
+
+    /// An epoch this node never used before.
+    fn fresh_actor(&mut self) -> Result<Actor, RequestError> {
+        if self.next_epoch == u32::MAX {
+            // Out of fresh epochs in this incarnation: move to the next one,
+            // durably, before issuing anything from it.
+            let next = self.incarnation.wrapping_add(1);
+            self.store
+                .put_meta(INCARNATION_KEY, &next.to_be_bytes())
+                .and_then(|_| self.store.flush())
+                .map_err(|e| RequestError::Storage(e.to_string()))?;
+            self.incarnation = next;
+            self.next_epoch = 1;
+        }
+        let epoch = Actor::epoch_of(self.incarnation, self.next_epoch);
+        self.next_epoch += 1;
+        Ok(Actor::new(self.id, epoch))
+    }
+
+    /// Everything this node holds about a key: its own copy and any hints.
+    fn local_knowledge(&self, partition: PartitionId, key: &[u8]) -> Result<Object, RequestError> {
+        let storage = |e: crate::storage::StorageError| RequestError::Storage(e.to_string());
+        let mut known = self
+            .store
+            .get(partition, key)
+            .map_err(storage)?
+            .unwrap_or_default();
+        if self.hints.count() > 0 {
+            for target in self.members() {
+                if let Some(hint) = self
+                    .store
+                    .get_hint(target, partition, key)
+                    .map_err(storage)?
+                {
+                    known.merge(&hint);
+                }
+            }
+        }
+        Ok(known)
+    }
+
+    /// Applies the client's write to `state` with a suitable actor.
+    fn apply_write(
+        &mut self,
+        state: &mut Object,
+        primary: bool,
+        ctx: &VersionVector,
+        sibling: Sibling,
+    ) -> Result<(), RequestError> {
+        let actor = if primary {
+            self.primary_actor(state)?
+        } else {
+            self.fresh_actor()?
+        };
+        if state.update(ctx, actor, sibling.clone()).is_err() {
+            // This epoch can issue no more dots for the key: start another.
+            let actor = self.fresh_actor()?;
+            state
+                .update(ctx, actor, sibling)
+                .map_err(|e| RequestError::Invalid(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn start_write(
+        &mut self,
+        now: Duration,
+        reply_to: ReplyTo,
+        (partition, key): (PartitionId, Bytes),
+        sibling: Sibling,
+        ctx: VersionVector,
+        quorum: Quorum,
+    ) {
+        self.stats.writes += 1;
+        let replicas = self.replica_set(partition);
+        let tally = Tally::new(replicas.clone(), quorum);
+        if let Some(e) = Self::too_few(&tally) {
+            self.stats.quorum_failures += 1;
+            return self.reply(reply_to, Err(e));
+        }
+        let my_role = replicas.iter().find(|r| r.node == self.id).map(|r| r.role);
+        let primary = my_role == Some(ReplicaRole::Primary);
+        let known = if primary {
+            self.store
+                .get(partition, &key)
+                .map(Option::unwrap_or_default)
+                .map_err(|e| RequestError::Storage(e.to_string()))
+        } else {
+            self.local_knowledge(partition, &key)
+        };
+        let mut state = match known {
+            Ok(k) => k,
+            Err(e) => return self.reply(reply_to, Err(e)),
+        };
+        if let Err(e) = self.apply_write(&mut state, primary, &ctx, sibling) {
+            return self.reply(reply_to, Err(e));
+        }
+        let id = self.next_request_id();
+        let mut op = WriteOp {
+            reply_to,
+            response: response(&state, &tally),
+            tally,
+            replied: false,
+        };
+        match my_role {
+            Some(ReplicaRole::Primary) => match self.merge_owned(now, partition, &key, &state) {
+                Ok(lsn) => self.after_durable(Pending::Local { lsn, op: id }),
+                Err(e) => {
+                    // Nothing was sent: the dot is forgotten with the request.
+                    debug!(error = %e, "coordinator could not store its copy");
+                    self.stats.storage_errors += 1;
+                    return self.reply(reply_to, Err(RequestError::Storage(e.to_string())));
+                }
+            },
+            Some(ReplicaRole::Fallback { for_node }) => {
+                match self.merge_hint(for_node, partition, &key, &state) {
+                    Ok(lsn) => self.after_durable(Pending::Local { lsn, op: id }),
+                    Err(e) => {
+                        debug!(error = %e, "coordinator could not keep its hint");
+                        op.tally.record(self.id, false);
+                    }
+                }
+            }
+            None => {}
+        }
+        for replica in &replicas {
+            if replica.node == self.id {
+                continue;
+            }
+            let hint_for = match replica.role {
+                ReplicaRole::Primary => None,
+                ReplicaRole::Fallback { for_node } => Some(for_node),
+            };
+            self.send(
+                replica.node,
+                PeerMessage::Write {
+                    id,
+                    partition,
+                    key: key.clone(),
+                    object: state.clone(),
+                    hint_for,
+                },
+            );
+        }
+        self.track(now, id, Op::Write(op));
+        self.progress_write(id);
+    }
+
+    pub(super) fn on_write_reply(
+        &mut self,
+        from: NodeId,
+        id: RequestId,
+        result: Result<(), ReplicaError>,
+    ) {
+        let Some(Op::Write(op)) = self.ops.get_mut(&id) else {
+            return;
+        };
+        if let Err(ReplicaError::HintsFull) = &result {
+            self.stats.hints_refused_by_fallback += 1;
+        }
+        op.tally.record(from, result.is_ok());
+        self.progress_write(id);
+    }
+
+    /// The coordinator's own copy became durable.
+    pub(super) fn local_write_durable(&mut self, id: RequestId) {
+        let me = self.id;
+        if let Some(Op::Write(op)) = self.ops.get_mut(&id) {
+            op.tally.record(me, true);
+            self.progress_write(id);
+        }
+    }
+
+    fn progress_write(&mut self, id: RequestId) {
+        let Some(Op::Write(op)) = self.ops.get_mut(&id) else {
+            return;
+        };
+        let mut outcome = None;
+        if !op.replied && op.tally.reached() {
+            op.replied = true;
+            let mut response = op.response.clone();
+            response.receipt = op.tally.receipt();
+            outcome = Some(Ok(response));
+        } else if !op.replied && op.tally.impossible() {
+            op.replied = true;
+            outcome = Some(Err(op.tally.failure()));
+        }
+        let reply_to = op.reply_to;
+        let settled = op.tally.settled();
+        if let Some(outcome) = outcome {
+            if outcome.is_err() {
+                self.stats.quorum_failures += 1;
+            }
+            self.reply(reply_to, outcome);
+        }
+        if settled {
+            self.take_op(id);
+        }
+    }
+
+    pub(super) fn write_expired(&mut self, mut op: WriteOp) {
+        let late: Vec<NodeId> = op.tally.pending().collect();
+        for node in late {
+            op.tally.record(node, false);
+            if node != self.id {
+                self.peer_timed_out(node);
+            }
+        }
+        if !op.replied {
+            self.stats.quorum_failures += 1;
+            self.reply(op.reply_to, Err(op.tally.failure()));
+        }
+    }
+}
