@@ -359,6 +359,9 @@ impl Node {
         elsewhere: &Object,
         to: &[NodeId],
     ) {
+        if self.tombstone_digest(item.partition, &item.key) != Some(item.digest) {
+            return; // changed or purged meanwhile: this round says nothing
+        }
         if let Err(e) = self.merge_owned(now, item.partition, &item.key, elsewhere) {
             self.stats.storage_errors += 1;
             debug!(error = %e, "merging a disagreeing tombstone failed");

@@ -114,8 +114,9 @@ impl Node {
         let existing = self.store.get(partition, key)?;
         let mut state = existing.clone().unwrap_or_default();
         state.merge(incoming);
-        if existing.as_ref() == Some(&state) {
-            // Nothing new: no write, and a tombstone keeps its age. Whoever
+        if state.is_empty() || existing.as_ref() == Some(&state) {
+            // Nothing new (or nothing at all: an empty state is never
+            // stored): no write, and a tombstone keeps its age. Whoever
             // waits for durability waits for everything applied so far,
             // which covers the write that stored this state.
             return Ok(self.store.applied_lsn());
