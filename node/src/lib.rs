@@ -32,5 +32,6 @@
 //! own issues. Today the `quorra` binary offers `quorra ring plan`.
 
 pub mod core;
+pub mod runtime;
 pub mod storage;
 pub mod version;

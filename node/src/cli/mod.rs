@@ -1,12 +1,28 @@
 //! Command-line interface: argument definitions and dispatch.
+//!
+//! Output meant for people or scripts goes to stdout (tables, `--json`);
+//! progress notes and errors go to stderr. Exit codes: 0 success, 1 the
+//! operation failed, 2 bad usage.
 
+// This module *is* the program's output.
+#![allow(clippy::print_stdout)]
+
+mod cert;
+mod client;
+mod dev;
+mod node;
 mod ring_plan;
 
 use clap::{Parser, Subcommand};
 
 /// Quorra: a masterless, Dynamo-style key-value store.
 #[derive(Parser, Debug)]
-#[command(name = "quorra", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "quorra",
+    version,
+    about = "Quorra: a masterless, Dynamo-style key-value store",
+    propagate_version = true
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,6 +30,21 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a local cluster on loopback, for a first try.
+    Dev(dev::DevArgs),
+    /// Run a node.
+    Node(Box<node::NodeArgs>),
+    /// Read a key.
+    Get(client::GetArgs),
+    /// Write a key.
+    Put(client::PutArgs),
+    /// Delete a key.
+    Del(client::DelArgs),
+    /// Show the cluster's members, their state and owned share.
+    Status(client::StatusArgs),
+    /// Make the cluster CA and certificates.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
     /// Inspect and plan the placement ring.
     #[command(subcommand)]
     Ring(RingCommand),
@@ -35,6 +66,12 @@ pub(crate) enum CliError {
     /// The ring could not be built.
     #[error(transparent)]
     Ring(#[from] quorra_ring::RingError),
+    /// The operation failed.
+    #[error("{0}")]
+    Failed(String),
+    /// A client request failed.
+    #[error(transparent)]
+    Client(#[from] quorra_client::ClientError),
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(std::io::Error),
@@ -57,5 +94,23 @@ impl From<std::io::Error> for CliError {
 pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Ring(RingCommand::Plan(args)) => ring_plan::run(&args),
+        Command::Dev(args) => dev::run(args),
+        Command::Node(args) => node::run(*args),
+        Command::Get(args) => client::get(args),
+        Command::Put(args) => client::put(args),
+        Command::Del(args) => client::del(args),
+        Command::Status(args) => client::status(args),
+        Command::Cert(command) => cert::run(command),
     }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` if set, else by `default`.
+pub(crate) fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

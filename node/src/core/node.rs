@@ -328,6 +328,13 @@ impl Node {
         self.release_acknowledgements();
     }
 
+    /// The membership changed: route with `ring` from now on. Requests in
+    /// flight keep the replicas they were sent to.
+    pub fn handle_ring(&mut self, ring: Ring) {
+        self.peers.set_members(ring.node_ids());
+        self.ring = ring;
+    }
+
     /// The driver flushed the store: acknowledgements may go out.
     pub fn handle_flushed(&mut self, now: Duration) {
         self.commit.flushed(now);

@@ -47,6 +47,21 @@ impl Peers {
         Self { me, peers }
     }
 
+    /// Follows a membership change: new members start believed up,
+    /// departed ones are forgotten.
+    pub fn set_members(&mut self, members: impl IntoIterator<Item = NodeId>) {
+        let members: std::collections::BTreeSet<NodeId> =
+            members.into_iter().filter(|&n| n != self.me).collect();
+        self.peers.retain(|n, _| members.contains(n));
+        for n in members {
+            self.peers.entry(n).or_insert(Peer {
+                up: true,
+                failures: 0,
+                last_heard: None,
+            });
+        }
+    }
+
     /// Whether `node` is believed reachable (this node always is; unknown
     /// nodes never are).
     pub fn is_up(&self, node: NodeId) -> bool {

@@ -1,0 +1,131 @@
+//! The messages between a client and a node.
+//!
+//! A client opens one long-lived bidirectional stream per node and sends
+//! [`ClientMessage`]s, each with an id of its choosing; the node answers
+//! each with a [`NodeMessage`] carrying the same id, in any order. Besides
+//! requests, a client can ask for the routing table (to send each request
+//! straight to a replica of its key) and for the cluster's status.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Outcome, Request};
+
+/// Client → node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// A get, put or delete.
+    Request {
+        /// Client-chosen id, echoed in the answer.
+        id: u64,
+        /// The request.
+        request: Request,
+    },
+    /// Send me the routing table.
+    Routing {
+        /// Client-chosen id.
+        id: u64,
+    },
+    /// Send me the cluster's status.
+    Status {
+        /// Client-chosen id.
+        id: u64,
+    },
+}
+
+/// Node → client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum NodeMessage {
+    /// The outcome of a request.
+    Outcome {
+        /// The request's id.
+        id: u64,
+        /// What happened.
+        outcome: Outcome,
+    },
+    /// The routing table.
+    Routing {
+        /// The request's id.
+        id: u64,
+        /// The table.
+        table: RoutingTable,
+    },
+    /// The cluster's status as this node sees it.
+    Status {
+        /// The request's id.
+        id: u64,
+        /// The status.
+        status: ClusterStatus,
+    },
+    /// The node could not understand a message; the stream is closed after.
+    Error {
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// A member as a client needs it for routing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingMember {
+    /// Node id.
+    pub id: u64,
+    /// Address clients connect to.
+    pub address: String,
+}
+
+/// Where each partition lives: enough for a client to send every request
+/// straight to a replica of its key (zero-hop routing).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingTable {
+    /// Q, a power of two.
+    pub partitions: u32,
+    /// Replicas per partition in `owners`.
+    pub replicas: u32,
+    /// The members.
+    pub members: Vec<RoutingMember>,
+    /// For each partition, `replicas` indices into `members`, primaries in
+    /// preference order.
+    pub owners: Vec<u32>,
+}
+
+impl RoutingTable {
+    /// The members holding the primaries of `partition`, in preference order.
+    pub fn owners_of(&self, partition: u32) -> impl Iterator<Item = &RoutingMember> {
+        let n = self.replicas as usize;
+        let at = partition as usize * n;
+        self.owners
+            .get(at..at + n)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|&i| self.members.get(i as usize))
+    }
+}
+
+/// One member in a status report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: u64,
+    /// Address.
+    pub address: String,
+    /// Zone.
+    pub zone: String,
+    /// `normal`, `joining` (no tokens yet), `down` (as the reporting node believes).
+    pub state: String,
+    /// Fraction of all partition-replicas it holds.
+    pub share: f64,
+}
+
+/// The cluster as one node sees it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node: u64,
+    /// Cluster name.
+    pub cluster: String,
+    /// Q.
+    pub partitions: u32,
+    /// N.
+    pub replicas: u32,
+    /// Every member, in id order.
+    pub members: Vec<MemberStatus>,
+}

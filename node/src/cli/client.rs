@@ -1,0 +1,321 @@
+//! `quorra put|get|del|status`: the cluster from the command line.
+//!
+//! By default the CLI talks to `127.0.0.1:7401` with the certificates of a
+//! local `quorra dev` cluster (`.quorra/dev/tls`), so that `quorra dev` in
+//! one terminal and `quorra put hello world` in another just work; flags
+//! and `QUORRA_PEERS` / `QUORRA_TLS_DIR` point it elsewhere.
+//!
+//! `put` and `del` read the key first and write with its context, so they
+//! replace what is there, as users expect; `--context` passes a context
+//! from an earlier read instead, and `put --blind` writes without one
+//! (concurrent with everything stored: it becomes a sibling).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use clap::Args;
+use quorra_client::{Client, ClientConfig, Consistency, Context, Response, TlsFiles};
+use serde_json::json;
+
+use super::CliError;
+
+/// Where the CLI finds a local dev cluster's certificates by default.
+pub(crate) const DEV_TLS_DIR: &str = ".quorra/dev/tls";
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct Connection {
+    /// Comma-separated node addresses to contact.
+    #[arg(
+        long = "peer",
+        env = "QUORRA_PEERS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7401"
+    )]
+    peers: Vec<SocketAddr>,
+    /// Directory with ca.crt and the client certificate [default: .quorra/dev/tls].
+    #[arg(long, env = "QUORRA_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+    /// Name of the client certificate (NAME.crt, NAME.key).
+    #[arg(long, env = "QUORRA_TLS_NAME", default_value = "client")]
+    tls_name: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 5)]
+    timeout: u64,
+}
+
+impl Connection {
+    pub(crate) fn config(&self) -> Result<ClientConfig, CliError> {
+        let dir = self
+            .tls_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEV_TLS_DIR));
+        if !dir.join("ca.crt").exists() {
+            return Err(CliError::Usage(format!(
+                "no cluster CA at {}: pass --tls-dir (or set QUORRA_TLS_DIR), or start a local cluster with `quorra dev`",
+                dir.join("ca.crt").display()
+            )));
+        }
+        let mut config =
+            ClientConfig::new(self.peers.clone(), TlsFiles::in_dir(&dir, &self.tls_name));
+        config.timeout = Duration::from_secs(self.timeout.max(1));
+        Ok(config)
+    }
+
+    pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::Failed(format!("cannot start the runtime: {e}")))
+    }
+}
+
+fn parse_consistency(s: &str) -> Result<Consistency, String> {
+    s.parse()
+        .map_err(|e: quorra_client::ConsistencyError| e.to_string())
+}
+
+fn parse_context(s: &str) -> Result<Context, String> {
+    B64.decode(s.trim())
+        .map(Context::from_bytes)
+        .map_err(|e| format!("context is not base64: {e}"))
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct GetArgs {
+    /// The key.
+    key: String,
+    #[command(flatten)]
+    connection: Connection,
+    /// one, two, quorum, all, or r=N,w=N (and pr=, pw=).
+    #[arg(long, default_value = "quorum", value_parser = parse_consistency)]
+    consistency: Consistency,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PutArgs {
+    /// The key.
+    key: String,
+    /// The value; `-` reads it from standard input.
+    value: String,
+    #[command(flatten)]
+    connection: Connection,
+    /// one, two, quorum, all, or r=N,w=N (and pr=, pw=).
+    #[arg(long, default_value = "quorum", value_parser = parse_consistency)]
+    consistency: Consistency,
+    /// Context (base64) from an earlier read, instead of reading first.
+    #[arg(long, value_parser = parse_context, conflicts_with = "blind")]
+    context: Option<Context>,
+    /// Write without a context: the value becomes a sibling of what is stored.
+    #[arg(long)]
+    blind: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DelArgs {
+    /// The key.
+    key: String,
+    #[command(flatten)]
+    connection: Connection,
+    /// one, two, quorum, all, or r=N,w=N (and pr=, pw=).
+    #[arg(long, default_value = "quorum", value_parser = parse_consistency)]
+    consistency: Consistency,
+    /// Context (base64) from an earlier read, instead of reading first.
+    #[arg(long, value_parser = parse_context)]
+    context: Option<Context>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `values`/`encoding` for JSON: UTF-8 text when every value is, else base64.
+fn values_json(values: &[Bytes]) -> (Vec<String>, &'static str) {
+    let texts: Option<Vec<String>> = values
+        .iter()
+        .map(|v| std::str::from_utf8(v).ok().map(str::to_string))
+        .collect();
+    match texts {
+        Some(t) => (t, "utf-8"),
+        None => (values.iter().map(|v| B64.encode(v)).collect(), "base64"),
+    }
+}
+
+fn response_json(r: &Response) -> serde_json::Value {
+    let (values, encoding) = values_json(&r.values);
+    json!({
+        "values": values,
+        "encoding": encoding,
+        "context": B64.encode(r.context.as_bytes()),
+        "replicas": r.receipt.answered.iter().map(|a| json!({
+            "node": a.node,
+            "fallback_for": a.fallback_for,
+        })).collect::<Vec<_>>(),
+        "used_fallback": r.receipt.used_fallback(),
+    })
+}
+
+fn receipt_line(r: &Response) -> String {
+    let nodes: Vec<String> = r
+        .receipt
+        .answered
+        .iter()
+        .map(|a| match a.fallback_for {
+            Some(owner) => format!("{} (for {owner})", a.node),
+            None => a.node.to_string(),
+        })
+        .collect();
+    format!("replicas: {}", nodes.join(", "))
+}
+
+pub(crate) fn get(args: GetArgs) -> Result<(), CliError> {
+    let config = args.connection.config()?;
+    let response = Connection::runtime()?.block_on(async {
+        let client = Client::connect(config).await?;
+        client.get(args.key.clone(), args.consistency).await
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", response_json(&response))?;
+    } else if response.values.is_empty() {
+        eprintln!("(not found)");
+    } else {
+        for v in &response.values {
+            out.write_all(v)?;
+            out.write_all(b"\n")?;
+        }
+        if response.values.len() > 1 {
+            eprintln!(
+                "({} siblings; write with --context {} to resolve)",
+                response.values.len(),
+                B64.encode(response.context.as_bytes())
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn put(args: PutArgs) -> Result<(), CliError> {
+    let config = args.connection.config()?;
+    let value = if args.value == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        Bytes::from(buf)
+    } else {
+        Bytes::from(args.value.clone())
+    };
+    let response = Connection::runtime()?.block_on(async {
+        let client = Client::connect(config).await?;
+        let context = match (&args.context, args.blind) {
+            (Some(c), _) => c.clone(),
+            (None, true) => Context::empty(),
+            (None, false) => {
+                client
+                    .get(args.key.clone(), args.consistency)
+                    .await?
+                    .context
+            }
+        };
+        client
+            .put(args.key.clone(), value, &context, args.consistency)
+            .await
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", response_json(&response))?;
+    } else {
+        writeln!(out, "ok ({})", receipt_line(&response))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn del(args: DelArgs) -> Result<(), CliError> {
+    let config = args.connection.config()?;
+    let response = Connection::runtime()?.block_on(async {
+        let client = Client::connect(config).await?;
+        let context = match &args.context {
+            Some(c) => c.clone(),
+            None => {
+                client
+                    .get(args.key.clone(), args.consistency)
+                    .await?
+                    .context
+            }
+        };
+        client
+            .delete(args.key.clone(), &context, args.consistency)
+            .await
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", response_json(&response))?;
+    } else {
+        writeln!(out, "deleted ({})", receipt_line(&response))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
+    let config = args.connection.config()?;
+    let status = Connection::runtime()?.block_on(async {
+        let client = Client::connect(config).await?;
+        client.status().await
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let members: Vec<serde_json::Value> = status
+            .members
+            .iter()
+            .map(|m| {
+                json!({"id": m.id, "address": m.address, "zone": m.zone, "state": m.state, "share": m.share})
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            json!({"node": status.node, "cluster": status.cluster, "partitions": status.partitions,
+                   "replicas": status.replicas, "members": members})
+        )?;
+    } else {
+        writeln!(
+            out,
+            "cluster {:?} as seen by node {}: {} partitions, {} replicas",
+            status.cluster, status.node, status.partitions, status.replicas
+        )?;
+        writeln!(
+            out,
+            "{:>20}  {:<22} {:<10} {:<8} {:>7}",
+            "id", "address", "zone", "state", "share"
+        )?;
+        for m in &status.members {
+            writeln!(
+                out,
+                "{:>20}  {:<22} {:<10} {:<8} {:>6.2}%",
+                m.id,
+                m.address,
+                m.zone,
+                m.state,
+                m.share * 100.0
+            )?;
+        }
+    }
+    Ok(())
+}

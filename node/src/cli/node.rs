@@ -1,0 +1,237 @@
+//! `quorra node`: run a peer, configured by flags, environment variables
+//! (`QUORRA_*`) and an optional TOML file (`--config`), in that order of
+//! precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use quorra_client::TlsFiles;
+use quorra_ring::{DEFAULT_PARTITIONS, DEFAULT_REPLICAS, DEFAULT_TOKENS_PER_NODE, RingConfig};
+use serde::Deserialize;
+
+use super::CliError;
+use quorra_node::core::Options;
+use quorra_node::runtime::daemon::{NodeConfig, run_blocking};
+use quorra_node::storage::commit::DEFAULT_PERIODIC_INTERVAL;
+use quorra_node::storage::{EngineKind, SyncMode};
+
+#[derive(Args, Debug, Default)]
+pub(crate) struct NodeArgs {
+    /// TOML file with any of the settings below (kebab-case keys).
+    #[arg(long, env = "QUORRA_CONFIG")]
+    config: Option<PathBuf>,
+    /// UDP address to listen on, e.g. 127.0.0.1:7401.
+    #[arg(long, env = "QUORRA_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Address other nodes and clients use (default: the listen address).
+    #[arg(long, env = "QUORRA_ADVERTISE")]
+    advertise: Option<SocketAddr>,
+    /// Directory for the node's data.
+    #[arg(long, env = "QUORRA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Node id (default: chosen on first start, then kept in the data directory).
+    #[arg(long, env = "QUORRA_NODE_ID")]
+    node_id: Option<u64>,
+    /// Zone (failure domain) of this node.
+    #[arg(long, env = "QUORRA_ZONE")]
+    zone: Option<String>,
+    /// Comma-separated addresses of nodes to join through (none: found a new cluster).
+    #[arg(long, env = "QUORRA_SEEDS", value_delimiter = ',')]
+    seeds: Vec<SocketAddr>,
+    /// Directory with ca.crt and this node's certificate and key.
+    #[arg(long, env = "QUORRA_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+    /// Name of the node's certificate in the TLS directory (NAME.crt, NAME.key) [default: node].
+    #[arg(long, env = "QUORRA_TLS_NAME")]
+    tls_name: Option<String>,
+    /// When writes are acknowledged: always (after fsync, default) or periodic.
+    #[arg(long, env = "QUORRA_FSYNC")]
+    fsync: Option<String>,
+    /// Flush interval of --fsync periodic, in milliseconds [default: 50].
+    #[arg(long, env = "QUORRA_FSYNC_INTERVAL_MS")]
+    fsync_interval_ms: Option<u64>,
+    /// Storage engine: fjall (default), sled or memory.
+    #[arg(long, env = "QUORRA_ENGINE")]
+    engine: Option<EngineKind>,
+    /// Cluster name; nodes of another cluster are refused [default: quorra].
+    #[arg(long, env = "QUORRA_CLUSTER")]
+    cluster: Option<String>,
+    /// Partitions (Q), if this node founds the cluster [default: 1024].
+    #[arg(long)]
+    partitions: Option<u32>,
+    /// Replicas (N), if this node founds the cluster [default: 3].
+    #[arg(long)]
+    replicas: Option<usize>,
+    /// Tokens this node chooses when it joins [default: 64].
+    #[arg(long)]
+    tokens: Option<usize>,
+    /// Coordinator request timeout in milliseconds [default: 2000].
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
+    /// Log filter (tracing syntax), e.g. info or quorra_node=debug.
+    #[arg(long, env = "QUORRA_LOG", default_value = "info")]
+    log: String,
+}
+
+/// The keys a config file may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    advertise: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    node_id: Option<u64>,
+    zone: Option<String>,
+    seeds: Option<Vec<SocketAddr>>,
+    tls_dir: Option<PathBuf>,
+    tls_name: Option<String>,
+    fsync: Option<String>,
+    fsync_interval_ms: Option<u64>,
+    engine: Option<String>,
+    cluster: Option<String>,
+    partitions: Option<u32>,
+    replicas: Option<usize>,
+    tokens: Option<usize>,
+    request_timeout_ms: Option<u64>,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("cannot read config file {}: {e}", path.display())))?;
+    toml::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("config file {}: {e}", path.display())))
+}
+
+fn required<T>(value: Option<T>, flag: &str, key: &str) -> Result<T, CliError> {
+    value.ok_or_else(|| {
+        CliError::Usage(format!(
+            "{flag} is required (or `{key}` in the config file)"
+        ))
+    })
+}
+
+fn sync_mode(name: Option<String>, interval_ms: Option<u64>) -> Result<SyncMode, CliError> {
+    match name.as_deref().unwrap_or("always") {
+        "always" => Ok(SyncMode::Always),
+        "periodic" => Ok(SyncMode::Periodic {
+            interval: interval_ms.map_or(DEFAULT_PERIODIC_INTERVAL, Duration::from_millis),
+        }),
+        other => Err(CliError::Usage(format!(
+            "--fsync must be always or periodic, not {other:?}"
+        ))),
+    }
+}
+
+/// The node's configuration from flags, environment and file.
+fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
+    let file = match &args.config {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+    let engine = match args.engine {
+        Some(e) => e,
+        None => match file.engine {
+            Some(name) => name.parse().map_err(CliError::Usage)?,
+            None => EngineKind::default(),
+        },
+    };
+    let tls_dir = required(args.tls_dir.or(file.tls_dir), "--tls-dir", "tls-dir")?;
+    let tls_name = args
+        .tls_name
+        .or(file.tls_name)
+        .unwrap_or_else(|| "node".into());
+    let mut options = Options {
+        sync: sync_mode(
+            args.fsync.or(file.fsync),
+            args.fsync_interval_ms.or(file.fsync_interval_ms),
+        )?,
+        ..Options::default()
+    };
+    if let Some(ms) = args.request_timeout_ms.or(file.request_timeout_ms) {
+        options.request_timeout = Duration::from_millis(ms.max(1));
+    }
+    let new_cluster = RingConfig {
+        partitions: args
+            .partitions
+            .or(file.partitions)
+            .unwrap_or(DEFAULT_PARTITIONS),
+        replicas: args.replicas.or(file.replicas).unwrap_or(DEFAULT_REPLICAS),
+    };
+    new_cluster
+        .validate()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let tokens = args
+        .tokens
+        .or(file.tokens)
+        .unwrap_or(DEFAULT_TOKENS_PER_NODE);
+    if tokens == 0 || tokens > quorra_ring::MAX_TOKENS_PER_NODE {
+        return Err(CliError::Usage(format!(
+            "--tokens must be between 1 and {}",
+            quorra_ring::MAX_TOKENS_PER_NODE
+        )));
+    }
+    Ok(NodeConfig {
+        listen: required(args.listen.or(file.listen), "--listen", "listen")?,
+        advertise: args.advertise.or(file.advertise),
+        data_dir: required(args.data_dir.or(file.data_dir), "--data-dir", "data-dir")?,
+        node_id: args.node_id.or(file.node_id),
+        zone: args.zone.or(file.zone).unwrap_or_else(|| "default".into()),
+        seeds: if args.seeds.is_empty() {
+            file.seeds.unwrap_or_default()
+        } else {
+            args.seeds
+        },
+        tls: TlsFiles::in_dir(&tls_dir, &tls_name),
+        engine,
+        cluster: args
+            .cluster
+            .or(file.cluster)
+            .unwrap_or_else(|| "quorra".into()),
+        new_cluster,
+        tokens,
+        options,
+    })
+}
+
+pub(crate) fn run(args: NodeArgs) -> Result<(), CliError> {
+    super::init_logging(&args.log);
+    let config = config(args)?;
+    run_blocking(config).map_err(|e| CliError::Failed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_required_settings_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:7000\"\ndata-dir = \"/tmp/x\"\ntls-dir = \"/tmp/tls\"\nzone = \"a\"\nfsync = \"periodic\"\n",
+        )
+        .unwrap();
+        let args = NodeArgs {
+            config: Some(file.clone()),
+            zone: Some("b".into()),
+            ..NodeArgs::default()
+        };
+        let c = config(args).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(c.zone, "b");
+        assert!(matches!(c.options.sync, SyncMode::Periodic { .. }));
+
+        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nbogus = 1\n").unwrap();
+        let err = config(NodeArgs {
+            config: Some(file),
+            ..NodeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let err = config(NodeArgs::default()).unwrap_err();
+        assert!(err.to_string().contains("--tls-dir is required"), "{err}");
+    }
+}

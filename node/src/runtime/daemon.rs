@@ -1,0 +1,335 @@
+//! `quorra node`: start-up, the driver, graceful shutdown.
+//!
+//! Start-up checks everything that can be wrong before serving, each with
+//! an error that says what to do: the data directory (created, writable,
+//! made by the same engine), the identity in it (same node id and cluster
+//! as asked), the TLS files, the listening port. Then the node runs on a
+//! single-threaded tokio runtime (the core is single-threaded; one thread
+//! keeps QUIC's packet batching, measured far faster than a multi-threaded
+//! runtime here), with flushes on tokio's blocking pool. SIGINT or SIGTERM
+//! stops it: the driver finishes its batch, flushes the store, saves the
+//! member table, and the endpoint closes its connections.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use quorra_client::TlsFiles;
+use quorra_client::tls::{TlsError, client_config};
+use quorra_client::wire::ALPN_PEER;
+use quorra_ring::{Member, NodeId, Ring, RingConfig};
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+use super::driver::{Driver, DriverParts};
+use super::identity::{self, Identity};
+use super::membership::{MemberRecord, Membership};
+use super::tls::server_config;
+use super::transport::{ClusterId, Transport};
+use crate::core::{Node, NodeError, Options};
+use crate::storage::{EngineKind, StorageError, Store, open_engine};
+
+/// Inputs queued for the driver before the transport waits.
+const INBOX: usize = 64 * 1024;
+
+/// Everything `quorra node` is told.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Address other nodes and clients use (default: the listen address).
+    pub advertise: Option<SocketAddr>,
+    /// Where the node keeps its data.
+    pub data_dir: PathBuf,
+    /// The node's id (default: chosen at random on first start, then kept).
+    pub node_id: Option<u64>,
+    /// Failure domain.
+    pub zone: String,
+    /// Addresses of nodes to join through; none founds a new cluster.
+    pub seeds: Vec<SocketAddr>,
+    /// TLS material.
+    pub tls: TlsFiles,
+    /// Storage engine.
+    pub engine: EngineKind,
+    /// Cluster name; nodes of another cluster are refused.
+    pub cluster: String,
+    /// Q and N, if this node founds the cluster.
+    pub new_cluster: RingConfig,
+    /// Tokens to choose when joining.
+    pub tokens: usize,
+    /// The core's options (timeouts, bounds, sync mode).
+    pub options: Options,
+}
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The data directory is unusable.
+    #[error("data directory {path}: {reason}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The TLS material is unusable.
+    #[error(
+        "{0}\n  (make a cluster CA with `quorra cert init --dir DIR` and a node certificate with `quorra cert issue --dir DIR --name NAME`)"
+    )]
+    Tls(#[from] TlsError),
+    /// The port could not be bound.
+    #[error("cannot listen on {address}: {reason}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The OS's reason.
+        reason: String,
+    },
+    /// The configuration contradicts the data directory or itself.
+    #[error("{0}")]
+    Config(String),
+    /// The core refused to start.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+fn data_dir_error(path: &Path, reason: impl std::fmt::Display) -> DaemonError {
+    DaemonError::DataDir {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Creates the data directory and checks it is writable and was made by
+/// `engine`; returns the engine's own directory.
+fn prepare_data_dir(dir: &Path, engine: EngineKind) -> Result<PathBuf, DaemonError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| data_dir_error(dir, format!("cannot create it: {e}")))?;
+    let marker = dir.join("ENGINE");
+    match std::fs::read_to_string(&marker) {
+        Ok(existing) if existing.trim() != engine.name() => {
+            return Err(data_dir_error(
+                dir,
+                format!(
+                    "it holds data of the {} engine, not {}",
+                    existing.trim(),
+                    engine.name()
+                ),
+            ));
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::write(&marker, engine.name())
+            .map_err(|e| data_dir_error(dir, format!("not writable: {e}")))?,
+    }
+    Ok(dir.join(engine.name()))
+}
+
+/// A node id for a node started without one: random enough, never 0.
+fn new_node_id(config: &NodeConfig) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(
+        &std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+            .to_le_bytes(),
+    );
+    h.update(&std::process::id().to_le_bytes());
+    h.update(config.listen.to_string().as_bytes());
+    let id = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes")) >> 1;
+    id.max(1)
+}
+
+/// Loads the identity in the store, or creates it; checks it against the
+/// configuration.
+fn check_identity(id: &Identity, config: &NodeConfig) -> Result<(), DaemonError> {
+    if let Some(wanted) = config.node_id
+        && wanted != id.node.0
+    {
+        return Err(DaemonError::Config(format!(
+            "the data directory belongs to node {}, not {wanted}; use another --data-dir or drop --node-id",
+            id.node
+        )));
+    }
+    if id.cluster != config.cluster {
+        return Err(DaemonError::Config(format!(
+            "the data directory belongs to cluster {:?}, not {:?}",
+            id.cluster, config.cluster
+        )));
+    }
+    Ok(())
+}
+
+fn load_identity(store: &Store, config: &NodeConfig) -> Result<Identity, DaemonError> {
+    match identity::load(store)? {
+        Some(id) => {
+            check_identity(&id, config)?;
+            Ok(id)
+        }
+        None => {
+            let node = config.node_id.unwrap_or_else(|| new_node_id(config));
+            if node == 0 {
+                return Err(DaemonError::Config("node ids start at 1".into()));
+            }
+            let id = Identity {
+                node: NodeId(node),
+                cluster: config.cluster.clone(),
+                settings: None,
+                zone: config.zone.clone(),
+                tokens: Vec::new(),
+                version: 1,
+            };
+            identity::save(store, &id)?;
+            Ok(id)
+        }
+    }
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub fn run_blocking(config: NodeConfig) -> Result<(), DaemonError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Config(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(run(config))
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
+    let engine_dir = prepare_data_dir(&config.data_dir, config.engine)?;
+    let store = Store::new(open_engine(config.engine, &engine_dir)?);
+    // Everything that can fail is checked before a new identity is written:
+    // a failed first start must not stamp the directory with a random id.
+    if let Some(existing) = identity::load(&store)? {
+        check_identity(&existing, &config)?;
+    }
+    let server = server_config(&config.tls)?;
+    let peer = client_config(&config.tls, ALPN_PEER)?;
+
+    let provisional = ClusterId {
+        node: NodeId(config.node_id.unwrap_or(0)),
+        cluster: config.cluster.clone(),
+        settings: None,
+    };
+    let transport = Transport::bind(config.listen, server, peer, provisional).map_err(|e| {
+        DaemonError::Bind {
+            address: config.listen,
+            reason: e.to_string(),
+        }
+    })?;
+    let mut identity = load_identity(&store, &config)?;
+    transport.set_identity(ClusterId {
+        node: identity.node,
+        cluster: identity.cluster.clone(),
+        settings: identity.settings,
+    });
+    let bound = transport.local_addr().map_err(|e| DaemonError::Bind {
+        address: config.listen,
+        reason: e.to_string(),
+    })?;
+    let advertise = match config.advertise {
+        Some(a) => a,
+        None if bound.ip().is_unspecified() => {
+            return Err(DaemonError::Config(format!(
+                "listening on {bound} needs --advertise ADDR: the address other nodes and clients should use"
+            )));
+        }
+        None => bound,
+    };
+
+    let mut membership = Membership::new(identity.node, identity::load_members(&store)?);
+    let stale = membership.own().is_none_or(|own| {
+        own.address != advertise.to_string()
+            || own.zone != identity.zone
+            || own.tokens != identity.tokens
+    });
+    if stale {
+        identity.version += 1;
+        identity::save(&store, &identity)?;
+    }
+    membership.set_own(MemberRecord {
+        id: identity.node,
+        address: advertise.to_string(),
+        zone: identity.zone.clone(),
+        tokens: identity.tokens.clone(),
+        version: identity.version,
+    });
+    let ring = match identity.settings {
+        Some(settings) => membership
+            .ring(settings)
+            .map_err(|e| DaemonError::Config(format!("the stored member table is invalid: {e}")))?,
+        None => Ring::new(
+            config.new_cluster,
+            [Member::new(
+                identity.node,
+                identity.zone.clone(),
+                Vec::new(),
+            )],
+        )
+        .map_err(|e| DaemonError::Config(e.to_string()))?,
+    };
+
+    let origin = Instant::now();
+    let node = Node::new(
+        identity.node,
+        ring,
+        store.clone(),
+        config.options.clone(),
+        origin.elapsed(),
+    )?;
+    info!(
+        node = identity.node.0,
+        cluster = %identity.cluster,
+        %advertise,
+        incarnation = node.incarnation(),
+        engine = config.engine.name(),
+        sync = %config.options.sync,
+        "node started"
+    );
+
+    let (inbox_tx, inbox) = mpsc::channel(INBOX);
+    tokio::spawn(transport.clone().accept(inbox_tx));
+    let (stop_tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+
+    let driver = Driver::new(DriverParts {
+        node,
+        store,
+        identity,
+        membership,
+        transport: transport.clone(),
+        inbox,
+        seeds: config.seeds.clone(),
+        new_cluster: config.new_cluster,
+        tokens: config.tokens,
+        shutdown,
+        origin,
+    });
+    let result = driver.run().await;
+    transport.close().await;
+    info!("stopped");
+    result.map_err(DaemonError::from)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the node runs until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,435 @@
+//! QUIC transport: one endpoint per node for peers and clients alike.
+//!
+//! **Peers.** A node sends to a peer over its own outgoing connection and
+//! one long-lived unidirectional stream, opened with a `Hello` frame (the
+//! sender's id and cluster), then carrying frames back to back; it receives
+//! from that peer over the peer's connection. So each direction has exactly
+//! one connection and one stream, and no two nodes race to set one up.
+//! Frames queued for a peer that cannot be reached are dropped: the node
+//! core treats them as lost messages and times out. When a peer opens a new
+//! stream to us (it restarted, or reconnected), our link to it is replaced
+//! too: a killed process says no goodbye, and the old connection would
+//! swallow frames until its idle timeout. A link task per peer
+//! owns the connection, reconnects with backoff, and writes every frame
+//! queued since its last write in one go.
+//!
+//! **Clients** open bidirectional streams; each frame on one is a client
+//! message, answered on the same stream.
+//!
+//! **Bad input** (a frame too large, an unknown version, a payload that
+//! does not decode, a peer of another cluster) stops that stream with an
+//! error code and a log line; the connection's other streams, and the node,
+//! go on.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use quorra_client::protocol::{ClientMessage, NodeMessage};
+use quorra_client::wire::{self, ALPN_CLIENT, ALPN_PEER, NODE_SERVER_NAME};
+use quorra_ring::{NodeId, RingConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::membership::MemberRecord;
+use super::tls::{alpn, presented_node_certificate};
+use crate::core::PeerMessage;
+
+/// Frames queued per peer before new ones are dropped.
+pub const LINK_QUEUE: usize = 16 * 1024;
+
+/// Frames queued per client stream before its reader waits.
+pub const CLIENT_QUEUE: usize = 4 * 1024;
+
+/// Application error code when a stream is stopped for bad input.
+const BAD_INPUT: u32 = 1;
+
+/// A frame between nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    /// First frame of every peer stream.
+    Hello {
+        /// The sender.
+        from: NodeId,
+        /// The sender's cluster name.
+        cluster: String,
+        /// The sender's cluster settings, once it has them.
+        settings: Option<RingConfig>,
+    },
+    /// A message of the node core.
+    Core(PeerMessage),
+    /// The sender's member table.
+    Members {
+        /// The cluster's settings, if the sender knows them.
+        settings: Option<RingConfig>,
+        /// The member records.
+        records: Vec<MemberRecord>,
+    },
+}
+
+/// What the transport hands to the driver.
+#[derive(Debug)]
+pub enum Input {
+    /// A core message from a peer.
+    Peer {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        message: PeerMessage,
+    },
+    /// A member table from a peer.
+    Members {
+        /// The sender.
+        from: NodeId,
+        /// Settings it sent.
+        settings: Option<RingConfig>,
+        /// Records it sent.
+        records: Vec<MemberRecord>,
+    },
+    /// A message from a client, and where to answer.
+    Client {
+        /// The message.
+        message: ClientMessage,
+        /// The client stream's answer queue.
+        reply: mpsc::Sender<NodeMessage>,
+    },
+}
+
+/// Who this node is, as peers' `Hello`s are checked against it.
+#[derive(Clone, Debug)]
+pub struct ClusterId {
+    /// Our id.
+    pub node: NodeId,
+    /// Our cluster name.
+    pub cluster: String,
+    /// Our settings, once known.
+    pub settings: Option<RingConfig>,
+}
+
+/// The node's QUIC endpoint and its links to peers.
+pub struct Transport {
+    endpoint: quinn::Endpoint,
+    peer_config: quinn::ClientConfig,
+    links: DashMap<NodeId, (SocketAddr, mpsc::Sender<Bytes>)>,
+    identity: Arc<RwLock<ClusterId>>,
+}
+
+impl Transport {
+    /// Binds the endpoint.
+    pub fn bind(
+        listen: SocketAddr,
+        server: quinn::ServerConfig,
+        peer_config: quinn::ClientConfig,
+        identity: ClusterId,
+    ) -> std::io::Result<Arc<Self>> {
+        let endpoint = quinn::Endpoint::server(server, listen)?;
+        Ok(Arc::new(Self {
+            endpoint,
+            peer_config,
+            links: DashMap::new(),
+            identity: Arc::new(RwLock::new(identity)),
+        }))
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Updates what our `Hello` says and what peers are checked against.
+    pub fn set_identity(&self, identity: ClusterId) {
+        if let Ok(mut id) = self.identity.write() {
+            *id = identity;
+        }
+        // Links started before carry the old Hello; start them again.
+        self.links.clear();
+    }
+
+    fn hello(&self) -> Option<Bytes> {
+        let id = self.identity.read().ok()?.clone();
+        wire::encode(&PeerFrame::Hello {
+            from: id.node,
+            cluster: id.cluster,
+            settings: id.settings,
+        })
+        .ok()
+    }
+
+    /// Queues `frame` for peer `to` at `address`; dropped if the link's
+    /// queue is full.
+    pub fn send(self: &Arc<Self>, to: NodeId, address: SocketAddr, frame: Bytes) {
+        if let Some(link) = self.links.get(&to)
+            && link.0 == address
+            && !link.1.is_closed()
+        {
+            if link.1.try_send(frame).is_err() {
+                debug!(peer = to.0, "link queue full: frame dropped");
+            }
+            return;
+        }
+        let Some(hello) = self.hello() else { return };
+        let (tx, rx) = mpsc::channel(LINK_QUEUE);
+        let _ = tx.try_send(frame);
+        self.links.insert(to, (address, tx));
+        let me = self.clone();
+        tokio::spawn(async move { me.link(to, address, hello, rx).await });
+    }
+
+    /// Sends one frame to an address whose node is not known yet (a seed).
+    pub fn send_once(self: &Arc<Self>, address: SocketAddr, frame: Bytes) {
+        let Some(hello) = self.hello() else { return };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let conn = me.connect(address).await?;
+                let mut send = conn.open_uni().await.map_err(|e| e.to_string())?;
+                send.write_all(&hello).await.map_err(|e| e.to_string())?;
+                send.write_all(&frame).await.map_err(|e| e.to_string())?;
+                send.finish().map_err(|e| e.to_string())?;
+                let _ = send.stopped().await;
+                Ok::<_, String>(())
+            }
+            .await;
+            if let Err(e) = result {
+                debug!(%address, error = %e, "could not reach seed");
+            }
+        });
+    }
+
+    async fn connect(&self, address: SocketAddr) -> Result<quinn::Connection, String> {
+        let connecting = self
+            .endpoint
+            .connect_with(self.peer_config.clone(), address, NODE_SERVER_NAME)
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(Duration::from_secs(5), connecting).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("connection timed out".into()),
+        }
+    }
+
+    /// The task that owns the connection to one peer.
+    async fn link(
+        self: Arc<Self>,
+        to: NodeId,
+        address: SocketAddr,
+        hello: Bytes,
+        mut rx: mpsc::Receiver<Bytes>,
+    ) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let conn = match self.connect(address).await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(peer = to.0, %address, error = %e, "peer unreachable");
+                    // What was queued is stale by the time we reconnect.
+                    while rx.try_recv().is_ok() {}
+                    if rx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(50);
+            let Ok(mut send) = conn.open_uni().await else {
+                continue;
+            };
+            if send.write_all(&hello).await.is_err() {
+                continue;
+            }
+            let mut batch = BytesMut::new();
+            loop {
+                let Some(frame) = rx.recv().await else {
+                    let _ = send.finish();
+                    return;
+                };
+                batch.extend_from_slice(&frame);
+                while batch.len() < 1 << 20
+                    && let Ok(more) = rx.try_recv()
+                {
+                    batch.extend_from_slice(&more);
+                }
+                if let Err(e) = send.write_all(&batch).await {
+                    debug!(peer = to.0, error = %e, "peer stream broke; reconnecting");
+                    break;
+                }
+                batch.clear();
+            }
+        }
+    }
+
+    /// Accepts connections until the endpoint closes.
+    pub async fn accept(self: Arc<Self>, inbox: mpsc::Sender<Input>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let me = self.clone();
+            let inbox = inbox.clone();
+            tokio::spawn(async move {
+                let remote = incoming.remote_address();
+                match incoming.await {
+                    Ok(conn) => me.serve(conn, inbox).await,
+                    Err(e) => info!(%remote, error = %e, "connection refused during handshake"),
+                }
+            });
+        }
+    }
+
+    async fn serve(self: Arc<Self>, conn: quinn::Connection, inbox: mpsc::Sender<Input>) {
+        match alpn(&conn).as_deref() {
+            Some(p) if p == ALPN_PEER => {
+                if !presented_node_certificate(&conn) {
+                    warn!(remote = %conn.remote_address(), "peer connection without a node certificate refused");
+                    conn.close(BAD_INPUT.into(), b"a node certificate is required");
+                    return;
+                }
+                while let Ok(recv) = conn.accept_uni().await {
+                    let me = self.clone();
+                    let inbox = inbox.clone();
+                    tokio::spawn(async move { me.peer_stream(recv, inbox).await });
+                }
+            }
+            Some(p) if p == ALPN_CLIENT => {
+                while let Ok((send, recv)) = conn.accept_bi().await {
+                    let inbox = inbox.clone();
+                    tokio::spawn(client_stream(send, recv, inbox));
+                }
+            }
+            _ => conn.close(BAD_INPUT.into(), b"unknown protocol"),
+        }
+    }
+
+    /// Reads one peer stream: a `Hello`, then frames.
+    async fn peer_stream(self: Arc<Self>, mut recv: quinn::RecvStream, inbox: mpsc::Sender<Input>) {
+        let mut buf = Vec::new();
+        let from = match wire::read::<PeerFrame>(&mut recv, &mut buf).await {
+            Ok(Some(PeerFrame::Hello {
+                from,
+                cluster,
+                settings,
+            })) => {
+                let ours = self.identity.read().map(|i| i.clone());
+                let Ok(ours) = ours else { return };
+                let settings_clash =
+                    matches!((settings, ours.settings), (Some(a), Some(b)) if a != b);
+                if cluster != ours.cluster || settings_clash || from == ours.node || from.0 == 0 {
+                    warn!(
+                        peer = from.0,
+                        their_cluster = %cluster,
+                        ?settings,
+                        our_cluster = %ours.cluster,
+                        our_settings = ?ours.settings,
+                        "peer of another cluster, with other settings or a clashing id refused"
+                    );
+                    let _ = recv.stop(BAD_INPUT.into());
+                    return;
+                }
+                // A new stream from a peer means it (re)connected, perhaps
+                // after a restart: our own connection to it may be dead
+                // without knowing it yet, so open a fresh one.
+                self.links.remove(&from);
+                from
+            }
+            Ok(_) => {
+                warn!("peer stream without a Hello refused");
+                let _ = recv.stop(BAD_INPUT.into());
+                return;
+            }
+            Err(e) => {
+                debug!(error = %e, "peer stream failed before its Hello");
+                let _ = recv.stop(BAD_INPUT.into());
+                return;
+            }
+        };
+        loop {
+            let input = match wire::read::<PeerFrame>(&mut recv, &mut buf).await {
+                Ok(Some(PeerFrame::Core(message))) => Input::Peer { from, message },
+                Ok(Some(PeerFrame::Members { settings, records })) => Input::Members {
+                    from,
+                    settings,
+                    records,
+                },
+                Ok(Some(PeerFrame::Hello { .. })) => continue,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(peer = from.0, error = %e, "bad frame from peer: stream closed");
+                    let _ = recv.stop(BAD_INPUT.into());
+                    return;
+                }
+            };
+            if inbox.send(input).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Closes the endpoint and waits (briefly) for connections to close.
+    pub async fn close(&self) {
+        self.links.clear();
+        self.endpoint.close(0u32.into(), b"node shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Serves one client stream: frames in, answers out on the same stream.
+async fn client_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    inbox: mpsc::Sender<Input>,
+) {
+    let (tx, mut rx) = mpsc::channel::<NodeMessage>(CLIENT_QUEUE);
+    let writer = tokio::spawn(async move {
+        let mut batch = BytesMut::new();
+        while let Some(message) = rx.recv().await {
+            let last = matches!(message, NodeMessage::Error { .. });
+            if let Ok(frame) = wire::encode(&message) {
+                batch.extend_from_slice(&frame);
+            }
+            while batch.len() < 1 << 20
+                && let Ok(more) = rx.try_recv()
+                && let Ok(frame) = wire::encode(&more)
+            {
+                batch.extend_from_slice(&frame);
+            }
+            if send.write_all(&batch).await.is_err() {
+                return;
+            }
+            batch.clear();
+            if last {
+                let _ = send.finish();
+                return;
+            }
+        }
+        let _ = send.finish();
+    });
+    let mut buf = Vec::new();
+    loop {
+        match wire::read::<ClientMessage>(&mut recv, &mut buf).await {
+            Ok(Some(message)) => {
+                let input = Input::Client {
+                    message,
+                    reply: tx.clone(),
+                };
+                if inbox.send(input).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                debug!(error = %e, "bad frame from client: stream closed");
+                let _ = tx
+                    .send(NodeMessage::Error {
+                        message: e.to_string(),
+                    })
+                    .await;
+                let _ = recv.stop(BAD_INPUT.into());
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}

@@ -1,0 +1,295 @@
+//! # quorra-e2e: real `quorra` processes on loopback
+//!
+//! [`TestCluster`] starts `quorra node` child processes with their own
+//! temporary data directories and a fresh cluster CA, waits until each has
+//! joined, and lets a test kill (`SIGKILL`), stop (`SIGTERM`) and restart
+//! them. The tests in `tests/` drive it through the real client SDK.
+//! Everything listens on 127.0.0.1.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use quorra_client::{Client, ClientConfig, TlsFiles};
+use quorra_node::runtime::certs::{Role, init, issue};
+use tempfile::TempDir;
+
+/// The `quorra` binary of this build (built by `cargo test --workspace`;
+/// built here if missing).
+pub fn quorra_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let bin = dir.join("quorra");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "quorra-node", "--bin", "quorra"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building quorra failed");
+    }
+    bin
+}
+
+/// A free UDP port on 127.0.0.1 (free when asked; taken by the node soon after).
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A cluster CA with node and client certificates in `dir`.
+pub fn make_tls(dir: &Path) {
+    init(dir).expect("CA");
+    issue(dir, "node", Role::Node).expect("node certificate");
+    issue(dir, "client", Role::Client).expect("client certificate");
+}
+
+/// One `quorra node` process.
+pub struct NodeProc {
+    /// Node id.
+    pub id: u64,
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Data directory.
+    pub data: PathBuf,
+    /// Log file.
+    pub log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+/// A cluster of real processes.
+pub struct TestCluster {
+    /// Temporary directory holding everything.
+    pub dir: TempDir,
+    /// The TLS directory.
+    pub tls: PathBuf,
+    /// The nodes, by index (id = index + 1).
+    pub nodes: Vec<NodeProc>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes, one after the other, each joining through the
+    /// first; `extra` are added to every node's command line.
+    pub async fn start(n: usize, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let tls = dir.path().join("tls");
+        make_tls(&tls);
+        let mut cluster = TestCluster {
+            dir,
+            tls,
+            nodes: Vec::new(),
+        };
+        for i in 0..n {
+            cluster.add_node(extra).await;
+            let _ = i;
+        }
+        cluster
+    }
+
+    /// Adds and starts one more node, seeded with the first.
+    pub async fn add_node(&mut self, extra: &[&str]) -> usize {
+        let id = self.nodes.len() as u64 + 1;
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let data = self.dir.path().join(format!("node{id}"));
+        let log = self.dir.path().join(format!("node{id}.log"));
+        let mut args: Vec<String> = vec![
+            "node".into(),
+            "--listen".into(),
+            addr.to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--node-id".into(),
+            id.to_string(),
+            "--tls-dir".into(),
+            self.tls.display().to_string(),
+            "--request-timeout-ms".into(),
+            "1000".into(),
+        ];
+        if let Some(first) = self.nodes.first() {
+            args.push("--seeds".into());
+            args.push(first.addr.to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.nodes.push(NodeProc {
+            id,
+            addr,
+            data,
+            log,
+            args,
+            child: None,
+        });
+        let i = self.nodes.len() - 1;
+        self.restart(i).await;
+        i
+    }
+
+    /// Client configuration for this cluster (all nodes as seeds).
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new(
+            self.nodes.iter().map(|n| n.addr).collect(),
+            TlsFiles::in_dir(&self.tls, "client"),
+        );
+        c.timeout = Duration::from_secs(5);
+        c
+    }
+
+    /// A connected client.
+    pub async fn client(&self) -> Client {
+        Client::connect(self.client_config())
+            .await
+            .expect("client connects")
+    }
+
+    /// A client that talks only to node `i`, without routing.
+    pub async fn client_of(&self, i: usize) -> Client {
+        let mut c = self.client_config();
+        c.seeds = vec![self.nodes[i].addr];
+        c.zero_hop = false;
+        c.retries = 0;
+        Client::connect(c).await.expect("client connects")
+    }
+
+    /// Starts node `i` (again) and waits until it reports itself normal.
+    pub async fn restart(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("log file");
+        let child = Command::new(quorra_bin())
+            .args(&node.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("QUORRA_E2E_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn quorra node");
+        node.child = Some(child);
+        self.wait_ready(i).await;
+    }
+
+    /// Waits until node `i` says it is a normal member.
+    pub async fn wait_ready(&mut self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (id, addr) = (self.nodes[i].id, self.nodes[i].addr);
+        let mut config = self.client_config();
+        config.seeds = vec![addr];
+        config.timeout = Duration::from_secs(2);
+        config.retries = 0;
+        loop {
+            if let Some(child) = self.nodes[i].child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("node {id} exited with {status}:\n{}", self.log_of(i));
+            }
+            if let Ok(client) = Client::connect(config.clone()).await {
+                let ready = client
+                    .status_of(addr)
+                    .await
+                    .is_ok_and(|s| s.members.iter().any(|m| m.id == id && m.state == "normal"));
+                client.close();
+                if ready {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} not ready in 30 s:\n{}",
+                self.log_of(i)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until every running node sees `expected` members as normal.
+    pub async fn wait_converged(&self, expected: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = self.client().await;
+        loop {
+            let mut all = true;
+            for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+                let normal = client
+                    .status_of(n.addr)
+                    .await
+                    .map(|s| s.members.iter().filter(|m| m.state == "normal").count())
+                    .unwrap_or(0);
+                all &= normal == expected;
+            }
+            if all {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "membership did not converge to {expected} nodes"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Kills node `i` with SIGKILL: no flush, no goodbye.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops node `i` with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The log of node `i`.
+    pub fn log_of(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+        if std::thread::panicking() && std::env::var_os("QUORRA_E2E_KEEP").is_some() {
+            let dir = std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("temporary directory"),
+            );
+            eprintln!(
+                "keeping the failed cluster's files in {}",
+                dir.keep().display()
+            );
+        }
+    }
+}
