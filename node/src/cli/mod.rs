@@ -7,6 +7,7 @@
 // This module *is* the program's output.
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod cert;
 mod client;
 mod dev;
@@ -42,6 +43,8 @@ enum Command {
     Del(client::DelArgs),
     /// Show the cluster's members, their state and owned share.
     Status(client::StatusArgs),
+    /// Generate load and report throughput and latency percentiles.
+    Bench(bench::BenchArgs),
     /// Make the cluster CA and certificates.
     #[command(subcommand)]
     Cert(cert::CertCommand),
@@ -100,6 +103,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Put(args) => client::put(args),
         Command::Del(args) => client::del(args),
         Command::Status(args) => client::status(args),
+        Command::Bench(args) => bench::run(args),
         Command::Cert(command) => cert::run(command),
     }
 }

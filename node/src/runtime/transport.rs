@@ -6,10 +6,10 @@
 //! from that peer over the peer's connection. So each direction has exactly
 //! one connection and one stream, and no two nodes race to set one up.
 //! Frames queued for a peer that cannot be reached are dropped: the node
-//! core treats them as lost messages and times out. When a peer opens a new
-//! stream to us (it restarted, or reconnected), our link to it is replaced
-//! too: a killed process says no goodbye, and the old connection would
-//! swallow frames until its idle timeout. A link task per peer
+//! core treats them as lost messages and times out. When a peer's `Hello`
+//! shows it restarted (a new boot value), our link to it is replaced too: a
+//! killed process says no goodbye, and the old connection would swallow
+//! frames until its idle timeout. A link task per peer
 //! owns the connection, reconnects with backoff, and writes every frame
 //! queued since its last write in one go.
 //!
@@ -54,6 +54,9 @@ pub enum PeerFrame {
     Hello {
         /// The sender.
         from: NodeId,
+        /// Distinguishes the sender's process lives: a new value means it
+        /// restarted.
+        boot: u64,
         /// The sender's cluster name.
         cluster: String,
         /// The sender's cluster settings, once it has them.
@@ -115,6 +118,10 @@ pub struct Transport {
     peer_config: quinn::ClientConfig,
     links: DashMap<NodeId, (SocketAddr, mpsc::Sender<Bytes>)>,
     identity: Arc<RwLock<ClusterId>>,
+    /// This process's boot value, sent in every `Hello`.
+    boot: u64,
+    /// The boot value last seen from each peer.
+    peer_boots: DashMap<NodeId, u64>,
 }
 
 impl Transport {
@@ -126,11 +133,17 @@ impl Transport {
         identity: ClusterId,
     ) -> std::io::Result<Arc<Self>> {
         let endpoint = quinn::Endpoint::server(server, listen)?;
+        let boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()).rotate_left(32);
         Ok(Arc::new(Self {
             endpoint,
             peer_config,
             links: DashMap::new(),
             identity: Arc::new(RwLock::new(identity)),
+            boot,
+            peer_boots: DashMap::new(),
         }))
     }
 
@@ -152,6 +165,7 @@ impl Transport {
         let id = self.identity.read().ok()?.clone();
         wire::encode(&PeerFrame::Hello {
             from: id.node,
+            boot: self.boot,
             cluster: id.cluster,
             settings: id.settings,
         })
@@ -308,6 +322,7 @@ impl Transport {
         let from = match wire::read::<PeerFrame>(&mut recv, &mut buf).await {
             Ok(Some(PeerFrame::Hello {
                 from,
+                boot,
                 cluster,
                 settings,
             })) => {
@@ -327,10 +342,16 @@ impl Transport {
                     let _ = recv.stop(BAD_INPUT.into());
                     return;
                 }
-                // A new stream from a peer means it (re)connected, perhaps
-                // after a restart: our own connection to it may be dead
-                // without knowing it yet, so open a fresh one.
-                self.links.remove(&from);
+                // A peer that restarted says so with a new boot value: our
+                // connection to its previous life may be dead without
+                // knowing it yet, so open a fresh one.
+                if self
+                    .peer_boots
+                    .insert(from, boot)
+                    .is_some_and(|before| before != boot)
+                {
+                    self.links.remove(&from);
+                }
                 from
             }
             Ok(_) => {
