@@ -73,16 +73,28 @@ impl Rng {
     }
 }
 
-async fn worker(
+/// What every worker shares.
+struct Shared {
     client: Client,
-    args: Arc<BenchArgs>,
+    args: BenchArgs,
     consistency: Consistency,
-    issued: Arc<AtomicU64>,
-    done: Arc<AtomicU64>,
-    errors: Arc<AtomicU64>,
-    contexts: Arc<DashMap<u64, Context>>,
-    seed: u64,
-) -> Totals {
+    issued: AtomicU64,
+    done: AtomicU64,
+    errors: AtomicU64,
+    contexts: DashMap<u64, Context>,
+}
+
+async fn worker(shared: Arc<Shared>, seed: u64) -> Totals {
+    let Shared {
+        client,
+        args,
+        consistency,
+        issued,
+        done,
+        errors,
+        contexts,
+    } = &*shared;
+    let consistency = *consistency;
     let mut rng = Rng(seed | 1);
     let value = Bytes::from(vec![b'x'; args.value_size]);
     let mut t = Totals {
@@ -132,41 +144,35 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
         .parse()
         .map_err(|e: quorra_client::ConsistencyError| CliError::Usage(e.to_string()))?;
     let client = Client::connect(args.connection.config()?).await?;
-    let args = Arc::new(args);
-    let (issued, done, errors) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let contexts = Arc::new(DashMap::new());
+    let shared = Arc::new(Shared {
+        client,
+        args,
+        consistency,
+        issued: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        contexts: DashMap::new(),
+    });
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for w in 0..args.concurrency {
-        tasks.push(tokio::spawn(worker(
-            client.clone(),
-            args.clone(),
-            consistency,
-            issued.clone(),
-            done.clone(),
-            errors.clone(),
-            contexts.clone(),
-            0x9E37_79B9 ^ (w as u64).wrapping_mul(0x1000_0001),
-        )));
+    for w in 0..shared.args.concurrency {
+        let seed = 0x9E37_79B9 ^ (w as u64).wrapping_mul(0x1000_0001);
+        tasks.push(tokio::spawn(worker(shared.clone(), seed)));
     }
     let progress = {
-        let (done, errors) = (done.clone(), errors.clone());
-        let total = args.ops;
+        let shared = shared.clone();
+        let total = shared.args.ops;
         tokio::spawn(async move {
             let mut last = 0;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let now = done.load(Ordering::Relaxed);
+                let now = shared.done.load(Ordering::Relaxed);
                 eprint!(
                     "\r{now}/{total} ops, {} ops/s, {} errors   ",
                     now - last,
-                    errors.load(Ordering::Relaxed)
+                    shared.errors.load(Ordering::Relaxed)
                 );
                 last = now;
             }
@@ -184,7 +190,8 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
     progress.abort();
     eprintln!();
     let elapsed = started.elapsed().as_secs_f64();
-    let ops = done.load(Ordering::Relaxed);
+    let ops = shared.done.load(Ordering::Relaxed);
+    let args = &shared.args;
     let rate = ops as f64 / elapsed.max(1e-9);
     let q = |h: &Histogram<u64>, p: f64| {
         if h.is_empty() {
