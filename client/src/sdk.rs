@@ -82,6 +82,15 @@ pub enum ClientError {
     /// The TLS material is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A node refused this client's certificate (or this client refused
+    /// the node's): the TLS material is not of this cluster.
+    #[error("TLS handshake with {node} failed: {reason}")]
+    TlsRefused {
+        /// The node.
+        node: SocketAddr,
+        /// What the TLS layer said.
+        reason: String,
+    },
     /// No node could be reached; each attempt and why it failed.
     #[error("no node could be reached: {}", .0.join("; "))]
     Unreachable(Vec<String>),
@@ -107,6 +116,14 @@ pub enum ClientError {
     },
 }
 
+/// Why a connection could not be opened.
+enum OpenError {
+    /// The TLS handshake failed: a certificate was refused.
+    Tls(String),
+    /// Anything else (unreachable, timed out, closed).
+    Other(String),
+}
+
 /// One node's connection and its multiplexed stream.
 struct NodeConn {
     connection: quinn::Connection,
@@ -116,12 +133,26 @@ struct NodeConn {
 }
 
 impl NodeConn {
-    async fn open(endpoint: &quinn::Endpoint, address: SocketAddr) -> Result<Arc<Self>, String> {
+    async fn open(endpoint: &quinn::Endpoint, address: SocketAddr) -> Result<Arc<Self>, OpenError> {
         let connecting = endpoint
             .connect(address, NODE_SERVER_NAME)
-            .map_err(|e| e.to_string())?;
-        let connection = connecting.await.map_err(|e| e.to_string())?;
-        let (send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+            .map_err(|e| OpenError::Other(e.to_string()))?;
+        let connection = connecting.await.map_err(|e| {
+            let code = match &e {
+                quinn::ConnectionError::TransportError(t) => Some(u64::from(t.code)),
+                quinn::ConnectionError::ConnectionClosed(c) => Some(u64::from(c.error_code)),
+                _ => None,
+            };
+            // 0x100..=0x1ff: a TLS alert, i.e. a certificate was refused.
+            match code {
+                Some(c) if (0x100..=0x1ff).contains(&c) => OpenError::Tls(e.to_string()),
+                _ => OpenError::Other(e.to_string()),
+            }
+        })?;
+        let (send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| OpenError::Other(e.to_string()))?;
         let conn = Arc::new(NodeConn {
             connection,
             send: Mutex::new(send),
@@ -181,6 +212,8 @@ enum Attempt {
     Answered(NodeMessage),
     /// Not delivered: safe to try elsewhere.
     Undelivered(String),
+    /// The TLS handshake failed: trying elsewhere will not help.
+    TlsRefused(String),
     TimedOut,
 }
 
@@ -400,7 +433,7 @@ impl Client {
         self.demote_failed(out)
     }
 
-    async fn connection(&self, node: SocketAddr) -> Result<Arc<NodeConn>, String> {
+    async fn connection(&self, node: SocketAddr) -> Result<Arc<NodeConn>, OpenError> {
         if let Some(c) = self.inner.conns.get(&node)
             && c.alive()
         {
@@ -411,7 +444,7 @@ impl Client {
             match tokio::time::timeout(limit, NodeConn::open(&self.inner.endpoint, node)).await {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(format!("no connection within {limit:?}")),
+                Err(_) => return Err(OpenError::Other(format!("no connection within {limit:?}"))),
             };
         self.inner.conns.insert(node, conn.clone());
         Ok(conn)
@@ -420,7 +453,8 @@ impl Client {
     async fn attempt(&self, node: SocketAddr, message: ClientMessage, id: u64) -> Attempt {
         let conn = match self.connection(node).await {
             Ok(c) => c,
-            Err(e) => return Attempt::Undelivered(format!("{node}: {e}")),
+            Err(OpenError::Tls(reason)) => return Attempt::TlsRefused(reason),
+            Err(OpenError::Other(e)) => return Attempt::Undelivered(format!("{node}: {e}")),
         };
         let frame = match wire::encode(&message) {
             Ok(f) => f,
@@ -460,6 +494,9 @@ impl Client {
             let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
             match self.attempt(node, message(id), id).await {
                 Attempt::Answered(answer) => return Ok((node, answer)),
+                Attempt::TlsRefused(reason) => {
+                    return Err(ClientError::TlsRefused { node, reason });
+                }
                 Attempt::Undelivered(why) => {
                     failures.push(why);
                     self.inner.failed.insert(node, Instant::now());
