@@ -213,8 +213,43 @@ pub(crate) fn get(args: GetArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Connects, finds the context to write with (the one given, none for a
+/// blind write, else the key's current one, read first), writes `value`
+/// (or deletes, for `None`) and prints the answer.
+#[allow(clippy::too_many_arguments)]
+fn write(
+    connection: &Connection,
+    key: &str,
+    value: Option<Bytes>,
+    context: Option<Context>,
+    blind: bool,
+    consistency: Consistency,
+    json: bool,
+    done: &str,
+) -> Result<(), CliError> {
+    let config = connection.config()?;
+    let response = Connection::runtime()?.block_on(async {
+        let client = Client::connect(config).await?;
+        let context = match (context, blind) {
+            (Some(c), _) => c,
+            (None, true) => Context::empty(),
+            (None, false) => client.get(key.to_string(), consistency).await?.context,
+        };
+        match value {
+            Some(v) => client.put(key.to_string(), v, &context, consistency).await,
+            None => client.delete(key.to_string(), &context, consistency).await,
+        }
+    })?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", response_json(&response))?;
+    } else {
+        writeln!(out, "{done} ({})", receipt_line(&response))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn put(args: PutArgs) -> Result<(), CliError> {
-    let config = args.connection.config()?;
     let value = if args.value == "-" {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
@@ -222,55 +257,29 @@ pub(crate) fn put(args: PutArgs) -> Result<(), CliError> {
     } else {
         Bytes::from(args.value.clone())
     };
-    let response = Connection::runtime()?.block_on(async {
-        let client = Client::connect(config).await?;
-        let context = match (&args.context, args.blind) {
-            (Some(c), _) => c.clone(),
-            (None, true) => Context::empty(),
-            (None, false) => {
-                client
-                    .get(args.key.clone(), args.consistency)
-                    .await?
-                    .context
-            }
-        };
-        client
-            .put(args.key.clone(), value, &context, args.consistency)
-            .await
-    })?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", response_json(&response))?;
-    } else {
-        writeln!(out, "ok ({})", receipt_line(&response))?;
-    }
-    Ok(())
+    write(
+        &args.connection,
+        &args.key,
+        Some(value),
+        args.context,
+        args.blind,
+        args.consistency,
+        args.json,
+        "ok",
+    )
 }
 
 pub(crate) fn del(args: DelArgs) -> Result<(), CliError> {
-    let config = args.connection.config()?;
-    let response = Connection::runtime()?.block_on(async {
-        let client = Client::connect(config).await?;
-        let context = match &args.context {
-            Some(c) => c.clone(),
-            None => {
-                client
-                    .get(args.key.clone(), args.consistency)
-                    .await?
-                    .context
-            }
-        };
-        client
-            .delete(args.key.clone(), &context, args.consistency)
-            .await
-    })?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", response_json(&response))?;
-    } else {
-        writeln!(out, "deleted ({})", receipt_line(&response))?;
-    }
-    Ok(())
+    write(
+        &args.connection,
+        &args.key,
+        None,
+        args.context,
+        false,
+        args.consistency,
+        args.json,
+        "deleted",
+    )
 }
 
 pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {

@@ -171,6 +171,21 @@ impl Node {
         tally.impossible().then(|| tally.failure())
     }
 
+    /// A request's deadline passed: its silent replicas count as failed
+    /// (and as timeouts against them), and a caller still waiting gets the
+    /// failure.
+    pub(super) fn settle_expired(&mut self, tally: &mut Tally, replied: bool, reply_to: ReplyTo) {
+        for node in tally.give_up() {
+            if node != self.id {
+                self.peer_timed_out(node);
+            }
+        }
+        if !replied {
+            self.stats.quorum_failures += 1;
+            self.reply(reply_to, Err(tally.failure()));
+        }
+    }
+
     /// A request reached its deadline.
     pub(super) fn expire(&mut self, now: Duration, op: Op) {
         match op {

@@ -148,15 +148,7 @@ impl Node {
     }
 
     pub(super) fn read_expired(&mut self, now: Duration, mut op: ReadOp) {
-        let late: Vec<NodeId> = op.tally.pending().collect();
-        for node in late {
-            op.tally.record(node, false);
-            self.peer_timed_out(node);
-        }
-        if !op.replied {
-            self.stats.quorum_failures += 1;
-            self.reply(op.reply_to, Err(op.tally.failure()));
-        }
+        self.settle_expired(&mut op.tally, op.replied, op.reply_to);
         self.finish_read(now, op);
     }
 

@@ -70,6 +70,16 @@ impl Tally {
         true
     }
 
+    /// Records every replica that has not answered as failed (the request
+    /// timed out) and returns them.
+    pub fn give_up(&mut self) -> Vec<NodeId> {
+        let late: Vec<NodeId> = self.pending().collect();
+        for &node in &late {
+            self.record(node, false);
+        }
+        late
+    }
+
     /// Nodes that have not answered yet.
     pub fn pending(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.replicas

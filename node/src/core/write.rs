@@ -258,16 +258,6 @@ impl Node {
     }
 
     pub(super) fn write_expired(&mut self, mut op: WriteOp) {
-        let late: Vec<NodeId> = op.tally.pending().collect();
-        for node in late {
-            op.tally.record(node, false);
-            if node != self.id {
-                self.peer_timed_out(node);
-            }
-        }
-        if !op.replied {
-            self.stats.quorum_failures += 1;
-            self.reply(op.reply_to, Err(op.tally.failure()));
-        }
+        self.settle_expired(&mut op.tally, op.replied, op.reply_to);
     }
 }

@@ -161,6 +161,23 @@ pub fn decode_object(bytes: &[u8], what: impl FnOnce() -> String) -> Result<Obje
     Ok(object)
 }
 
+/// Scans up to `limit` pairs whose keys start with `prefix`, beginning after
+/// `after` (a full storage key) or at the prefix's first key.
+fn scan_prefix(
+    engine: &dyn Engine,
+    prefix: &[u8],
+    after: Option<Vec<u8>>,
+    limit: usize,
+) -> Result<Vec<super::Pair>, StorageError> {
+    let end = prefix_end(prefix);
+    let from = match &after {
+        Some(k) => Bound::Excluded(k.as_slice()),
+        None => Bound::Included(prefix),
+    };
+    let to = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    engine.scan(from, to, limit)
+}
+
 fn describe(partition: PartitionId, key: &[u8]) -> String {
     format!("{partition}/{}", String::from_utf8_lossy(key))
 }
@@ -278,16 +295,8 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Object)>, StorageError> {
-        let prefix = data_prefix(partition);
-        let start = after.map(|k| data_key(partition, k));
-        let end = prefix_end(&prefix);
-        let from = match &start {
-            Some(k) => Bound::Excluded(k.as_slice()),
-            None => Bound::Included(&prefix[..]),
-        };
-        let to = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        self.engine
-            .scan(from, to, limit)?
+        let after = after.map(|k| data_key(partition, k));
+        scan_prefix(self.engine.as_ref(), &data_prefix(partition), after, limit)?
             .into_iter()
             .map(|(raw, bytes)| {
                 let (_, key) = parse_data_key(&raw).ok_or_else(|| StorageError::Corrupt {
@@ -326,16 +335,8 @@ impl Store {
         after: Option<(PartitionId, &[u8])>,
         limit: usize,
     ) -> Result<Vec<StoredHint>, StorageError> {
-        let prefix = hint_prefix(target);
-        let start = after.map(|(p, k)| hint_key(target, p, k));
-        let end = prefix_end(&prefix);
-        let from = match &start {
-            Some(k) => Bound::Excluded(k.as_slice()),
-            None => Bound::Included(&prefix[..]),
-        };
-        let to = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        self.engine
-            .scan(from, to, limit)?
+        let after = after.map(|(p, k)| hint_key(target, p, k));
+        scan_prefix(self.engine.as_ref(), &hint_prefix(target), after, limit)?
             .into_iter()
             .map(|(raw, bytes)| decode_hint(&raw, &bytes))
             .collect()
@@ -374,16 +375,8 @@ impl Store {
         after: Option<(PartitionId, &[u8])>,
         limit: usize,
     ) -> Result<Vec<(PartitionId, Vec<u8>)>, StorageError> {
-        let prefix = all_tombs_prefix();
-        let start = after.map(|(p, k)| tomb_key(p, k));
-        let end = prefix_end(&prefix);
-        let from = match &start {
-            Some(k) => Bound::Excluded(k.as_slice()),
-            None => Bound::Included(&prefix[..]),
-        };
-        let to = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        self.engine
-            .scan(from, to, limit)?
+        let after = after.map(|(p, k)| tomb_key(p, k));
+        scan_prefix(self.engine.as_ref(), &all_tombs_prefix(), after, limit)?
             .into_iter()
             .map(|(raw, _)| {
                 parse_tomb_key(&raw)
