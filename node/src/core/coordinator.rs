@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use quorra_client::{Context, Request, RequestError, Response};
+use quorra_client::{Context, Receipt, Request, RequestError, Response};
 use quorra_ring::{NodeId, PartitionId, Replica, ReplicaRole};
 
 use super::messages::{KeyState, RequestId};
@@ -98,12 +98,12 @@ fn decode_context(ctx: &Context) -> Result<VersionVector, RequestError> {
     context::decode(ctx).map_err(invalid)
 }
 
-/// The answer a client sees for a state.
-pub(super) fn response(state: &Object, tally: &Tally) -> Response {
+/// The answer a client sees for a state, with the receipt of who answered.
+pub(super) fn response(state: &Object, receipt: Receipt) -> Response {
     Response {
         values: state.live_values().cloned().collect(),
         context: context::encode(&state.context()),
-        receipt: tally.receipt(),
+        receipt,
     }
 }
 
@@ -174,15 +174,32 @@ impl Node {
     /// A request's deadline passed: its silent replicas count as failed
     /// (and as timeouts against them), and a caller still waiting gets the
     /// failure.
-    pub(super) fn settle_expired(&mut self, tally: &mut Tally, replied: bool, reply_to: ReplyTo) {
-        for node in tally.give_up() {
+    pub(super) fn settle_expired(&mut self, tally: &mut Tally, reply_to: ReplyTo) {
+        let (failure, late) = tally.expire();
+        for node in late {
             if node != self.id {
                 self.peer_timed_out(node);
             }
         }
-        if !replied {
+        if let Some(e) = failure {
             self.stats.quorum_failures += 1;
-            self.reply(reply_to, Err(tally.failure()));
+            self.reply(reply_to, Err(e));
+        }
+    }
+
+    /// Gives a request's outcome, if it became known (see [`Tally::decide`]).
+    pub(super) fn give_outcome(
+        &mut self,
+        reply_to: ReplyTo,
+        outcome: Option<Result<Response, RequestError>>,
+    ) {
+        match outcome {
+            Some(Err(e)) => {
+                self.stats.quorum_failures += 1;
+                self.reply(reply_to, Err(e));
+            }
+            Some(ok) => self.reply(reply_to, ok),
+            None => {}
         }
     }
 

@@ -37,7 +37,6 @@ pub(crate) struct ReadOp {
     /// Successful answers: who, and what they hold.
     answers: Vec<(NodeId, Option<Object>)>,
     merged: Object,
-    replied: bool,
     /// When the read started, by this node's clock.
     started: Duration,
 }
@@ -80,7 +79,6 @@ impl Node {
             tally,
             answers: Vec::new(),
             merged: Object::new(),
-            replied: false,
             started: now,
         };
         for replica in &replicas {
@@ -126,29 +124,19 @@ impl Node {
         let Some(Op::Read(op)) = self.ops.get_mut(&id) else {
             return;
         };
-        let mut outcome = None;
-        if !op.replied && op.tally.reached() {
-            op.replied = true;
-            outcome = Some(Ok(response(&op.merged, &op.tally)));
-        } else if !op.replied && op.tally.impossible() {
-            op.replied = true;
-            outcome = Some(Err(op.tally.failure()));
-        }
-        let reply_to = op.reply_to;
-        let settled = op.tally.settled();
-        if let Some(outcome) = outcome {
-            if outcome.is_err() {
-                self.stats.quorum_failures += 1;
-            }
-            self.reply(reply_to, outcome);
-        }
+        let outcome = op
+            .tally
+            .decide()
+            .map(|r| r.map(|receipt| response(&op.merged, receipt)));
+        let (reply_to, settled) = (op.reply_to, op.tally.settled());
+        self.give_outcome(reply_to, outcome);
         if settled && let Some(Op::Read(op)) = self.take_op(id) {
             self.finish_read(now, op);
         }
     }
 
     pub(super) fn read_expired(&mut self, now: Duration, mut op: ReadOp) {
-        self.settle_expired(&mut op.tally, op.replied, op.reply_to);
+        self.settle_expired(&mut op.tally, op.reply_to);
         self.finish_read(now, op);
     }
 

@@ -25,6 +25,8 @@ pub enum Answer {
 #[derive(Clone, Debug)]
 pub struct Tally {
     quorum: Quorum,
+    /// Whether the request's outcome has been given.
+    decided: bool,
     replicas: Vec<(Replica, Answer)>,
     /// Order in which successful answers arrived (indices into `replicas`).
     arrivals: Vec<usize>,
@@ -35,6 +37,7 @@ impl Tally {
     pub fn new(replicas: Vec<Replica>, quorum: Quorum) -> Self {
         Self {
             quorum,
+            decided: false,
             replicas: replicas.into_iter().map(|r| (r, Answer::Pending)).collect(),
             arrivals: Vec::new(),
         }
@@ -93,6 +96,35 @@ impl Tally {
             .iter()
             .filter(|(r, a)| *a == answer && (!primaries_only || r.role == ReplicaRole::Primary))
             .count()
+    }
+
+    /// The outcome, the first time it is known: `Some(Ok(receipt))` once the
+    /// quorum is reached, `Some(Err(..))` once it cannot be; `None` before,
+    /// and ever after (the outcome is given once).
+    pub fn decide(&mut self) -> Option<Result<Receipt, RequestError>> {
+        if self.decided {
+            return None;
+        }
+        let outcome = if self.reached() {
+            Ok(self.receipt())
+        } else if self.impossible() {
+            Err(self.failure())
+        } else {
+            return None;
+        };
+        self.decided = true;
+        Some(outcome)
+    }
+
+    /// The outcome at the deadline, unless it was already given: every
+    /// silent replica counts as failed. Returns the silent replicas too.
+    pub fn expire(&mut self) -> (Option<RequestError>, Vec<NodeId>) {
+        let late = self.give_up();
+        let failure = (!self.decided).then(|| {
+            self.decided = true;
+            self.failure()
+        });
+        (failure, late)
     }
 
     /// Whether enough replicas (and primaries) answered successfully.

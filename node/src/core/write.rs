@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use quorra_client::{Quorum, RequestError, Response};
+use quorra_client::{Quorum, Receipt, RequestError, Response};
 use quorra_ring::{NodeId, PartitionId, ReplicaRole};
 use tracing::debug;
 
@@ -37,9 +37,8 @@ use crate::version::{Actor, Object, Sibling, VersionVector};
 pub(crate) struct WriteOp {
     reply_to: ReplyTo,
     tally: Tally,
-    /// What the client is told on success.
+    /// What the client is told on success (the receipt is filled in then).
     response: Response,
-    replied: bool,
 }
 
 impl Node {
@@ -157,9 +156,8 @@ impl Node {
         let id = self.next_request_id();
         let mut op = WriteOp {
             reply_to,
-            response: response(&state, &tally),
+            response: response(&state, Receipt::default()),
             tally,
-            replied: false,
         };
         match my_role {
             Some(ReplicaRole::Primary) => match self.merge_owned(now, partition, &key, &state) {
@@ -234,30 +232,20 @@ impl Node {
         let Some(Op::Write(op)) = self.ops.get_mut(&id) else {
             return;
         };
-        let mut outcome = None;
-        if !op.replied && op.tally.reached() {
-            op.replied = true;
-            let mut response = op.response.clone();
-            response.receipt = op.tally.receipt();
-            outcome = Some(Ok(response));
-        } else if !op.replied && op.tally.impossible() {
-            op.replied = true;
-            outcome = Some(Err(op.tally.failure()));
-        }
-        let reply_to = op.reply_to;
-        let settled = op.tally.settled();
-        if let Some(outcome) = outcome {
-            if outcome.is_err() {
-                self.stats.quorum_failures += 1;
-            }
-            self.reply(reply_to, outcome);
-        }
+        let outcome = op.tally.decide().map(|r| {
+            r.map(|receipt| Response {
+                receipt,
+                ..op.response.clone()
+            })
+        });
+        let (reply_to, settled) = (op.reply_to, op.tally.settled());
+        self.give_outcome(reply_to, outcome);
         if settled {
             self.take_op(id);
         }
     }
 
     pub(super) fn write_expired(&mut self, mut op: WriteOp) {
-        self.settle_expired(&mut op.tally, op.replied, op.reply_to);
+        self.settle_expired(&mut op.tally, op.reply_to);
     }
 }
