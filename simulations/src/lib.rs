@@ -24,6 +24,7 @@
 
 pub mod check;
 pub mod faults;
+pub mod gossip_sim;
 pub mod harness;
 pub mod history;
 pub mod params;

@@ -1,0 +1,201 @@
+//! What gossip says about one member, and how two views of it merge.
+//!
+//! Each member owns its entry: it bumps its **heartbeat** every gossip
+//! interval (liveness) and its **version** whenever its information
+//! (address, zone, tokens, status) changes; both reset under a new
+//! **generation**, which the member bumps at every restart. Another node
+//! changes an entry only to announce a removal (see
+//! [`crate::Gossiper::remove`]).
+//!
+//! Merging two views of an entry is a join: the higher generation wins
+//! outright; within a generation, the information with the higher
+//! (version, status, information) wins — the last two only break ties, so
+//! the result never depends on the order views arrive in — and the heartbeat
+//! is the larger. So merging is commutative, associative and idempotent.
+
+use quorra_ring::{NodeId, Token};
+use serde::{Deserialize, Serialize};
+
+/// Where a member is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Status {
+    /// Known, but owns no data yet (choosing tokens).
+    Joining,
+    /// Owns its tokens.
+    Normal,
+    /// Announced it is leaving; still owns its tokens.
+    Leaving,
+    /// Left: owns nothing, forgotten after a while.
+    Left,
+    /// Removed by an operator (died for good): owns nothing, forgotten after a while.
+    Removed,
+}
+
+impl Status {
+    /// Whether a member in this status owns its tokens.
+    pub fn owns_tokens(self) -> bool {
+        matches!(self, Status::Normal | Status::Leaving)
+    }
+
+    /// Whether a member in this status is gone for good.
+    pub fn gone(self) -> bool {
+        matches!(self, Status::Left | Status::Removed)
+    }
+
+    /// The name shown to operators.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Joining => "joining",
+            Status::Normal => "normal",
+            Status::Leaving => "leaving",
+            Status::Left => "left",
+            Status::Removed => "removed",
+        }
+    }
+}
+
+/// A member's information: what changes rarely and moves data when it does.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Info {
+    /// Life-cycle status.
+    pub status: Status,
+    /// Address peers and clients connect to.
+    pub address: String,
+    /// Zone.
+    pub zone: String,
+    /// Tokens (empty while joining).
+    pub tokens: Vec<Token>,
+}
+
+/// Gossip's entry for one member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The member.
+    pub id: NodeId,
+    /// Bumped by the member at every restart.
+    pub generation: u64,
+    /// Bumped by the member every gossip interval.
+    pub heartbeat: u64,
+    /// Bumped whenever `info` changes.
+    pub version: u64,
+    /// The information.
+    pub info: Info,
+}
+
+/// The short form of an entry that a SYN carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// The member.
+    pub id: NodeId,
+    /// Its generation.
+    pub generation: u64,
+    /// Its heartbeat.
+    pub heartbeat: u64,
+    /// Its information version.
+    pub version: u64,
+}
+
+/// A change sent in an ACK or ACK2: a whole entry, or only a newer heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Update {
+    /// The whole entry (new member, new generation or newer information).
+    Full(Entry),
+    /// Only a newer heartbeat within a generation the receiver knows.
+    Heartbeat {
+        /// The member.
+        id: NodeId,
+        /// Its generation.
+        generation: u64,
+        /// Its heartbeat.
+        heartbeat: u64,
+    },
+}
+
+/// What a merge changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// The information changed (the ring may follow).
+    pub info: bool,
+    /// The heartbeat advanced (the member is alive).
+    pub heartbeat: bool,
+}
+
+impl Entry {
+    /// Its digest.
+    pub fn digest(&self) -> Digest {
+        Digest {
+            id: self.id,
+            generation: self.generation,
+            heartbeat: self.heartbeat,
+            version: self.version,
+        }
+    }
+
+    /// The key that decides which information wins within a generation.
+    fn info_key(&self) -> (u64, Status, &Info) {
+        (self.version, self.info.status, &self.info)
+    }
+
+    /// Merges another view of the same member into this one.
+    pub fn merge(&mut self, other: &Entry) -> Merged {
+        debug_assert_eq!(self.id, other.id);
+        if other.generation > self.generation {
+            let info = other.info != self.info;
+            *self = other.clone();
+            return Merged {
+                info,
+                heartbeat: true,
+            };
+        }
+        if other.generation < self.generation {
+            return Merged::default();
+        }
+        let mut merged = Merged::default();
+        if other.info_key() > self.info_key() {
+            merged.info = other.info != self.info || other.version != self.version;
+            self.version = other.version;
+            self.info = other.info.clone();
+        }
+        if other.heartbeat > self.heartbeat {
+            self.heartbeat = other.heartbeat;
+            merged.heartbeat = true;
+        }
+        merged
+    }
+
+    /// Applies a heartbeat-only update. Returns whether it advanced.
+    pub fn merge_heartbeat(&mut self, generation: u64, heartbeat: u64) -> bool {
+        if generation == self.generation && heartbeat > self.heartbeat {
+            self.heartbeat = heartbeat;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// What to send a peer whose digest of this member is `theirs` (`None`:
+    /// it does not know the member), if anything.
+    pub fn update_for(&self, theirs: Option<&Digest>) -> Option<Update> {
+        match theirs {
+            None => Some(Update::Full(self.clone())),
+            Some(d) if (self.generation, self.version) > (d.generation, d.version) => {
+                Some(Update::Full(self.clone()))
+            }
+            Some(d) if self.generation == d.generation && self.heartbeat > d.heartbeat => {
+                Some(Update::Heartbeat {
+                    id: self.id,
+                    generation: self.generation,
+                    heartbeat: self.heartbeat,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a peer whose digest is `theirs` knows something newer about
+    /// this member than this entry.
+    pub fn behind(&self, theirs: &Digest) -> bool {
+        (theirs.generation, theirs.version) > (self.generation, self.version)
+            || (theirs.generation == self.generation && theirs.heartbeat > self.heartbeat)
+    }
+}
