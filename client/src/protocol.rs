@@ -30,6 +30,25 @@ pub enum ClientMessage {
         /// Client-chosen id.
         id: u64,
     },
+    /// An operator's command to the node that receives it.
+    Admin {
+        /// Client-chosen id.
+        id: u64,
+        /// The command.
+        command: AdminCommand,
+    },
+}
+
+/// What an operator can ask of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminCommand {
+    /// Announce `leaving`, then `left`, then stop.
+    Leave,
+    /// Announce that `node`, which died for good, is removed.
+    Remove {
+        /// The node to remove.
+        node: u64,
+    },
 }
 
 /// Node → client.
@@ -55,6 +74,13 @@ pub enum NodeMessage {
         id: u64,
         /// The status.
         status: ClusterStatus,
+    },
+    /// The outcome of an operator's command.
+    Admin {
+        /// The request's id.
+        id: u64,
+        /// What happened, or why not.
+        result: Result<String, String>,
     },
     /// The node could not understand a message; the stream is closed after.
     Error {

@@ -168,7 +168,8 @@ impl NodeConn {
                         let id = match &message {
                             NodeMessage::Outcome { id, .. }
                             | NodeMessage::Routing { id, .. }
-                            | NodeMessage::Status { id, .. } => *id,
+                            | NodeMessage::Status { id, .. }
+                            | NodeMessage::Admin { id, .. } => *id,
                             NodeMessage::Error { message } => {
                                 debug!(%address, message, "node reported a protocol error");
                                 break;
@@ -342,6 +343,36 @@ impl Client {
             (node, other) => Err(ClientError::Protocol {
                 node,
                 message: format!("expected a status, got {other:?}"),
+            }),
+        }
+    }
+
+    /// Sends an operator's command to one node and returns its answer.
+    pub async fn admin(
+        &self,
+        node: SocketAddr,
+        command: crate::protocol::AdminCommand,
+    ) -> Result<String, ClientError> {
+        let message = |id| ClientMessage::Admin {
+            id,
+            command: command.clone(),
+        };
+        match self.call(&[node], message, false).await? {
+            (
+                _,
+                NodeMessage::Admin {
+                    result: Ok(text), ..
+                },
+            ) => Ok(text),
+            (
+                _,
+                NodeMessage::Admin {
+                    result: Err(text), ..
+                },
+            ) => Err(ClientError::Request(RequestError::Invalid(text))),
+            (node, other) => Err(ClientError::Protocol {
+                node,
+                message: format!("expected an admin answer, got {other:?}"),
             }),
         }
     }

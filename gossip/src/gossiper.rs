@@ -268,6 +268,25 @@ impl Gossiper {
         }
     }
 
+    /// Adds entries remembered from an earlier run (so a restarted node
+    /// knows its peers and its ring at once). They count as information,
+    /// not as heartbeats: the detector starts afresh.
+    pub fn remember(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        for e in entries {
+            if e.id == self.me || e.id.0 == 0 {
+                continue;
+            }
+            match self.entries.get_mut(&e.id) {
+                Some(held) => {
+                    held.merge(&e);
+                }
+                None => {
+                    self.entries.insert(e.id, e);
+                }
+            }
+        }
+    }
+
     /// Replaces this node's information (tokens chosen, status changed).
     pub fn set_info(&mut self, info: Info) {
         let own = self.entries.get_mut(&self.me).expect("own entry");
@@ -275,6 +294,23 @@ impl Gossiper {
             own.info = info;
             own.version += 1;
             self.events.push_back(Event::Changed(self.me));
+        }
+    }
+
+    /// Sends a SYN to every known member now, without waiting for rounds:
+    /// for news everyone should hear at once (a node joined, is leaving).
+    pub fn announce(&mut self) {
+        let peers: Vec<NodeId> = self
+            .entries
+            .values()
+            .filter(|e| e.id != self.me && !e.info.status.gone())
+            .map(|e| e.id)
+            .collect();
+        for id in peers {
+            if let Some(to) = self.target(id) {
+                let syn = self.syn();
+                self.send(to, syn);
+            }
         }
     }
 

@@ -93,15 +93,38 @@ impl TestCluster {
             tls,
             nodes: Vec::new(),
         };
-        for i in 0..n {
+        for _ in 0..n {
             cluster.add_node(extra).await;
-            let _ = i;
         }
+        cluster.wait_converged(n).await;
         cluster
     }
 
-    /// Adds and starts one more node, seeded with the first.
-    pub async fn add_node(&mut self, extra: &[&str]) -> usize {
+    /// Starts `n` nodes at once, each given only the first as its seed,
+    /// without waiting for any; returns when every node sees all `n` normal,
+    /// with the time that took.
+    pub async fn start_together(n: usize, extra: &[&str]) -> (Self, Duration) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let tls = dir.path().join("tls");
+        make_tls(&tls);
+        let mut cluster = TestCluster {
+            dir,
+            tls,
+            nodes: Vec::new(),
+        };
+        for _ in 0..n {
+            cluster.define_node(extra);
+        }
+        let started = Instant::now();
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        cluster.wait_converged(n).await;
+        (cluster, started.elapsed())
+    }
+
+    /// Defines one more node (seeded with the first) without starting it.
+    fn define_node(&mut self, extra: &[&str]) -> usize {
         let id = self.nodes.len() as u64 + 1;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let data = self.dir.path().join(format!("node{id}"));
@@ -132,7 +155,20 @@ impl TestCluster {
             args,
             child: None,
         });
-        let i = self.nodes.len() - 1;
+        self.nodes.len() - 1
+    }
+
+    /// Adds and starts one more node without waiting for it to be ready
+    /// (it may never be: a node of another cluster).
+    pub fn add_node_unready(&mut self, extra: &[&str]) -> usize {
+        let i = self.define_node(extra);
+        self.spawn(i);
+        i
+    }
+
+    /// Adds and starts one more node, seeded with the first.
+    pub async fn add_node(&mut self, extra: &[&str]) -> usize {
+        let i = self.define_node(extra);
         self.restart(i).await;
         i
     }
@@ -165,6 +201,12 @@ impl TestCluster {
 
     /// Starts node `i` (again) and waits until it reports itself normal.
     pub async fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_ready(i).await;
+    }
+
+    /// Starts node `i`'s process.
+    pub fn spawn(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -183,7 +225,14 @@ impl TestCluster {
             .spawn()
             .expect("spawn quorra node");
         node.child = Some(child);
-        self.wait_ready(i).await;
+    }
+
+    /// Whether node `i`'s process is running (it may have exited).
+    pub fn running(&mut self, i: usize) -> bool {
+        match self.nodes[i].child.as_mut() {
+            Some(c) => c.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
     }
 
     /// Waits until node `i` says it is a normal member.

@@ -328,3 +328,49 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub(crate) struct LeaveArgs {
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RemoveArgs {
+    /// Id of the node to remove (it must be dead and never come back).
+    id: u64,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Sends an operator's command to the first `--peer`.
+fn admin(
+    connection: &Connection,
+    command: quorra_client::protocol::AdminCommand,
+) -> Result<(), CliError> {
+    let mut config = connection.config()?;
+    let Some(&node) = config.seeds.first() else {
+        return Err(CliError::Usage("--peer is required".into()));
+    };
+    config.seeds.truncate(1);
+    let text = Connection::runtime()?.block_on(async {
+        let client = Client::connect(config).await?;
+        client.admin(node, command).await
+    })?;
+    writeln!(std::io::stdout().lock(), "{text}")?;
+    Ok(())
+}
+
+pub(crate) fn leave(args: LeaveArgs) -> Result<(), CliError> {
+    admin(
+        &args.connection,
+        quorra_client::protocol::AdminCommand::Leave,
+    )
+}
+
+pub(crate) fn remove(args: RemoveArgs) -> Result<(), CliError> {
+    admin(
+        &args.connection,
+        quorra_client::protocol::AdminCommand::Remove { node: args.id },
+    )
+}

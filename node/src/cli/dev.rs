@@ -190,6 +190,23 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
         nodes.push(node);
     }
 
+    // Wait until the first node sees every node normal: gossip has spread.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut config = ClientConfig::new(vec![first], TlsFiles::in_dir(&tls, "client"));
+    config.timeout = Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let converged = match Client::connect(config.clone()).await {
+            Ok(c) => c.status_of(first).await.is_ok_and(|s| {
+                s.members.iter().filter(|m| m.state == "normal").count() == nodes.len()
+            }),
+            Err(_) => false,
+        };
+        if converged {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     let peers: Vec<String> = nodes.iter().map(|n| n.address.to_string()).collect();
     let tls_abs = std::fs::canonicalize(&tls).unwrap_or(tls.clone());
     println!("local Quorra cluster of {} nodes is up:", nodes.len());

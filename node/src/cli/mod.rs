@@ -45,6 +45,10 @@ enum Command {
     Status(client::StatusArgs),
     /// Generate load and report throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Make the node at --peer leave the cluster (it announces leaving, then left, then stops).
+    Leave(client::LeaveArgs),
+    /// Announce, through the node at --peer, that a dead node is removed for good.
+    Remove(client::RemoveArgs),
     /// Make the cluster CA and certificates.
     #[command(subcommand)]
     Cert(cert::CertCommand),
@@ -104,6 +108,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Del(args) => client::del(args),
         Command::Status(args) => client::status(args),
         Command::Bench(args) => bench::run(args),
+        Command::Leave(args) => client::leave(args),
+        Command::Remove(args) => client::remove(args),
         Command::Cert(command) => cert::run(command),
     }
 }

@@ -70,6 +70,13 @@ pub(crate) struct NodeArgs {
     /// Coordinator request timeout in milliseconds [default: 2000].
     #[arg(long)]
     request_timeout_ms: Option<u64>,
+    /// On SIGINT/SIGTERM, announce `leaving` then `left` before stopping
+    /// (the node's data is not moved: see the README).
+    #[arg(long, env = "QUORRA_LEAVE_ON_SHUTDOWN")]
+    leave_on_shutdown: bool,
+    /// Gossip interval in milliseconds [default: 1000].
+    #[arg(long, env = "QUORRA_GOSSIP_INTERVAL_MS")]
+    gossip_interval_ms: Option<u64>,
     /// Log filter (tracing syntax), e.g. info or quorra_node=debug.
     #[arg(long, env = "QUORRA_LOG", default_value = "info")]
     log: String,
@@ -95,6 +102,8 @@ struct FileConfig {
     replicas: Option<usize>,
     tokens: Option<usize>,
     request_timeout_ms: Option<u64>,
+    leave_on_shutdown: Option<bool>,
+    gossip_interval_ms: Option<u64>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, CliError> {
@@ -172,6 +181,10 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
             quorra_ring::MAX_TOKENS_PER_NODE
         )));
     }
+    let mut gossip = quorra_gossip::Config::default();
+    if let Some(ms) = args.gossip_interval_ms.or(file.gossip_interval_ms) {
+        gossip.interval = Duration::from_millis(ms.max(10));
+    }
     Ok(NodeConfig {
         listen: required(args.listen.or(file.listen), "--listen", "listen")?,
         advertise: args.advertise.or(file.advertise),
@@ -192,6 +205,8 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
         new_cluster,
         tokens,
         options,
+        gossip,
+        leave_on_shutdown: args.leave_on_shutdown || file.leave_on_shutdown.unwrap_or(false),
     })
 }
 

@@ -335,6 +335,11 @@ impl Node {
         self.ring = ring;
     }
 
+    /// The failure detector's opinion of `peer` changed.
+    pub fn handle_peer_status(&mut self, peer: NodeId, up: bool) {
+        self.peers.set_suspected(peer, !up);
+    }
+
     /// The driver flushed the store: acknowledgements may go out.
     pub fn handle_flushed(&mut self, now: Duration) {
         self.commit.flushed(now);

@@ -1,11 +1,14 @@
-//! Reachability of peers, judged from timeouts.
+//! Reachability of peers, from two opinions.
 //!
-//! Until gossip and its phi-accrual detector replace it, a node believes a
-//! peer down after `down_after_failures` consecutive timeouts of requests
-//! sent to it, and up again as soon as any message from it arrives. Down
-//! peers are probed periodically so they can come back. "Down" is a local
-//! opinion used to pick replicas (sloppy quorum); it never changes
-//! ownership.
+//! - The failure detector of gossip (phi accrual), given by the driver with
+//!   [`Peers::set_suspected`]: a peer whose heartbeats stopped is down.
+//! - Timeouts of this node's own requests: a peer that failed to answer
+//!   `down_after_failures` requests in a row is down until any message from
+//!   it arrives (catching what heartbeats cannot, such as a one-way link).
+//!
+//! A peer is believed up when neither opinion says down. Down peers are
+//! probed periodically so they can come back. "Down" is a local opinion
+//! used to pick replicas (sloppy quorum); it never changes ownership.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,7 +17,10 @@ use quorra_ring::NodeId;
 
 #[derive(Clone, Debug)]
 struct Peer {
+    /// Up as far as this node's own requests tell.
     up: bool,
+    /// Down in the failure detector's opinion.
+    suspected: bool,
     failures: u32,
     last_heard: Option<Duration>,
 }
@@ -38,6 +44,7 @@ impl Peers {
                     n,
                     Peer {
                         up: true,
+                        suspected: false,
                         failures: 0,
                         last_heard: None,
                     },
@@ -56,6 +63,7 @@ impl Peers {
         for n in members {
             self.peers.entry(n).or_insert(Peer {
                 up: true,
+                suspected: false,
                 failures: 0,
                 last_heard: None,
             });
@@ -65,7 +73,14 @@ impl Peers {
     /// Whether `node` is believed reachable (this node always is; unknown
     /// nodes never are).
     pub fn is_up(&self, node: NodeId) -> bool {
-        node == self.me || self.peers.get(&node).is_some_and(|p| p.up)
+        node == self.me || self.peers.get(&node).is_some_and(|p| p.up && !p.suspected)
+    }
+
+    /// Records the failure detector's opinion of `node`.
+    pub fn set_suspected(&mut self, node: NodeId, suspected: bool) {
+        if let Some(p) = self.peers.get_mut(&node) {
+            p.suspected = suspected;
+        }
     }
 
     /// Records a message from `node`. Returns true if it was believed down.
@@ -96,7 +111,10 @@ impl Peers {
 
     /// Peers believed down, in id order.
     pub fn down(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.peers.iter().filter(|(_, p)| !p.up).map(|(&n, _)| n)
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.up || p.suspected)
+            .map(|(&n, _)| n)
     }
 
     /// Every peer (not this node), in id order.

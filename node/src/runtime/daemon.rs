@@ -17,13 +17,13 @@ use std::time::Instant;
 use quorra_client::TlsFiles;
 use quorra_client::tls::{TlsError, client_config};
 use quorra_client::wire::ALPN_PEER;
+use quorra_gossip::{Config as GossipConfig, Gossiper, settings_hash};
 use quorra_ring::{Member, NodeId, Ring, RingConfig};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use super::driver::{Driver, DriverParts};
+use super::driver::{Driver, DriverParts, own_entry};
 use super::identity::{self, Identity};
-use super::membership::{MemberRecord, Membership};
 use super::tls::server_config;
 use super::transport::{ClusterId, Transport};
 use crate::core::{Node, NodeError, Options};
@@ -59,6 +59,10 @@ pub struct NodeConfig {
     pub tokens: usize,
     /// The core's options (timeouts, bounds, sync mode).
     pub options: Options,
+    /// Gossip's options (interval, detector).
+    pub gossip: GossipConfig,
+    /// On SIGINT/SIGTERM, announce `leaving` then `left` before stopping.
+    pub leave_on_shutdown: bool,
 }
 
 /// Why a node could not start or stopped with an error.
@@ -177,10 +181,11 @@ fn load_identity(store: &Store, config: &NodeConfig) -> Result<Identity, DaemonE
             let id = Identity {
                 node: NodeId(node),
                 cluster: config.cluster.clone(),
-                settings: None,
+                settings: config.new_cluster,
                 zone: config.zone.clone(),
                 tokens: Vec::new(),
                 version: 1,
+                left: false,
             };
             identity::save(store, &id)?;
             Ok(id)
@@ -212,7 +217,7 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     let provisional = ClusterId {
         node: NodeId(config.node_id.unwrap_or(0)),
         cluster: config.cluster.clone(),
-        settings: None,
+        settings: config.new_cluster,
     };
     let transport = Transport::bind(config.listen, server, peer, provisional).map_err(|e| {
         DaemonError::Bind {
@@ -240,46 +245,51 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         None => bound,
     };
 
-    let mut membership = Membership::new(identity.node, identity::load_members(&store)?);
-    let stale = membership.own().is_none_or(|own| {
-        own.address != advertise.to_string()
-            || own.zone != identity.zone
-            || own.tokens != identity.tokens
-    });
-    if stale {
+    if identity.left {
+        return Err(DaemonError::Config(format!(
+            "node {} left the cluster; start a new node with a new data directory",
+            identity.node
+        )));
+    }
+    let remembered = identity::load_members(&store)?;
+    let address_changed = remembered
+        .iter()
+        .find(|e| e.id == identity.node)
+        .is_some_and(|own| {
+            own.info.address != advertise.to_string() || own.info.zone != identity.zone
+        });
+    if address_changed {
         identity.version += 1;
         identity::save(&store, &identity)?;
     }
-    membership.set_own(MemberRecord {
-        id: identity.node,
-        address: advertise.to_string(),
-        zone: identity.zone.clone(),
-        tokens: identity.tokens.clone(),
-        version: identity.version,
-    });
-    let ring = match identity.settings {
-        Some(settings) => membership
-            .ring(settings)
-            .map_err(|e| DaemonError::Config(format!("the stored member table is invalid: {e}")))?,
-        None => Ring::new(
-            config.new_cluster,
-            [Member::new(
-                identity.node,
-                identity.zone.clone(),
-                Vec::new(),
-            )],
-        )
-        .map_err(|e| DaemonError::Config(e.to_string()))?,
-    };
 
     let origin = Instant::now();
+    let provisional_ring = Ring::new(
+        identity.settings,
+        [Member::new(
+            identity.node,
+            identity.zone.clone(),
+            identity.tokens.clone(),
+        )],
+    )
+    .map_err(|e| DaemonError::Config(e.to_string()))?;
     let node = Node::new(
         identity.node,
-        ring,
+        provisional_ring,
         store.clone(),
         config.options.clone(),
         origin.elapsed(),
     )?;
+    let mut gossip = Gossiper::new(
+        own_entry(&identity, &advertise.to_string(), node.incarnation()),
+        identity.cluster.clone(),
+        settings_hash(identity.settings.partitions, identity.settings.replicas),
+        config.seeds.iter().map(ToString::to_string).collect(),
+        config.gossip.clone(),
+        config.options.rng_seed ^ u64::from(node.incarnation()),
+        origin.elapsed(),
+    );
+    gossip.remember(remembered);
     info!(
         node = identity.node.0,
         cluster = %identity.cluster,
@@ -303,13 +313,13 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         node,
         store,
         identity,
-        membership,
+        gossip,
         transport: transport.clone(),
         inbox,
-        seeds: config.seeds.clone(),
-        new_cluster: config.new_cluster,
+        has_seeds: !config.seeds.is_empty(),
         tokens: config.tokens,
         shutdown,
+        leave_on_shutdown: config.leave_on_shutdown,
         origin,
     });
     let result = driver.run().await;

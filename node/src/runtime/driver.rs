@@ -1,17 +1,21 @@
-//! The driver: the one task that owns the node core and feeds it.
+//! The driver: the one task that owns the node core and the gossiper.
 //!
 //! It does for the runtime what the simulator does in simulation, and
-//! nothing more: hand the core its inputs (peer messages, client requests,
-//! timer expiries with the current time), carry out its outputs (frames to
-//! peers, answers to clients), and run group commit: after each batch of
-//! inputs, if the core asks for a flush, flush the store on a blocking
-//! thread and hand the result back, which releases the acknowledgements
-//! that waited for it. The core keeps running while a flush is in progress,
-//! so the next batch is applied meanwhile and made durable by the next one.
+//! nothing more: hand the core and the gossiper their inputs (peer and
+//! gossip messages, client requests, timer expiries with the current time),
+//! carry out their outputs (frames to peers, answers to clients), and run
+//! group commit: after each batch of inputs, if the core asks for a flush,
+//! flush the store on a blocking thread and hand the result back, which
+//! releases the acknowledgements that waited for it. The core keeps running
+//! while a flush is in progress, so the next batch is applied meanwhile and
+//! made durable by the next one.
 //!
-//! It also runs the membership exchange (until gossip replaces it): joining
-//! through seeds, choosing tokens once, pushing the member table, and
-//! handing the core a new ring when the table changes.
+//! Gossip drives membership: when the member table changes, the core gets
+//! the ring of the new table; when the failure detector changes its mind,
+//! the core's opinion of that peer follows. A node without tokens chooses
+//! them once it sees another member owning some (or founds the cluster when
+//! it has no seeds), then announces itself `normal`. Leaving announces
+//! `leaving`, then `left`, then stops the node.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,24 +23,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorra_client::protocol::{
-    ClientMessage, ClusterStatus, MemberStatus, NodeMessage, RoutingMember, RoutingTable,
+    AdminCommand, ClientMessage, ClusterStatus, MemberStatus, NodeMessage, RoutingMember,
+    RoutingTable,
 };
 use quorra_client::wire;
-use quorra_ring::{NodeId, RingConfig, allocate_tokens};
+use quorra_gossip::{Entry, Event, Gossiper, Info, Status, Target};
+use quorra_ring::{Member, NodeId, Ring, allocate_tokens};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use super::identity::{self, Identity};
-use super::membership::{MemberRecord, Membership};
-use super::transport::{ClusterId, Input, PeerFrame, Transport};
+use super::transport::{Input, PeerFrame, Transport};
 use crate::core::{ClientTag, Node};
 use crate::storage::{Lsn, StorageError, Store};
 
 /// Inputs handled per wake-up before outputs are sent and a flush asked.
 const BATCH: usize = 1024;
-
-/// How often the member table is pushed.
-pub const MEMBERSHIP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything the driver needs to start.
 pub struct DriverParts {
@@ -46,22 +48,32 @@ pub struct DriverParts {
     pub store: Store,
     /// The node's identity.
     pub identity: Identity,
-    /// The member table.
-    pub membership: Membership,
+    /// The gossiper.
+    pub gossip: Gossiper,
     /// The transport.
     pub transport: Arc<Transport>,
     /// Inputs from the transport.
     pub inbox: mpsc::Receiver<Input>,
-    /// Seed addresses.
-    pub seeds: Vec<SocketAddr>,
-    /// Settings to create a new cluster with (when there are no seeds).
-    pub new_cluster: RingConfig,
+    /// Whether the node has seeds (else it may found a cluster).
+    pub has_seeds: bool,
     /// Tokens to choose when joining.
     pub tokens: usize,
     /// Set when the node must stop.
     pub shutdown: watch::Receiver<bool>,
-    /// The origin of the core's clock.
+    /// Leave the cluster (announce `leaving`, then `left`) when asked to stop.
+    pub leave_on_shutdown: bool,
+    /// The origin of the core's and the gossiper's clock.
     pub origin: Instant,
+}
+
+/// Where a departure stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Departure {
+    Staying,
+    /// `leaving` announced at this time.
+    Leaving(Duration),
+    /// `left` announced at this time; the node stops soon after.
+    Left(Duration),
 }
 
 /// The driver's state.
@@ -69,21 +81,25 @@ pub struct Driver {
     node: Node,
     store: Store,
     identity: Identity,
-    membership: Membership,
+    gossip: Gossiper,
     transport: Arc<Transport>,
     inbox: mpsc::Receiver<Input>,
-    seeds: Vec<SocketAddr>,
-    new_cluster: RingConfig,
+    has_seeds: bool,
     tokens: usize,
     shutdown: watch::Receiver<bool>,
+    leave_on_shutdown: bool,
     origin: Instant,
     clients: HashMap<ClientTag, (mpsc::Sender<NodeMessage>, u64)>,
     next_tag: ClientTag,
     flush_tx: mpsc::Sender<Result<Lsn, StorageError>>,
     flush_rx: mpsc::Receiver<Result<Lsn, StorageError>>,
     flushing: bool,
-    rounds: u64,
+    departure: Departure,
+    members_dirty: bool,
 }
+
+/// How long each step of leaving lasts, so the news reaches everyone.
+const LEAVE_STEP: Duration = Duration::from_secs(3);
 
 impl Driver {
     /// A driver over `parts`.
@@ -93,20 +109,21 @@ impl Driver {
             node: parts.node,
             store: parts.store,
             identity: parts.identity,
-            membership: parts.membership,
+            gossip: parts.gossip,
             transport: parts.transport,
             inbox: parts.inbox,
-            seeds: parts.seeds,
-            new_cluster: parts.new_cluster,
+            has_seeds: parts.has_seeds,
             tokens: parts.tokens,
             shutdown: parts.shutdown,
+            leave_on_shutdown: parts.leave_on_shutdown,
             origin: parts.origin,
             clients: HashMap::new(),
             next_tag: 1,
             flush_tx,
             flush_rx,
             flushing: false,
-            rounds: 0,
+            departure: Departure::Staying,
+            members_dirty: false,
         }
     }
 
@@ -114,16 +131,35 @@ impl Driver {
         self.origin.elapsed()
     }
 
-    /// Runs until shutdown; then makes everything durable.
+    /// Runs until shutdown (or until the node has left); then makes
+    /// everything durable.
     pub async fn run(mut self) -> Result<(), StorageError> {
-        self.maybe_found_cluster()?;
-        let mut membership = tokio::time::interval(MEMBERSHIP_INTERVAL);
-        membership.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The ring of the members remembered from the last run, at once.
+        self.apply_ring();
+        if self.identity.tokens.is_empty() && !self.has_seeds && self.gossip.entries().count() == 1
+        {
+            info!(cluster = %self.identity.cluster, partitions = self.identity.settings.partitions,
+                  replicas = self.identity.settings.replicas, "founding a new cluster");
+            self.choose_tokens()?;
+        }
+        let mut shutdown = self.shutdown.clone();
         loop {
-            let deadline = tokio::time::Instant::from_std(self.origin + self.node.poll_timeout());
+            let next = self.node.poll_timeout().min(self.gossip.poll_timeout());
+            let next = match self.departure {
+                Departure::Staying => next,
+                Departure::Leaving(at) | Departure::Left(at) => next.min(at + LEAVE_STEP),
+            };
+            let deadline = tokio::time::Instant::from_std(self.origin + next);
             tokio::select! {
                 biased;
-                _ = self.shutdown.changed() => break,
+                changed = shutdown.changed(), if self.departure == Departure::Staying => {
+                    if changed.is_ok() && self.leave_on_shutdown && !self.identity.tokens.is_empty() {
+                        info!("leaving the cluster before shutting down");
+                        self.start_leaving();
+                    } else {
+                        break;
+                    }
+                }
                 Some(result) = self.flush_rx.recv() => {
                     self.flushing = false;
                     let now = self.now();
@@ -136,10 +172,10 @@ impl Driver {
                     }
                 }
                 Some(input) = self.inbox.recv() => {
-                    self.input(input);
+                    self.input(input)?;
                     for _ in 1..BATCH {
                         match self.inbox.try_recv() {
-                            Ok(more) => self.input(more),
+                            Ok(more) => self.input(more)?,
                             Err(_) => break,
                         }
                     }
@@ -147,30 +183,29 @@ impl Driver {
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = self.now();
                     self.node.handle_timeout(now);
+                    self.gossip.handle_timeout(now);
+                    if self.advance_departure(now) {
+                        self.outputs()?;
+                        break;
+                    }
                 }
-                _ = membership.tick() => self.membership_round()?,
             }
-            self.outputs();
+            self.outputs()?;
         }
-        // Shutting down: wait for a flush in flight, then flush everything.
+        // Stopping: wait for a flush in flight, then flush everything.
         if self.flushing {
             let _ = self.flush_rx.recv().await;
         }
-        identity::save_members(&self.store, &self.membership.records())?;
+        self.save_members()?;
         self.store.flush()?;
-        self.outputs();
         Ok(())
     }
 
-    fn input(&mut self, input: Input) {
+    fn input(&mut self, input: Input) -> Result<(), StorageError> {
         let now = self.now();
         match input {
             Input::Peer { from, message } => self.node.handle_message(now, from, message),
-            Input::Members {
-                from,
-                settings,
-                records,
-            } => self.on_members(from, settings, records),
+            Input::Gossip { from, message } => self.gossip.handle_message(now, from, message),
             Input::Client { message, reply } => match message {
                 ClientMessage::Request { id, request } => {
                     let tag = self.next_tag;
@@ -186,14 +221,109 @@ impl Driver {
                     let status = self.status();
                     let _ = reply.try_send(NodeMessage::Status { id, status });
                 }
+                ClientMessage::Admin { id, command } => {
+                    let result = self.admin(command);
+                    let _ = reply.try_send(NodeMessage::Admin { id, result });
+                }
             },
+        }
+        Ok(())
+    }
+
+    fn admin(&mut self, command: AdminCommand) -> Result<String, String> {
+        match command {
+            AdminCommand::Leave => {
+                if self.departure != Departure::Staying {
+                    return Err("this node is already leaving".into());
+                }
+                if self.identity.tokens.is_empty() {
+                    return Err("this node has not joined yet".into());
+                }
+                self.start_leaving();
+                Ok(format!(
+                    "node {} is leaving: `leaving` now, `left` in {} s, then it stops",
+                    self.identity.node,
+                    LEAVE_STEP.as_secs()
+                ))
+            }
+            AdminCommand::Remove { node } => {
+                let id = NodeId(node);
+                if id == self.identity.node {
+                    return Err("a node cannot remove itself; use `quorra leave`".into());
+                }
+                match self.gossip.entry(id) {
+                    None => Err(format!("node {node} is not a member")),
+                    Some(e) if e.info.status.gone() => {
+                        Err(format!("node {node} is already {}", e.info.status.name()))
+                    }
+                    Some(_) if self.gossip.is_up(id) => Err(format!(
+                        "node {node} is up; remove only a node that died for good (stop it, or let it `quorra leave`)"
+                    )),
+                    Some(_) => {
+                        self.gossip.remove(id);
+                        Ok(format!("node {node} removed; the news spreads by gossip"))
+                    }
+                }
+            }
         }
     }
 
-    /// Sends what the core produced and starts a flush if it asks for one.
-    fn outputs(&mut self) {
+    fn start_leaving(&mut self) {
+        let now = self.now();
+        self.departure = Departure::Leaving(now);
+        self.set_status(Status::Leaving);
+    }
+
+    /// Moves a departure along; true when the node should stop now.
+    fn advance_departure(&mut self, now: Duration) -> bool {
+        match self.departure {
+            Departure::Leaving(at) if now >= at + LEAVE_STEP => {
+                self.departure = Departure::Left(now);
+                self.identity.left = true;
+                self.set_status(Status::Left);
+                info!("left the cluster; stopping once the news has spread");
+                false
+            }
+            Departure::Left(at) => now >= at + LEAVE_STEP,
+            _ => false,
+        }
+    }
+
+    fn set_status(&mut self, status: Status) {
+        let mut info = self.gossip.own().info.clone();
+        info.status = status;
+        self.gossip.set_info(info);
+        self.gossip.announce();
+        self.identity.version = self.gossip.own().version;
+        if let Err(e) = identity::save(&self.store, &self.identity) {
+            error!(error = %e, "saving the identity failed");
+        }
+    }
+
+    /// Sends what the core and the gossiper produced, handles gossip's
+    /// events, and starts a flush if the core asks for one.
+    fn outputs(&mut self) -> Result<(), StorageError> {
+        while let Some(event) = self.gossip.poll_event() {
+            self.gossip_event(event)?;
+        }
+        while let Some((target, message)) = self.gossip.poll_transmit() {
+            let Ok(frame) = wire::encode(&PeerFrame::Gossip(message)) else {
+                continue;
+            };
+            match target {
+                Target::Member(id, address) => {
+                    if let Ok(address) = address.parse::<SocketAddr>() {
+                        self.transport.send(id, address, frame);
+                    }
+                }
+                Target::Seed(address) => match address.parse::<SocketAddr>() {
+                    Ok(a) => self.transport.send_once(a, frame),
+                    Err(e) => warn!(%address, error = %e, "seed address does not parse"),
+                },
+            }
+        }
         while let Some((to, message)) = self.node.poll_transmit() {
-            let Some(address) = self.membership.address(to) else {
+            let Some(address) = self.address(to) else {
                 continue;
             };
             match wire::encode(&PeerFrame::Core(message)) {
@@ -207,6 +337,10 @@ impl Driver {
                 let _ = reply.try_send(NodeMessage::Outcome { id, outcome });
             }
         }
+        if self.members_dirty {
+            self.members_dirty = false;
+            self.save_members()?;
+        }
         let now = self.now();
         if !self.flushing && self.node.poll_flush(now) {
             self.flushing = true;
@@ -216,32 +350,80 @@ impl Driver {
                 let _ = done.blocking_send(store.flush());
             });
         }
+        Ok(())
     }
 
-    fn settings(&self) -> Option<RingConfig> {
-        self.identity.settings
-    }
-
-    /// A node with no seeds, no tokens and no known peers founds a cluster.
-    fn maybe_found_cluster(&mut self) -> Result<(), StorageError> {
-        if self.identity.tokens.is_empty()
-            && self.seeds.is_empty()
-            && !self.membership.others_have_tokens()
-        {
-            let settings = self.identity.settings.unwrap_or(self.new_cluster);
-            info!(cluster = %self.identity.cluster, partitions = settings.partitions, replicas = settings.replicas, "founding a new cluster");
-            self.identity.settings = Some(settings);
-            self.choose_tokens()?;
+    fn gossip_event(&mut self, event: Event) -> Result<(), StorageError> {
+        match event {
+            Event::Changed(id) => {
+                debug!(member = id.0, "member table changed");
+                self.apply_ring();
+                self.members_dirty = true;
+                if self.identity.tokens.is_empty()
+                    && !self.identity.left
+                    && self
+                        .gossip
+                        .entries()
+                        .any(|e| e.id != self.identity.node && e.info.status.owns_tokens())
+                {
+                    self.choose_tokens()?;
+                }
+            }
+            Event::Up(id) => {
+                info!(peer = id.0, "peer is up");
+                self.node.handle_peer_status(id, true);
+            }
+            Event::Down(id) => {
+                warn!(peer = id.0, "peer is down (phi accrual)");
+                self.node.handle_peer_status(id, false);
+            }
+            Event::Refused { cluster, settings } => {
+                warn!(
+                    their_cluster = %cluster,
+                    their_settings = settings,
+                    our_cluster = %self.identity.cluster,
+                    our_settings = quorra_gossip::settings_hash(self.identity.settings.partitions, self.identity.settings.replicas),
+                    "gossip from a node of another cluster or with other partitions/replicas refused"
+                );
+            }
         }
         Ok(())
     }
 
-    /// Chooses this node's tokens against the ring it sees, once.
+    fn address(&self, id: NodeId) -> Option<SocketAddr> {
+        self.gossip.entry(id)?.info.address.parse().ok()
+    }
+
+    /// The ring of gossip's member table: members that own tokens, and
+    /// joining ones (known, owning nothing).
+    fn ring(&self) -> Result<Ring, quorra_ring::RingError> {
+        Ring::new(
+            self.identity.settings,
+            self.gossip
+                .entries()
+                .filter(|e| !e.info.status.gone())
+                .map(|e| {
+                    let tokens = if e.info.status.owns_tokens() {
+                        e.info.tokens.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    Member::new(e.id, e.info.zone.clone(), tokens)
+                }),
+        )
+    }
+
+    fn apply_ring(&mut self) {
+        match self.ring() {
+            Ok(ring) => self.node.handle_ring(ring),
+            Err(e) => error!(error = %e, "the member table does not form a ring"),
+        }
+    }
+
+    /// Chooses this node's tokens against the ring it sees, once, and
+    /// announces itself `normal`.
     fn choose_tokens(&mut self) -> Result<(), StorageError> {
-        let Some(settings) = self.settings() else {
-            return Ok(());
-        };
-        let ring = match self.membership.ring(settings) {
+        let ring = match self.ring() {
             Ok(r) => r,
             Err(e) => {
                 error!(error = %e, "cannot build the ring to choose tokens");
@@ -256,151 +438,26 @@ impl Driver {
                     return Ok(());
                 }
             };
-        self.identity.tokens = tokens;
-        self.identity.version += 1;
+        self.identity.tokens = tokens.clone();
+        let mut info = self.gossip.own().info.clone();
+        info.tokens = tokens;
+        info.status = Status::Normal;
+        self.gossip.set_info(info);
+        self.gossip.announce();
+        self.identity.version = self.gossip.own().version;
         identity::save(&self.store, &self.identity)?;
         info!(
             node = self.identity.node.0,
             tokens = self.identity.tokens.len(),
-            "tokens chosen"
+            "tokens chosen; now normal"
         );
-        self.publish_own_record();
-        self.transport.set_identity(ClusterId {
-            node: self.identity.node,
-            cluster: self.identity.cluster.clone(),
-            settings: self.identity.settings,
-        });
         self.apply_ring();
-        self.push_members_to_all();
         Ok(())
     }
 
-    fn publish_own_record(&mut self) {
-        if let Some(own) = self.membership.own().cloned() {
-            self.membership.set_own(MemberRecord {
-                tokens: self.identity.tokens.clone(),
-                version: self.identity.version,
-                ..own
-            });
-        }
-    }
-
-    /// Hands the core the ring of the current member table.
-    fn apply_ring(&mut self) {
-        let Some(settings) = self.settings() else {
-            return;
-        };
-        match self.membership.ring(settings) {
-            Ok(ring) => self.node.handle_ring(ring),
-            Err(e) => error!(error = %e, "member table does not form a ring"),
-        }
-        if let Err(e) = identity::save_members(&self.store, &self.membership.records()) {
-            error!(error = %e, "saving the member table failed");
-        }
-    }
-
-    fn on_members(
-        &mut self,
-        from: NodeId,
-        settings: Option<RingConfig>,
-        records: Vec<MemberRecord>,
-    ) {
-        if self.identity.settings.is_none()
-            && let Some(s) = settings
-        {
-            info!(
-                partitions = s.partitions,
-                replicas = s.replicas,
-                "adopting the cluster's settings"
-            );
-            self.identity.settings = Some(s);
-            self.transport.set_identity(ClusterId {
-                node: self.identity.node,
-                cluster: self.identity.cluster.clone(),
-                settings: Some(s),
-            });
-        }
-        let theirs: HashMap<NodeId, u64> = records.iter().map(|r| (r.id, r.version)).collect();
-        let changed = self.membership.merge(&records);
-        if changed {
-            debug!(from = from.0, "member table changed");
-            self.apply_ring();
-        }
-        if self.identity.tokens.is_empty()
-            && self.settings().is_some()
-            && self.membership.others_have_tokens()
-        {
-            if let Err(e) = self.choose_tokens() {
-                error!(error = %e, "could not persist chosen tokens");
-            }
-            return;
-        }
-        // Push-pull: if the sender lacks something we know, answer with it.
-        let behind = self
-            .membership
-            .records()
-            .iter()
-            .any(|r| theirs.get(&r.id).is_none_or(|&v| v < r.version));
-        if behind {
-            self.push_members_to(from);
-        }
-    }
-
-    fn members_frame(&self) -> Option<bytes::Bytes> {
-        wire::encode(&PeerFrame::Members {
-            settings: self.settings(),
-            records: self.membership.records(),
-        })
-        .ok()
-    }
-
-    fn push_members_to(&self, to: NodeId) {
-        if let (Some(address), Some(frame)) = (self.membership.address(to), self.members_frame()) {
-            self.transport.send(to, address, frame);
-        }
-    }
-
-    fn push_members_to_all(&self) {
-        for r in self.membership.records() {
-            if r.id != self.identity.node {
-                self.push_members_to(r.id);
-            }
-        }
-    }
-
-    /// Once a second: a joining node asks its seeds; a member pushes its
-    /// table to the next two members in turn.
-    fn membership_round(&mut self) -> Result<(), StorageError> {
-        self.rounds += 1;
-        if self.identity.tokens.is_empty() {
-            if let Some(frame) = self.members_frame() {
-                for &seed in &self.seeds {
-                    self.transport.send_once(seed, frame.clone());
-                }
-            }
-            return Ok(());
-        }
-        let others: Vec<NodeId> = self
-            .membership
-            .records()
-            .iter()
-            .map(|r| r.id)
-            .filter(|&id| id != self.identity.node)
-            .collect();
-        if !others.is_empty() {
-            for k in 0..2u64 {
-                let i = ((self.rounds * 2 + k) % others.len() as u64) as usize;
-                self.push_members_to(others[i]);
-            }
-        }
-        if self.rounds.is_multiple_of(10)
-            && let Some(frame) = self.members_frame()
-        {
-            for &seed in &self.seeds {
-                self.transport.send_once(seed, frame.clone());
-            }
-        }
-        Ok(())
+    fn save_members(&self) -> Result<(), StorageError> {
+        let members: Vec<Entry> = self.gossip.entries().cloned().collect();
+        identity::save_members(&self.store, &members)
     }
 
     fn routing_table(&self) -> RoutingTable {
@@ -425,9 +482,9 @@ impl Driver {
                 .map(|&id| RoutingMember {
                     id: id.0,
                     address: self
-                        .membership
-                        .get(id)
-                        .map(|r| r.address.clone())
+                        .gossip
+                        .entry(id)
+                        .map(|e| e.info.address.clone())
                         .unwrap_or_default(),
                 })
                 .collect(),
@@ -445,23 +502,42 @@ impl Driver {
             partitions: ring.partitioner().count(),
             replicas: ring.effective_replicas() as u32,
             members: self
-                .membership
-                .records()
-                .into_iter()
-                .map(|r| MemberStatus {
-                    id: r.id.0,
-                    state: if r.tokens.is_empty() {
-                        "joining".into()
-                    } else if self.node.believes_up(r.id) {
-                        "normal".into()
-                    } else {
+                .gossip
+                .entries()
+                .map(|e| MemberStatus {
+                    id: e.id.0,
+                    state: if !e.info.status.gone() && !self.gossip.is_up(e.id) {
                         "down".into()
+                    } else {
+                        e.info.status.name().into()
                     },
-                    share: counts.get(&r.id).copied().unwrap_or(0) as f64 / total as f64,
-                    address: r.address,
-                    zone: r.zone,
+                    share: counts.get(&e.id).copied().unwrap_or(0) as f64 / total as f64,
+                    address: e.info.address.clone(),
+                    zone: e.info.zone.clone(),
                 })
                 .collect(),
         }
+    }
+}
+
+/// The gossip entry of a node starting with `identity` at `address`.
+pub fn own_entry(identity: &Identity, address: &str, generation: u32) -> Entry {
+    Entry {
+        id: identity.node,
+        generation: u64::from(generation),
+        heartbeat: 0,
+        version: identity.version,
+        info: Info {
+            status: if identity.left {
+                Status::Left
+            } else if identity.tokens.is_empty() {
+                Status::Joining
+            } else {
+                Status::Normal
+            },
+            address: address.to_string(),
+            zone: identity.zone.clone(),
+            tokens: identity.tokens.clone(),
+        },
     }
 }

@@ -2,14 +2,14 @@
 //!
 //! Stored in the node's own store (metadata keyspace), flushed on change:
 //! its id, the cluster's name and fixed settings (Q, N), its zone and
-//! tokens (chosen once, kept for life), and the last member table it knew,
-//! so a restarted node rejoins with the same tokens and finds its peers
-//! without seeds.
+//! tokens (chosen once, kept for life), the version of its gossip
+//! information, and the member entries it last knew, so a restarted node
+//! has a ring at once and finds its peers without seeds.
 
+use quorra_gossip::Entry;
 use quorra_ring::{NodeId, RingConfig, Token};
 use serde::{Deserialize, Serialize};
 
-use super::membership::MemberRecord;
 use crate::storage::{StorageError, Store};
 
 const IDENTITY_KEY: &str = "identity";
@@ -22,14 +22,16 @@ pub struct Identity {
     pub node: NodeId,
     /// The cluster's name.
     pub cluster: String,
-    /// Q and N, once the node created or joined a cluster.
-    pub settings: Option<RingConfig>,
+    /// Q and N.
+    pub settings: RingConfig,
     /// The node's zone.
     pub zone: String,
     /// The node's tokens (empty until it joined).
     pub tokens: Vec<Token>,
-    /// Version of this node's member record.
+    /// Version of this node's gossip information.
     pub version: u64,
+    /// The node left the cluster (it must not serve again as a member).
+    pub left: bool,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -54,8 +56,8 @@ pub fn save(store: &Store, identity: &Identity) -> Result<(), StorageError> {
     store.flush().map(|_| ())
 }
 
-/// The stored member table.
-pub fn load_members(store: &Store) -> Result<Vec<MemberRecord>, StorageError> {
+/// The stored member entries.
+pub fn load_members(store: &Store) -> Result<Vec<Entry>, StorageError> {
     Ok(store
         .get_meta(MEMBERS_KEY)?
         .map(|b| rmp_serde::from_slice(&b).map_err(|e| corrupt(MEMBERS_KEY, e)))
@@ -63,8 +65,8 @@ pub fn load_members(store: &Store) -> Result<Vec<MemberRecord>, StorageError> {
         .unwrap_or_default())
 }
 
-/// Stores the member table (made durable by the next flush).
-pub fn save_members(store: &Store, records: &[MemberRecord]) -> Result<(), StorageError> {
-    let bytes = rmp_serde::to_vec(records).map_err(|e| corrupt(MEMBERS_KEY, e))?;
+/// Stores the member entries (made durable by the next flush).
+pub fn save_members(store: &Store, members: &[Entry]) -> Result<(), StorageError> {
+    let bytes = rmp_serde::to_vec(members).map_err(|e| corrupt(MEMBERS_KEY, e))?;
     store.put_meta(MEMBERS_KEY, &bytes).map(|_| ())
 }

@@ -6,19 +6,16 @@
 //! the core exactly as the simulator does. The pieces:
 //!
 //! - [`daemon`]: `quorra node` start-up checks, run, graceful shutdown;
-//! - [`driver`]: the task that owns the core, group commit, and (until
-//!   gossip) the membership exchange;
+//! - [`driver`]: the task that owns the core and the gossiper, group
+//!   commit, joining, leaving;
 //! - [`transport`]: the QUIC endpoint, one long-lived stream per peer and
 //!   per client, frames in and out;
 //! - [`tls`]: mutual TLS against the cluster CA, node certificates for peers;
 //! - [`certs`]: `quorra cert init|issue`;
-//! - [`membership`], [`identity`]: the member table and what a node
-//!   remembers across restarts.
+//! - [`identity`]: what a node remembers across restarts.
 //!
 //! ## Not done here
 //!
-//! - Membership is a naive full-table exchange, and "down" is judged from
-//!   timeouts by the core; gossip with phi-accrual detection replaces both.
 //! - Ownership changes move no data: a node joining a cluster that already
 //!   holds data owns its partitions empty until reads repair them (Merkle
 //!   anti-entropy and handoff on ownership change come later).
@@ -27,6 +24,5 @@ pub mod certs;
 pub mod daemon;
 pub mod driver;
 pub mod identity;
-pub mod membership;
 pub mod tls;
 pub mod transport;

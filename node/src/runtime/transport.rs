@@ -34,9 +34,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::membership::MemberRecord;
 use super::tls::{alpn, presented_node_certificate};
 use crate::core::PeerMessage;
+use quorra_gossip::GossipMessage;
 
 /// Frames queued per peer before new ones are dropped.
 pub const LINK_QUEUE: usize = 16 * 1024;
@@ -59,18 +59,13 @@ pub enum PeerFrame {
         boot: u64,
         /// The sender's cluster name.
         cluster: String,
-        /// The sender's cluster settings, once it has them.
-        settings: Option<RingConfig>,
+        /// The sender's cluster settings (Q, N).
+        settings: RingConfig,
     },
     /// A message of the node core.
     Core(PeerMessage),
-    /// The sender's member table.
-    Members {
-        /// The cluster's settings, if the sender knows them.
-        settings: Option<RingConfig>,
-        /// The member records.
-        records: Vec<MemberRecord>,
-    },
+    /// A gossip message.
+    Gossip(GossipMessage),
 }
 
 /// What the transport hands to the driver.
@@ -83,14 +78,12 @@ pub enum Input {
         /// The message.
         message: PeerMessage,
     },
-    /// A member table from a peer.
-    Members {
+    /// A gossip message from a peer.
+    Gossip {
         /// The sender.
         from: NodeId,
-        /// Settings it sent.
-        settings: Option<RingConfig>,
-        /// Records it sent.
-        records: Vec<MemberRecord>,
+        /// The message.
+        message: GossipMessage,
     },
     /// A message from a client, and where to answer.
     Client {
@@ -108,8 +101,8 @@ pub struct ClusterId {
     pub node: NodeId,
     /// Our cluster name.
     pub cluster: String,
-    /// Our settings, once known.
-    pub settings: Option<RingConfig>,
+    /// Our settings.
+    pub settings: RingConfig,
 }
 
 /// The node's QUIC endpoint and its links to peers.
@@ -328,8 +321,7 @@ impl Transport {
             })) => {
                 let ours = self.identity.read().map(|i| i.clone());
                 let Ok(ours) = ours else { return };
-                let settings_clash =
-                    matches!((settings, ours.settings), (Some(a), Some(b)) if a != b);
+                let settings_clash = settings != ours.settings;
                 if cluster != ours.cluster || settings_clash || from == ours.node || from.0 == 0 {
                     warn!(
                         peer = from.0,
@@ -368,11 +360,7 @@ impl Transport {
         loop {
             let input = match wire::read::<PeerFrame>(&mut recv, &mut buf).await {
                 Ok(Some(PeerFrame::Core(message))) => Input::Peer { from, message },
-                Ok(Some(PeerFrame::Members { settings, records })) => Input::Members {
-                    from,
-                    settings,
-                    records,
-                },
+                Ok(Some(PeerFrame::Gossip(message))) => Input::Gossip { from, message },
                 Ok(Some(PeerFrame::Hello { .. })) => continue,
                 Ok(None) => return,
                 Err(e) => {
