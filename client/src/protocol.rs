@@ -154,4 +154,10 @@ pub struct ClusterStatus {
     pub replicas: u32,
     /// Every member, in id order.
     pub members: Vec<MemberStatus>,
+    /// Gossip messages this node sent as QUIC datagrams since it started.
+    #[serde(default)]
+    pub gossip_datagrams: u64,
+    /// Gossip messages it sent on streams (too large for a datagram).
+    #[serde(default)]
+    pub gossip_streamed: u64,
 }

@@ -32,6 +32,7 @@
 //! own issues. Today the `quorra` binary offers `quorra ring plan`.
 
 pub mod core;
+pub mod membership;
 pub mod runtime;
 pub mod storage;
 pub mod version;

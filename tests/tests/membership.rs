@@ -56,6 +56,13 @@ async fn ten_nodes_from_one_seed_agree_and_see_a_killed_node_down() {
         .await
         .unwrap();
     assert_eq!(status.members.len(), 10);
+    // Gossip rides QUIC datagrams once links are up.
+    assert!(
+        status.gossip_datagrams > status.gossip_streamed,
+        "gossip sent: {} datagrams, {} on streams",
+        status.gossip_datagrams,
+        status.gossip_streamed
+    );
     for m in &status.members {
         assert_eq!(m.state, "normal", "{m:?}");
         assert_eq!(m.zone, "default");

@@ -301,7 +301,8 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
             out,
             "{}",
             json!({"node": status.node, "cluster": status.cluster, "partitions": status.partitions,
-                   "replicas": status.replicas, "members": members})
+                   "replicas": status.replicas, "members": members,
+                   "gossip_datagrams": status.gossip_datagrams, "gossip_streamed": status.gossip_streamed})
         )?;
     } else {
         writeln!(
@@ -325,6 +326,11 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
                 m.share * 100.0
             )?;
         }
+        writeln!(
+            out,
+            "gossip sent: {} as datagrams, {} on streams",
+            status.gossip_datagrams, status.gossip_streamed
+        )?;
     }
     Ok(())
 }

@@ -22,11 +22,12 @@ use quorra_ring::{Member, NodeId, Ring, RingConfig};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use super::driver::{Driver, DriverParts, own_entry};
-use super::identity::{self, Identity};
+use super::driver::{Driver, DriverParts};
 use super::tls::server_config;
 use super::transport::{ClusterId, Transport};
 use crate::core::{Node, NodeError, Options};
+use crate::membership::Membership;
+use crate::membership::identity::{self, Identity, own_entry};
 use crate::storage::{EngineKind, StorageError, Store, open_engine};
 
 /// Inputs queued for the driver before the transport waits.
@@ -309,15 +310,19 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         let _ = stop_tx.send(true);
     });
 
+    let membership = Membership::new(
+        identity,
+        gossip,
+        store.clone(),
+        !config.seeds.is_empty(),
+        config.tokens,
+    );
     let driver = Driver::new(DriverParts {
         node,
         store,
-        identity,
-        gossip,
+        membership,
         transport: transport.clone(),
         inbox,
-        has_seeds: !config.seeds.is_empty(),
-        tokens: config.tokens,
         shutdown,
         leave_on_shutdown: config.leave_on_shutdown,
         origin,

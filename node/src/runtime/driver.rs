@@ -1,4 +1,4 @@
-//! The driver: the one task that owns the node core and the gossiper.
+//! The driver: the one task that owns the node core and its membership.
 //!
 //! It does for the runtime what the simulator does in simulation, and
 //! nothing more: hand the core and the gossiper their inputs (peer and
@@ -10,12 +10,9 @@
 //! while a flush is in progress, so the next batch is applied meanwhile and
 //! made durable by the next one.
 //!
-//! Gossip drives membership: when the member table changes, the core gets
-//! the ring of the new table; when the failure detector changes its mind,
-//! the core's opinion of that peer follows. A node without tokens chooses
-//! them once it sees another member owning some (or founds the cluster when
-//! it has no seeds), then announces itself `normal`. Leaving announces
-//! `leaving`, then `left`, then stops the node.
+//! What gossip means for the core (ring, peer opinions, joining, leaving)
+//! is decided by [`Membership`], which the simulator drives too; the driver
+//! only carries its messages and stops the node once it has departed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,14 +24,14 @@ use quorra_client::protocol::{
     RoutingTable,
 };
 use quorra_client::wire;
-use quorra_gossip::{Entry, Event, Gossiper, Info, Status, Target};
-use quorra_ring::{Member, NodeId, Ring, allocate_tokens};
+use quorra_gossip::Target;
+use quorra_ring::NodeId;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
-use super::identity::{self, Identity};
 use super::transport::{Input, PeerFrame, Transport};
 use crate::core::{ClientTag, Node};
+use crate::membership::{LEAVE_STEP, Membership};
 use crate::storage::{Lsn, StorageError, Store};
 
 /// Inputs handled per wake-up before outputs are sent and a flush asked.
@@ -46,18 +43,12 @@ pub struct DriverParts {
     pub node: Node,
     /// Its store.
     pub store: Store,
-    /// The node's identity.
-    pub identity: Identity,
-    /// The gossiper.
-    pub gossip: Gossiper,
+    /// Its membership (gossiper and identity).
+    pub membership: Membership,
     /// The transport.
     pub transport: Arc<Transport>,
     /// Inputs from the transport.
     pub inbox: mpsc::Receiver<Input>,
-    /// Whether the node has seeds (else it may found a cluster).
-    pub has_seeds: bool,
-    /// Tokens to choose when joining.
-    pub tokens: usize,
     /// Set when the node must stop.
     pub shutdown: watch::Receiver<bool>,
     /// Leave the cluster (announce `leaving`, then `left`) when asked to stop.
@@ -66,26 +57,13 @@ pub struct DriverParts {
     pub origin: Instant,
 }
 
-/// Where a departure stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Departure {
-    Staying,
-    /// `leaving` announced at this time.
-    Leaving(Duration),
-    /// `left` announced at this time; the node stops soon after.
-    Left(Duration),
-}
-
 /// The driver's state.
 pub struct Driver {
     node: Node,
     store: Store,
-    identity: Identity,
-    gossip: Gossiper,
+    membership: Membership,
     transport: Arc<Transport>,
     inbox: mpsc::Receiver<Input>,
-    has_seeds: bool,
-    tokens: usize,
     shutdown: watch::Receiver<bool>,
     leave_on_shutdown: bool,
     origin: Instant,
@@ -94,12 +72,7 @@ pub struct Driver {
     flush_tx: mpsc::Sender<Result<Lsn, StorageError>>,
     flush_rx: mpsc::Receiver<Result<Lsn, StorageError>>,
     flushing: bool,
-    departure: Departure,
-    members_dirty: bool,
 }
-
-/// How long each step of leaving lasts, so the news reaches everyone.
-const LEAVE_STEP: Duration = Duration::from_secs(3);
 
 impl Driver {
     /// A driver over `parts`.
@@ -108,12 +81,9 @@ impl Driver {
         Self {
             node: parts.node,
             store: parts.store,
-            identity: parts.identity,
-            gossip: parts.gossip,
+            membership: parts.membership,
             transport: parts.transport,
             inbox: parts.inbox,
-            has_seeds: parts.has_seeds,
-            tokens: parts.tokens,
             shutdown: parts.shutdown,
             leave_on_shutdown: parts.leave_on_shutdown,
             origin: parts.origin,
@@ -122,8 +92,6 @@ impl Driver {
             flush_tx,
             flush_rx,
             flushing: false,
-            departure: Departure::Staying,
-            members_dirty: false,
         }
     }
 
@@ -135,27 +103,19 @@ impl Driver {
     /// everything durable.
     pub async fn run(mut self) -> Result<(), StorageError> {
         // The ring of the members remembered from the last run, at once.
-        self.apply_ring();
-        if self.identity.tokens.is_empty() && !self.has_seeds && self.gossip.entries().count() == 1
-        {
-            info!(cluster = %self.identity.cluster, partitions = self.identity.settings.partitions,
-                  replicas = self.identity.settings.replicas, "founding a new cluster");
-            self.choose_tokens()?;
-        }
+        self.membership.start(&mut self.node)?;
+        self.outputs()?;
         let mut shutdown = self.shutdown.clone();
         loop {
-            let next = self.node.poll_timeout().min(self.gossip.poll_timeout());
-            let next = match self.departure {
-                Departure::Staying => next,
-                Departure::Leaving(at) | Departure::Left(at) => next.min(at + LEAVE_STEP),
-            };
+            let next = self.node.poll_timeout().min(self.membership.poll_timeout());
             let deadline = tokio::time::Instant::from_std(self.origin + next);
             tokio::select! {
                 biased;
-                changed = shutdown.changed(), if self.departure == Departure::Staying => {
-                    if changed.is_ok() && self.leave_on_shutdown && !self.identity.tokens.is_empty() {
+                changed = shutdown.changed(), if !self.membership.departing() => {
+                    if changed.is_ok() && self.leave_on_shutdown && self.membership.joined() {
                         info!("leaving the cluster before shutting down");
-                        self.start_leaving();
+                        let now = self.now();
+                        let _ = self.membership.leave(now);
                     } else {
                         break;
                     }
@@ -183,8 +143,8 @@ impl Driver {
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = self.now();
                     self.node.handle_timeout(now);
-                    self.gossip.handle_timeout(now);
-                    if self.advance_departure(now) {
+                    self.membership.handle_timeout(now);
+                    if self.membership.departed() {
                         self.outputs()?;
                         break;
                     }
@@ -196,7 +156,7 @@ impl Driver {
         if self.flushing {
             let _ = self.flush_rx.recv().await;
         }
-        self.save_members()?;
+        self.membership.save()?;
         self.store.flush()?;
         Ok(())
     }
@@ -205,7 +165,7 @@ impl Driver {
         let now = self.now();
         match input {
             Input::Peer { from, message } => self.node.handle_message(now, from, message),
-            Input::Gossip { from, message } => self.gossip.handle_message(now, from, message),
+            Input::Gossip { from, message } => self.membership.handle_message(now, from, message),
             Input::Client { message, reply } => match message {
                 ClientMessage::Request { id, request } => {
                     let tag = self.next_tag;
@@ -231,89 +191,35 @@ impl Driver {
     }
 
     fn admin(&mut self, command: AdminCommand) -> Result<String, String> {
+        let me = self.membership.identity().node;
         match command {
             AdminCommand::Leave => {
-                if self.departure != Departure::Staying {
-                    return Err("this node is already leaving".into());
-                }
-                if self.identity.tokens.is_empty() {
-                    return Err("this node has not joined yet".into());
-                }
-                self.start_leaving();
+                let now = self.now();
+                self.membership.leave(now)?;
                 Ok(format!(
-                    "node {} is leaving: `leaving` now, `left` in {} s, then it stops",
-                    self.identity.node,
+                    "node {me} is leaving: `leaving` now, `left` in {} s, then it stops",
                     LEAVE_STEP.as_secs()
                 ))
             }
             AdminCommand::Remove { node } => {
-                let id = NodeId(node);
-                if id == self.identity.node {
-                    return Err("a node cannot remove itself; use `quorra leave`".into());
-                }
-                match self.gossip.entry(id) {
-                    None => Err(format!("node {node} is not a member")),
-                    Some(e) if e.info.status.gone() => {
-                        Err(format!("node {node} is already {}", e.info.status.name()))
-                    }
-                    Some(_) if self.gossip.is_up(id) => Err(format!(
-                        "node {node} is up; remove only a node that died for good (stop it, or let it `quorra leave`)"
-                    )),
-                    Some(_) => {
-                        self.gossip.remove(id);
-                        Ok(format!("node {node} removed; the news spreads by gossip"))
-                    }
-                }
+                self.membership.remove(NodeId(node))?;
+                Ok(format!("node {node} removed; the news spreads by gossip"))
             }
-        }
-    }
-
-    fn start_leaving(&mut self) {
-        let now = self.now();
-        self.departure = Departure::Leaving(now);
-        self.set_status(Status::Leaving);
-    }
-
-    /// Moves a departure along; true when the node should stop now.
-    fn advance_departure(&mut self, now: Duration) -> bool {
-        match self.departure {
-            Departure::Leaving(at) if now >= at + LEAVE_STEP => {
-                self.departure = Departure::Left(now);
-                self.identity.left = true;
-                self.set_status(Status::Left);
-                info!("left the cluster; stopping once the news has spread");
-                false
-            }
-            Departure::Left(at) => now >= at + LEAVE_STEP,
-            _ => false,
-        }
-    }
-
-    fn set_status(&mut self, status: Status) {
-        let mut info = self.gossip.own().info.clone();
-        info.status = status;
-        self.gossip.set_info(info);
-        self.gossip.announce();
-        self.identity.version = self.gossip.own().version;
-        if let Err(e) = identity::save(&self.store, &self.identity) {
-            error!(error = %e, "saving the identity failed");
         }
     }
 
     /// Sends what the core and the gossiper produced, handles gossip's
     /// events, and starts a flush if the core asks for one.
     fn outputs(&mut self) -> Result<(), StorageError> {
-        while let Some(event) = self.gossip.poll_event() {
-            self.gossip_event(event)?;
-        }
-        while let Some((target, message)) = self.gossip.poll_transmit() {
+        self.membership.process(&mut self.node)?;
+        while let Some((target, message)) = self.membership.poll_transmit() {
             let Ok(frame) = wire::encode(&PeerFrame::Gossip(message)) else {
                 continue;
             };
             match target {
                 Target::Member(id, address) => {
                     if let Ok(address) = address.parse::<SocketAddr>() {
-                        self.transport.send(id, address, frame);
+                        self.transport.send_gossip(id, address, frame);
                     }
                 }
                 Target::Seed(address) => match address.parse::<SocketAddr>() {
@@ -337,10 +243,6 @@ impl Driver {
                 let _ = reply.try_send(NodeMessage::Outcome { id, outcome });
             }
         }
-        if self.members_dirty {
-            self.members_dirty = false;
-            self.save_members()?;
-        }
         let now = self.now();
         if !self.flushing && self.node.poll_flush(now) {
             self.flushing = true;
@@ -353,111 +255,8 @@ impl Driver {
         Ok(())
     }
 
-    fn gossip_event(&mut self, event: Event) -> Result<(), StorageError> {
-        match event {
-            Event::Changed(id) => {
-                debug!(member = id.0, "member table changed");
-                self.apply_ring();
-                self.members_dirty = true;
-                if self.identity.tokens.is_empty()
-                    && !self.identity.left
-                    && self
-                        .gossip
-                        .entries()
-                        .any(|e| e.id != self.identity.node && e.info.status.owns_tokens())
-                {
-                    self.choose_tokens()?;
-                }
-            }
-            Event::Up(id) => {
-                info!(peer = id.0, "peer is up");
-                self.node.handle_peer_status(id, true);
-            }
-            Event::Down(id) => {
-                warn!(peer = id.0, "peer is down (phi accrual)");
-                self.node.handle_peer_status(id, false);
-            }
-            Event::Refused { cluster, settings } => {
-                warn!(
-                    their_cluster = %cluster,
-                    their_settings = settings,
-                    our_cluster = %self.identity.cluster,
-                    our_settings = quorra_gossip::settings_hash(self.identity.settings.partitions, self.identity.settings.replicas),
-                    "gossip from a node of another cluster or with other partitions/replicas refused"
-                );
-            }
-        }
-        Ok(())
-    }
-
     fn address(&self, id: NodeId) -> Option<SocketAddr> {
-        self.gossip.entry(id)?.info.address.parse().ok()
-    }
-
-    /// The ring of gossip's member table: members that own tokens, and
-    /// joining ones (known, owning nothing).
-    fn ring(&self) -> Result<Ring, quorra_ring::RingError> {
-        Ring::new(
-            self.identity.settings,
-            self.gossip
-                .entries()
-                .filter(|e| !e.info.status.gone())
-                .map(|e| {
-                    let tokens = if e.info.status.owns_tokens() {
-                        e.info.tokens.clone()
-                    } else {
-                        Vec::new()
-                    };
-                    Member::new(e.id, e.info.zone.clone(), tokens)
-                }),
-        )
-    }
-
-    fn apply_ring(&mut self) {
-        match self.ring() {
-            Ok(ring) => self.node.handle_ring(ring),
-            Err(e) => error!(error = %e, "the member table does not form a ring"),
-        }
-    }
-
-    /// Chooses this node's tokens against the ring it sees, once, and
-    /// announces itself `normal`.
-    fn choose_tokens(&mut self) -> Result<(), StorageError> {
-        let ring = match self.ring() {
-            Ok(r) => r,
-            Err(e) => {
-                error!(error = %e, "cannot build the ring to choose tokens");
-                return Ok(());
-            }
-        };
-        let tokens =
-            match allocate_tokens(&ring, self.identity.node, &self.identity.zone, self.tokens) {
-                Ok(t) => t,
-                Err(e) => {
-                    error!(error = %e, "cannot choose tokens");
-                    return Ok(());
-                }
-            };
-        self.identity.tokens = tokens.clone();
-        let mut info = self.gossip.own().info.clone();
-        info.tokens = tokens;
-        info.status = Status::Normal;
-        self.gossip.set_info(info);
-        self.gossip.announce();
-        self.identity.version = self.gossip.own().version;
-        identity::save(&self.store, &self.identity)?;
-        info!(
-            node = self.identity.node.0,
-            tokens = self.identity.tokens.len(),
-            "tokens chosen; now normal"
-        );
-        self.apply_ring();
-        Ok(())
-    }
-
-    fn save_members(&self) -> Result<(), StorageError> {
-        let members: Vec<Entry> = self.gossip.entries().cloned().collect();
-        identity::save_members(&self.store, &members)
+        self.membership.address(id)?.parse().ok()
     }
 
     fn routing_table(&self) -> RoutingTable {
@@ -481,11 +280,7 @@ impl Driver {
                 .iter()
                 .map(|&id| RoutingMember {
                     id: id.0,
-                    address: self
-                        .gossip
-                        .entry(id)
-                        .map(|e| e.info.address.clone())
-                        .unwrap_or_default(),
+                    address: self.membership.address(id).unwrap_or_default().to_string(),
                 })
                 .collect(),
             owners,
@@ -493,20 +288,22 @@ impl Driver {
     }
 
     fn status(&self) -> ClusterStatus {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters = self.transport.gossip_counters();
+        let gossip = self.membership.gossip();
         let ring = self.node.ring();
         let counts: HashMap<NodeId, u64> = ring.partition_replica_counts().into_iter().collect();
         let total = (ring.partitioner().count() as u64 * ring.effective_replicas() as u64).max(1);
         ClusterStatus {
-            node: self.identity.node.0,
-            cluster: self.identity.cluster.clone(),
+            node: self.membership.identity().node.0,
+            cluster: self.membership.identity().cluster.clone(),
             partitions: ring.partitioner().count(),
             replicas: ring.effective_replicas() as u32,
-            members: self
-                .gossip
+            members: gossip
                 .entries()
                 .map(|e| MemberStatus {
                     id: e.id.0,
-                    state: if !e.info.status.gone() && !self.gossip.is_up(e.id) {
+                    state: if !e.info.status.gone() && !gossip.is_up(e.id) {
                         "down".into()
                     } else {
                         e.info.status.name().into()
@@ -516,28 +313,8 @@ impl Driver {
                     zone: e.info.zone.clone(),
                 })
                 .collect(),
+            gossip_datagrams: counters.datagrams.load(Relaxed),
+            gossip_streamed: counters.streamed.load(Relaxed),
         }
-    }
-}
-
-/// The gossip entry of a node starting with `identity` at `address`.
-pub fn own_entry(identity: &Identity, address: &str, generation: u32) -> Entry {
-    Entry {
-        id: identity.node,
-        generation: u64::from(generation),
-        heartbeat: 0,
-        version: identity.version,
-        info: Info {
-            status: if identity.left {
-                Status::Left
-            } else if identity.tokens.is_empty() {
-                Status::Joining
-            } else {
-                Status::Normal
-            },
-            address: address.to_string(),
-            zone: identity.zone.clone(),
-            tokens: identity.tokens.clone(),
-        },
     }
 }

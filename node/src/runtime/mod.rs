@@ -6,13 +6,12 @@
 //! the core exactly as the simulator does. The pieces:
 //!
 //! - [`daemon`]: `quorra node` start-up checks, run, graceful shutdown;
-//! - [`driver`]: the task that owns the core and the gossiper, group
-//!   commit, joining, leaving;
+//! - [`driver`]: the task that owns the core and its membership, and runs
+//!   group commit;
 //! - [`transport`]: the QUIC endpoint, one long-lived stream per peer and
 //!   per client, frames in and out;
 //! - [`tls`]: mutual TLS against the cluster CA, node certificates for peers;
-//! - [`certs`]: `quorra cert init|issue`;
-//! - [`identity`]: what a node remembers across restarts.
+//! - [`certs`]: `quorra cert init|issue`.
 //!
 //! ## Not done here
 //!
@@ -23,6 +22,5 @@
 pub mod certs;
 pub mod daemon;
 pub mod driver;
-pub mod identity;
 pub mod tls;
 pub mod transport;

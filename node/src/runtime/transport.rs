@@ -13,6 +13,15 @@
 //! owns the connection, reconnects with backoff, and writes every frame
 //! queued since its last write in one go.
 //!
+//! **Gossip** rides QUIC datagrams on the same connection when a message
+//! fits one (digests and small updates almost always do): gossip tolerates
+//! loss, and a datagram neither waits behind megabytes of core frames on
+//! the stream nor takes a slot in its queue, so heartbeats keep flowing
+//! under load. A datagram carries the sender's identity only through its
+//! connection: it is accepted once that connection's stream has presented
+//! an accepted `Hello`, and dropped before. Messages too large for a
+//! datagram (updates with many tokens) go on the stream like core frames.
+//!
 //! **Clients** open bidirectional streams; each frame on one is a client
 //! message, answered on the same stream.
 //!
@@ -22,7 +31,7 @@
 //! go on.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -94,6 +103,27 @@ pub enum Input {
     },
 }
 
+/// Our sending side towards one peer.
+struct Link {
+    /// Where the peer listens.
+    address: SocketAddr,
+    /// Frames for the link task to write on the stream.
+    frames: mpsc::Sender<Bytes>,
+    /// The link task's current connection, for datagrams.
+    connection: Arc<Mutex<Option<quinn::Connection>>>,
+}
+
+/// What datagrams and gossip frames went out, for `quorra status` and the
+/// note on whether datagrams earn their keep.
+#[derive(Debug, Default)]
+pub struct GossipCounters {
+    /// Gossip messages sent as datagrams.
+    pub datagrams: std::sync::atomic::AtomicU64,
+    /// Gossip messages sent on the stream (too large, or no connection
+    /// yet).
+    pub streamed: std::sync::atomic::AtomicU64,
+}
+
 /// Who this node is, as peers' `Hello`s are checked against it.
 #[derive(Clone, Debug)]
 pub struct ClusterId {
@@ -109,12 +139,14 @@ pub struct ClusterId {
 pub struct Transport {
     endpoint: quinn::Endpoint,
     peer_config: quinn::ClientConfig,
-    links: DashMap<NodeId, (SocketAddr, mpsc::Sender<Bytes>)>,
+    links: DashMap<NodeId, Link>,
     identity: Arc<RwLock<ClusterId>>,
     /// This process's boot value, sent in every `Hello`.
     boot: u64,
     /// The boot value last seen from each peer.
     peer_boots: DashMap<NodeId, u64>,
+    /// How gossip went out.
+    gossip: GossipCounters,
 }
 
 impl Transport {
@@ -137,6 +169,7 @@ impl Transport {
             identity: Arc::new(RwLock::new(identity)),
             boot,
             peer_boots: DashMap::new(),
+            gossip: GossipCounters::default(),
         }))
     }
 
@@ -169,10 +202,10 @@ impl Transport {
     /// queue is full.
     pub fn send(self: &Arc<Self>, to: NodeId, address: SocketAddr, frame: Bytes) {
         if let Some(link) = self.links.get(&to)
-            && link.0 == address
-            && !link.1.is_closed()
+            && link.address == address
+            && !link.frames.is_closed()
         {
-            if link.1.try_send(frame).is_err() {
+            if link.frames.try_send(frame).is_err() {
                 debug!(peer = to.0, "link queue full: frame dropped");
             }
             return;
@@ -180,9 +213,48 @@ impl Transport {
         let Some(hello) = self.hello() else { return };
         let (tx, rx) = mpsc::channel(LINK_QUEUE);
         let _ = tx.try_send(frame);
-        self.links.insert(to, (address, tx));
+        let connection = Arc::new(Mutex::new(None));
+        self.links.insert(
+            to,
+            Link {
+                address,
+                frames: tx,
+                connection: connection.clone(),
+            },
+        );
         let me = self.clone();
-        tokio::spawn(async move { me.link(to, address, hello, rx).await });
+        tokio::spawn(async move { me.link(to, address, hello, rx, connection).await });
+    }
+
+    /// Sends a gossip `frame` to peer `to`: as a datagram if the link is
+    /// connected and the frame fits one, else on the stream.
+    pub fn send_gossip(self: &Arc<Self>, to: NodeId, address: SocketAddr, frame: Bytes) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let connection = self
+            .links
+            .get(&to)
+            .filter(|link| link.address == address)
+            .and_then(|link| link.connection.lock().ok().and_then(|c| c.clone()));
+        if let Some(connection) = connection {
+            // The datagram carries the frame's body: its length is the
+            // datagram's own.
+            let body = frame.slice(4..);
+            if connection
+                .max_datagram_size()
+                .is_some_and(|max| body.len() <= max)
+                && connection.send_datagram(body).is_ok()
+            {
+                self.gossip.datagrams.fetch_add(1, Relaxed);
+                return;
+            }
+        }
+        self.gossip.streamed.fetch_add(1, Relaxed);
+        self.send(to, address, frame);
+    }
+
+    /// How gossip went out so far.
+    pub fn gossip_counters(&self) -> &GossipCounters {
+        &self.gossip
     }
 
     /// Sends one frame to an address whose node is not known yet (a seed).
@@ -225,9 +297,13 @@ impl Transport {
         address: SocketAddr,
         hello: Bytes,
         mut rx: mpsc::Receiver<Bytes>,
+        connection: Arc<Mutex<Option<quinn::Connection>>>,
     ) {
         let mut backoff = Duration::from_millis(50);
         loop {
+            if let Ok(mut c) = connection.lock() {
+                *c = None;
+            }
             let conn = match self.connect(address).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -248,6 +324,9 @@ impl Transport {
             };
             if send.write_all(&hello).await.is_err() {
                 continue;
+            }
+            if let Ok(mut c) = connection.lock() {
+                *c = Some(conn.clone());
             }
             let mut batch = BytesMut::new();
             loop {
@@ -293,10 +372,14 @@ impl Transport {
                     conn.close(BAD_INPUT.into(), b"a node certificate is required");
                     return;
                 }
+                // Set by the first accepted Hello on this connection.
+                let sender = Arc::new(OnceLock::new());
+                tokio::spawn(peer_datagrams(conn.clone(), sender.clone(), inbox.clone()));
                 while let Ok(recv) = conn.accept_uni().await {
                     let me = self.clone();
                     let inbox = inbox.clone();
-                    tokio::spawn(async move { me.peer_stream(recv, inbox).await });
+                    let sender = sender.clone();
+                    tokio::spawn(async move { me.peer_stream(recv, sender, inbox).await });
                 }
             }
             Some(p) if p == ALPN_CLIENT => {
@@ -310,7 +393,12 @@ impl Transport {
     }
 
     /// Reads one peer stream: a `Hello`, then frames.
-    async fn peer_stream(self: Arc<Self>, mut recv: quinn::RecvStream, inbox: mpsc::Sender<Input>) {
+    async fn peer_stream(
+        self: Arc<Self>,
+        mut recv: quinn::RecvStream,
+        sender: Arc<OnceLock<NodeId>>,
+        inbox: mpsc::Sender<Input>,
+    ) {
         let mut buf = Vec::new();
         let from = match wire::read::<PeerFrame>(&mut recv, &mut buf).await {
             Ok(Some(PeerFrame::Hello {
@@ -344,6 +432,7 @@ impl Transport {
                 {
                     self.links.remove(&from);
                 }
+                let _ = sender.set(from);
                 from
             }
             Ok(_) => {
@@ -380,6 +469,31 @@ impl Transport {
         self.links.clear();
         self.endpoint.close(0u32.into(), b"node shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Reads gossip datagrams from one peer connection until it closes. A
+/// datagram before the connection's `Hello` was accepted has no trusted
+/// sender and is dropped.
+async fn peer_datagrams(
+    conn: quinn::Connection,
+    sender: Arc<OnceLock<NodeId>>,
+    inbox: mpsc::Sender<Input>,
+) {
+    while let Ok(datagram) = conn.read_datagram().await {
+        let Some(&from) = sender.get() else {
+            debug!(remote = %conn.remote_address(), "gossip datagram before Hello dropped");
+            continue;
+        };
+        match wire::decode::<PeerFrame>(&datagram) {
+            Ok(PeerFrame::Gossip(message)) => {
+                if inbox.send(Input::Gossip { from, message }).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => warn!(peer = from.0, "a datagram that is not gossip dropped"),
+            Err(e) => warn!(peer = from.0, error = %e, "bad gossip datagram dropped"),
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! information, and the member entries it last knew, so a restarted node
 //! has a ring at once and finds its peers without seeds.
 
-use quorra_gossip::Entry;
+use quorra_gossip::{Entry, Info, Status};
 use quorra_ring::{NodeId, RingConfig, Token};
 use serde::{Deserialize, Serialize};
 
@@ -69,4 +69,26 @@ pub fn load_members(store: &Store) -> Result<Vec<Entry>, StorageError> {
 pub fn save_members(store: &Store, members: &[Entry]) -> Result<(), StorageError> {
     let bytes = rmp_serde::to_vec(members).map_err(|e| corrupt(MEMBERS_KEY, e))?;
     store.put_meta(MEMBERS_KEY, &bytes).map(|_| ())
+}
+
+/// The gossip entry of a node starting with `identity` at `address`.
+pub fn own_entry(identity: &Identity, address: &str, generation: u32) -> Entry {
+    Entry {
+        id: identity.node,
+        generation: u64::from(generation),
+        heartbeat: 0,
+        version: identity.version,
+        info: Info {
+            status: if identity.left {
+                Status::Left
+            } else if identity.tokens.is_empty() {
+                Status::Joining
+            } else {
+                Status::Normal
+            },
+            address: address.to_string(),
+            zone: identity.zone.clone(),
+            tokens: identity.tokens.clone(),
+        },
+    }
 }

@@ -1,0 +1,344 @@
+//! Membership: gossip's member table turned into the core's ring, sans-IO.
+//!
+//! [`Membership`] owns the node's [`Gossiper`] and its persistent
+//! [`Identity`], and is the one place that decides what the member table
+//! means for the node core, so the runtime and the simulator cannot differ:
+//!
+//! - when the table changes, the core gets the ring of the members that own
+//!   tokens (`normal` and `leaving`), with `joining` members known but owning
+//!   nothing, and gone (`left`, `removed`) ones out;
+//! - when the failure detector changes its mind about a peer, the core's
+//!   opinion of that peer follows (down steers routing and sloppy quorum, it
+//!   never changes ownership);
+//! - a node without tokens chooses them once it sees another member owning
+//!   some (or founds the cluster when it has no seeds), then announces
+//!   itself `normal`;
+//! - leaving announces `leaving`, then after [`LEAVE_STEP`] `left`, then
+//!   after another step the node is [`departed`](Membership::departed) and
+//!   its owner stops it.
+//!
+//! Like the core it is handed the time and writes through the synchronous
+//! [`Store`]: the identity and the member table are saved and flushed when
+//! they change (rarely: a join, a leave, a new address), so a node restarted
+//! after a power cut still has its tokens and a ring at once.
+
+pub mod identity;
+
+use std::time::Duration;
+
+use quorra_gossip::{Entry, Event, GossipMessage, Gossiper, Status, Target};
+use quorra_ring::{Member, NodeId, Ring, RingError, allocate_tokens};
+use tracing::{debug, error, info, warn};
+
+pub use identity::{Identity, own_entry};
+
+use crate::core::Node;
+use crate::storage::{StorageError, Store};
+
+/// How long each step of leaving lasts, so the news reaches everyone.
+pub const LEAVE_STEP: Duration = Duration::from_secs(3);
+
+/// Where a departure stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Departure {
+    Staying,
+    /// `leaving` announced at this time.
+    Leaving(Duration),
+    /// `left` announced at this time; the node stops one step later.
+    Left(Duration),
+    /// The news has had its time: the node should stop.
+    Departed,
+}
+
+/// A node's membership: its gossiper, its identity, and the glue to the
+/// core.
+pub struct Membership {
+    gossip: Gossiper,
+    identity: Identity,
+    store: Store,
+    /// Whether the node was given seeds (else it may found a cluster).
+    has_seeds: bool,
+    /// Tokens to choose when joining.
+    tokens: usize,
+    departure: Departure,
+    members_dirty: bool,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("node", &self.identity.node)
+            .field("gossip", &self.gossip)
+            .field("departure", &self.departure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Membership {
+    /// Membership of the node with `identity`, gossiping with `gossip`,
+    /// saving to `store`; `has_seeds` says whether it may found a cluster,
+    /// `tokens` how many tokens it chooses when it joins.
+    pub fn new(
+        identity: Identity,
+        gossip: Gossiper,
+        store: Store,
+        has_seeds: bool,
+        tokens: usize,
+    ) -> Self {
+        Self {
+            gossip,
+            identity,
+            store,
+            has_seeds,
+            tokens,
+            departure: Departure::Staying,
+            members_dirty: false,
+        }
+    }
+
+    /// The gossiper (member table, failure detector opinions).
+    pub fn gossip(&self) -> &Gossiper {
+        &self.gossip
+    }
+
+    /// The node's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The address a member gossips from, if known.
+    pub fn address(&self, id: NodeId) -> Option<&str> {
+        self.gossip.entry(id).map(|e| e.info.address.as_str())
+    }
+
+    /// Whether the node has left and the news has had its time: stop it.
+    pub fn departed(&self) -> bool {
+        self.departure == Departure::Departed
+    }
+
+    /// Whether the node is leaving or has left.
+    pub fn departing(&self) -> bool {
+        self.departure != Departure::Staying
+    }
+
+    /// Whether the node owns tokens (it has joined).
+    pub fn joined(&self) -> bool {
+        !self.identity.tokens.is_empty()
+    }
+
+    /// The ring of the member table: members that own tokens, and joining
+    /// ones (known, owning nothing).
+    pub fn ring(&self) -> Result<Ring, RingError> {
+        Ring::new(
+            self.identity.settings,
+            self.gossip
+                .entries()
+                .filter(|e| !e.info.status.gone())
+                .map(|e| {
+                    let tokens = if e.info.status.owns_tokens() {
+                        e.info.tokens.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    Member::new(e.id, e.info.zone.clone(), tokens)
+                }),
+        )
+    }
+
+    /// Hands the core the ring of the members remembered from the last run,
+    /// and founds a new cluster if this node is alone, has no tokens and no
+    /// seeds.
+    pub fn start(&mut self, node: &mut Node) -> Result<(), StorageError> {
+        self.apply_ring(node);
+        if !self.joined() && !self.has_seeds && self.gossip.entries().count() == 1 {
+            info!(cluster = %self.identity.cluster, partitions = self.identity.settings.partitions,
+                  replicas = self.identity.settings.replicas, "founding a new cluster");
+            self.choose_tokens(node)?;
+        }
+        Ok(())
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    pub fn poll_timeout(&self) -> Duration {
+        let next = self.gossip.poll_timeout();
+        match self.departure {
+            Departure::Leaving(at) | Departure::Left(at) => next.min(at + LEAVE_STEP),
+            Departure::Staying | Departure::Departed => next,
+        }
+    }
+
+    /// Runs gossip rounds and moves a departure along.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.gossip.handle_timeout(now);
+        match self.departure {
+            Departure::Leaving(at) if now >= at + LEAVE_STEP => {
+                self.departure = Departure::Left(now);
+                self.identity.left = true;
+                self.set_status(Status::Left);
+                info!("left the cluster; stopping once the news has spread");
+            }
+            Departure::Left(at) if now >= at + LEAVE_STEP => self.departure = Departure::Departed,
+            _ => {}
+        }
+    }
+
+    /// A gossip message from peer `from`.
+    pub fn handle_message(&mut self, now: Duration, from: NodeId, message: GossipMessage) {
+        self.gossip.handle_message(now, from, message);
+    }
+
+    /// The next gossip message to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<(Target, GossipMessage)> {
+        self.gossip.poll_transmit()
+    }
+
+    /// Applies what gossip learned to the core (ring, peer opinions), joins
+    /// when it is time, and saves a changed member table. Call after every
+    /// batch of inputs.
+    pub fn process(&mut self, node: &mut Node) -> Result<(), StorageError> {
+        while let Some(event) = self.gossip.poll_event() {
+            match event {
+                Event::Changed(id) => {
+                    debug!(member = id.0, "member table changed");
+                    self.apply_ring(node);
+                    self.members_dirty = true;
+                    if !self.joined()
+                        && !self.identity.left
+                        && self
+                            .gossip
+                            .entries()
+                            .any(|e| e.id != self.identity.node && e.info.status.owns_tokens())
+                    {
+                        self.choose_tokens(node)?;
+                    }
+                }
+                Event::Up(id) => {
+                    info!(peer = id.0, "peer is up");
+                    node.handle_peer_status(id, true);
+                }
+                Event::Down(id) => {
+                    warn!(peer = id.0, "peer is down (phi accrual)");
+                    node.handle_peer_status(id, false);
+                }
+                Event::Refused { cluster, settings } => {
+                    warn!(
+                        their_cluster = %cluster,
+                        their_settings = settings,
+                        our_cluster = %self.identity.cluster,
+                        our_settings = quorra_gossip::settings_hash(self.identity.settings.partitions, self.identity.settings.replicas),
+                        "gossip from a node of another cluster or with other partitions/replicas refused"
+                    );
+                }
+            }
+        }
+        if self.members_dirty {
+            self.members_dirty = false;
+            self.save_members()?;
+        }
+        Ok(())
+    }
+
+    /// Starts leaving: `leaving` now, `left` one [`LEAVE_STEP`] later.
+    /// Refused (with the reason) if the node is already leaving or has not
+    /// joined.
+    pub fn leave(&mut self, now: Duration) -> Result<(), String> {
+        if self.departing() {
+            return Err("this node is already leaving".into());
+        }
+        if !self.joined() {
+            return Err("this node has not joined yet".into());
+        }
+        self.departure = Departure::Leaving(now);
+        self.set_status(Status::Leaving);
+        Ok(())
+    }
+
+    /// Announces that member `id`, dead for good, is removed. Refused for
+    /// this node, unknown or gone members, and members believed up.
+    pub fn remove(&mut self, id: NodeId) -> Result<(), String> {
+        if id == self.identity.node {
+            return Err("a node cannot remove itself; use `quorra leave`".into());
+        }
+        match self.gossip.entry(id) {
+            None => Err(format!("node {id} is not a member")),
+            Some(e) if e.info.status.gone() => {
+                Err(format!("node {id} is already {}", e.info.status.name()))
+            }
+            Some(_) if self.gossip.is_up(id) => Err(format!(
+                "node {id} is up; remove only a node that died for good (stop it, or let it `quorra leave`)"
+            )),
+            Some(_) => {
+                self.gossip.remove(id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Saves the member table and the identity (at shutdown).
+    pub fn save(&self) -> Result<(), StorageError> {
+        self.save_members()?;
+        identity::save(&self.store, &self.identity)
+    }
+
+    fn set_status(&mut self, status: Status) {
+        let mut info = self.gossip.own().info.clone();
+        info.status = status;
+        self.gossip.set_info(info);
+        self.gossip.announce();
+        self.identity.version = self.gossip.own().version;
+        if let Err(e) = identity::save(&self.store, &self.identity) {
+            error!(error = %e, "saving the identity failed");
+        }
+    }
+
+    fn apply_ring(&mut self, node: &mut Node) {
+        match self.ring() {
+            Ok(ring) => node.handle_ring(ring),
+            Err(e) => error!(error = %e, "the member table does not form a ring"),
+        }
+    }
+
+    /// Chooses this node's tokens against the ring it sees, once, and
+    /// announces itself `normal`.
+    fn choose_tokens(&mut self, node: &mut Node) -> Result<(), StorageError> {
+        let ring = match self.ring() {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "cannot build the ring to choose tokens");
+                return Ok(());
+            }
+        };
+        let tokens =
+            match allocate_tokens(&ring, self.identity.node, &self.identity.zone, self.tokens) {
+                Ok(t) => t,
+                Err(e) => {
+                    error!(error = %e, "cannot choose tokens");
+                    return Ok(());
+                }
+            };
+        self.identity.tokens = tokens.clone();
+        let mut info = self.gossip.own().info.clone();
+        info.tokens = tokens;
+        info.status = Status::Normal;
+        self.gossip.set_info(info);
+        self.gossip.announce();
+        self.identity.version = self.gossip.own().version;
+        identity::save(&self.store, &self.identity)?;
+        info!(
+            node = self.identity.node.0,
+            tokens = self.identity.tokens.len(),
+            "tokens chosen; now normal"
+        );
+        self.apply_ring(node);
+        Ok(())
+    }
+
+    /// Saves the member table durably: it changes rarely, and a node that
+    /// lost it would restart with a ring of itself alone.
+    fn save_members(&self) -> Result<(), StorageError> {
+        let members: Vec<Entry> = self.gossip.entries().cloned().collect();
+        identity::save_members(&self.store, &members)?;
+        self.store.flush().map(|_| ())
+    }
+}
