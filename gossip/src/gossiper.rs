@@ -138,6 +138,8 @@ pub struct GossipStats {
     pub messages: u64,
     /// SYNs refused (other cluster or settings).
     pub refused: u64,
+    /// Times a member was judged down.
+    pub downs: u64,
 }
 
 /// The gossip state of one node.
@@ -403,11 +405,10 @@ impl Gossiper {
                 targets.push(peer);
             }
         }
-        if !dead.is_empty()
-            && self
-                .rng
-                .random_bool(dead.len() as f64 / (live.len() + 1) as f64)
-        {
+        // Cassandra's chance of also trying an unreachable member: certain
+        // once they outnumber the live ones.
+        let try_dead = (dead.len() as f64 / (live.len() + 1) as f64).min(1.0);
+        if !dead.is_empty() && self.rng.random_bool(try_dead) {
             targets.push(dead[self.rng.random_range(0..dead.len())]);
         }
         let mut messages: Vec<Target> = targets
@@ -415,7 +416,10 @@ impl Gossiper {
             .filter_map(|id| self.target(id))
             .collect();
         if !self.seeds.is_empty()
-            && (live.is_empty() || self.rng.random_bool(self.config.seed_probability))
+            && (live.is_empty()
+                || self
+                    .rng
+                    .random_bool(self.config.seed_probability.clamp(0.0, 1.0)))
         {
             let seed = self.seeds[self.rng.random_range(0..self.seeds.len())].clone();
             if !messages
@@ -468,6 +472,7 @@ impl Gossiper {
         for id in suspects {
             debug!(node = self.me.0, peer = id.0, "peer believed down");
             self.down.insert(id);
+            self.stats.downs += 1;
             self.events.push_back(Event::Down(id));
         }
     }

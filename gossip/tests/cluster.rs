@@ -146,6 +146,30 @@ fn a_silent_member_is_suspected_and_comes_back_up() {
 }
 
 #[test]
+fn a_node_that_sees_most_peers_down_keeps_gossiping_and_recovers() {
+    // The chance of trying an unreachable peer is unreachable / (live + 1):
+    // above 1 here, which once panicked the round.
+    let mut bus = Bus::new(5, &[1], |_| "c");
+    for _ in 0..20 {
+        bus.tick(Duration::from_secs(1));
+    }
+    for i in 1..5 {
+        bus.alive[i] = false;
+    }
+    for _ in 0..20 {
+        bus.tick(Duration::from_secs(1));
+    }
+    assert_eq!(bus.nodes[0].down().count(), 4);
+    for i in 1..5 {
+        bus.alive[i] = true;
+    }
+    for _ in 0..10 {
+        bus.tick(Duration::from_secs(1));
+    }
+    assert_eq!(bus.nodes[0].down().count(), 0, "peers back up");
+}
+
+#[test]
 fn a_node_of_another_cluster_is_refused() {
     let mut bus = Bus::new(3, &[1], |id| if id == 3 { "other" } else { "c" });
     let mut refused = false;
