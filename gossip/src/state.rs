@@ -114,7 +114,8 @@ pub enum Update {
 /// What a merge changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Merged {
-    /// The information changed (the ring may follow).
+    /// The information changed (the ring may follow), or the member
+    /// restarted (a new generation: what is addressed to it changes).
     pub info: bool,
     /// The heartbeat advanced (the member is alive).
     pub heartbeat: bool,
@@ -140,10 +141,9 @@ impl Entry {
     pub fn merge(&mut self, other: &Entry) -> Merged {
         debug_assert_eq!(self.id, other.id);
         if other.generation > self.generation {
-            let info = other.info != self.info;
             *self = other.clone();
             return Merged {
-                info,
+                info: true,
                 heartbeat: true,
             };
         }

@@ -100,12 +100,12 @@ fn periodic_mode_acknowledges_before_the_flush() {
 #[test]
 fn every_start_is_a_new_incarnation() {
     let engine = Arc::new(MemoryEngine::new());
-    let first = start(&engine, SyncMode::Always).incarnation();
-    let second = start(&engine, SyncMode::Always).incarnation();
+    let first = start(&engine, SyncMode::Always).started_as();
+    let second = start(&engine, SyncMode::Always).started_as();
     assert_eq!(second, first + 1);
     // Even after a crash that loses everything unflushed.
     engine.crash();
-    assert_eq!(start(&engine, SyncMode::Always).incarnation(), second + 1);
+    assert_eq!(start(&engine, SyncMode::Always).started_as(), second + 1);
 }
 
 #[test]

@@ -50,11 +50,22 @@ impl Harness {
         params.latency_max = Duration::from_millis(1);
         params.max_flush = Duration::from_micros(100);
         adjust(&mut params);
-        Self {
+        let mut h = Self {
             sim: Sim::new(params, false),
             replies: BTreeMap::new(),
             next_tag: 1,
+        };
+        // The cluster forms by gossip from seeds, as in every run.
+        let limit = h.sim.now + crate::runner::BOOTSTRAP_LIMIT;
+        while h.sim.agreed_ring().is_none() {
+            assert!(
+                h.sim.now <= limit,
+                "the cluster did not form from its seeds"
+            );
+            assert!(h.step(), "the cluster went idle while forming");
         }
+        h.sim.ring = h.sim.agreed_ring().expect("agreed");
+        h
     }
 
     fn step(&mut self) -> bool {

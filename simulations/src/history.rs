@@ -169,9 +169,11 @@ impl History {
     }
 
     /// A short history of `key` for a failure report: the last `limit`
-    /// operations on it.
-    pub fn excerpt(&self, key: usize, limit: usize) -> String {
-        let ops: Vec<&Record> = self.on_key(key).collect();
+    /// operations on it that began before operation `upto` ended (all of
+    /// them without `upto`), so the report shows what led to the violation.
+    pub fn excerpt(&self, key: usize, limit: usize, upto: Option<usize>) -> String {
+        let end = upto.map_or(Duration::MAX, |i| self.records[i].completed);
+        let ops: Vec<&Record> = self.on_key(key).filter(|r| r.invoked <= end).collect();
         let skip = ops.len().saturating_sub(limit);
         let mut out = String::new();
         if skip > 0 {

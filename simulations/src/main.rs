@@ -170,7 +170,8 @@ fn reproduce(seed: u64, args: &Args) -> String {
 fn summary(r: &Report) -> String {
     format!(
         "{} ops ({} ok), {:.1}s simulated in {:.0}ms; {} msgs, {} dropped, {} crashes, {} pauses, {} partitions; \
-         {} hints stored/{} delivered, {} read repairs, {} purged, {} forwarded",
+         {} hints stored/{} delivered, {} read repairs, {} purged, {} forwarded; \
+         gossip {} msgs, {} down verdicts",
         r.ops,
         r.ops_ok,
         r.sim_time.as_secs_f64(),
@@ -185,6 +186,8 @@ fn summary(r: &Report) -> String {
         r.nodes.read_repairs,
         r.nodes.tombstones_purged,
         r.nodes.forwarded,
+        r.world.gossip_messages,
+        r.world.gossip_downs,
     )
 }
 
@@ -211,8 +214,8 @@ fn print_verdict(seed: u64, verdict: &Verdict, args: &Args, verbose: bool) {
                     println!("  the operation: {}", r.history.records[i].describe());
                 }
                 if let Some(k) = v.key {
-                    println!("  history of k{k} (latest last):");
-                    print!("{}", r.history.excerpt(k, 12));
+                    println!("  history of k{k} up to that operation (latest last):");
+                    print!("{}", r.history.excerpt(k, 12, v.record));
                 }
             }
             if r.violations.len() > 5 {

@@ -128,6 +128,14 @@ fn us(v: u64) -> Duration {
 }
 
 impl Params {
+    /// Q and N.
+    pub fn ring_config(&self) -> quorra_ring::RingConfig {
+        quorra_ring::RingConfig {
+            partitions: self.partitions,
+            replicas: self.replicas,
+        }
+    }
+
     /// Draws the parameters of `seed`, then applies `overrides`.
     pub fn draw(seed: u64, overrides: &Overrides) -> Self {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5157_4f52_5241_5349);

@@ -1,5 +1,12 @@
-//! Running one seed: the safety phase, the liveness phase, the checks.
+//! Running one seed: bootstrap, the safety phase, the liveness phase, the
+//! checks, then a change of membership.
 //!
+//! 0. **Bootstrap**: every node starts knowing only its seeds; the run waits
+//!    until gossip has given every node the same ring, with every node
+//!    owning tokens (within [`BOOTSTRAP_LIMIT`], else the run is stuck).
+//!    The checks use that ring. Membership then holds still until the
+//!    checks (data does not move when ownership changes yet), except for
+//!    crashes and restarts, which the phi-accrual detector notices.
 //! 1. **Safety phase**: the clients run their operations while faults are
 //!    injected at the seed's rates.
 //! 2. **Liveness phase**: every fault ends (crashed nodes restart, pauses
@@ -11,15 +18,27 @@
 //!    tombstone purged. Not getting there within [`QUIET_LIMIT`] is a
 //!    liveness failure.
 //! 3. **Checks** ([`crate::check`]) on the history and the final state.
+//! 4. **Membership**: a new node joins and one node leaves; within
+//!    [`MEMBERSHIP_LIMIT`] every remaining node must have the same ring
+//!    (the newcomer owning tokens, the leaver gone) and believe every
+//!    running node up ([`Check::Membership`] otherwise).
 
 use std::time::{Duration, Instant};
 
 use quorra_node::core::Stats;
 
-use crate::check::{FinalState, Violation, check_all};
+use rand::RngExt;
+
+use crate::check::{Check, FinalState, Violation, check_all};
 use crate::params::Params;
 use crate::sim::{Event, Sim, WorldStats};
 use crate::workload::Workload;
+
+/// Longest the cluster may take to form from its seeds.
+pub const BOOTSTRAP_LIMIT: Duration = Duration::from_secs(60);
+
+/// Longest a join and a leave may take to reach every node.
+pub const MEMBERSHIP_LIMIT: Duration = Duration::from_secs(60);
 
 /// How long the cluster runs on its own in each settling step.
 pub const SETTLE: Duration = Duration::from_secs(5);
@@ -75,7 +94,7 @@ impl Report {
 /// events (replies, client timers) are returned for the caller to handle.
 pub fn dispatch_world(sim: &mut Sim, event: Event, faults: bool) -> Option<Event> {
     match event {
-        Event::Deliver { to, .. } => {
+        Event::Deliver { to, .. } | Event::Gossip { to, .. } => {
             if !sim.deliver(to, event) {
                 sim.stats.dropped += 1;
             }
@@ -139,14 +158,83 @@ fn quiet(sim: &Sim) -> bool {
         })
 }
 
+/// A node joins and a random one leaves; every remaining node must reach
+/// the same ring and believe every running node up.
+fn change_membership(sim: &mut Sim, workload: &mut Workload) -> Option<Violation> {
+    let before = sim.nodes.len();
+    let leaver = sim.rng.random_range(0..before);
+    let newcomer = sim.add_node();
+    if let Err(e) = sim.leave(leaver) {
+        return Some(Violation {
+            check: Check::Membership,
+            key: None,
+            record: None,
+            detail: format!("node {} could not leave: {e}", leaver + 1),
+        });
+    }
+    let limit = sim.now + MEMBERSHIP_LIMIT;
+    let settled = |s: &Sim| {
+        s.nodes[leaver].departed
+            && s.nobody_suspected()
+            && s.agreed_ring().is_some_and(|ring| {
+                let ids: Vec<_> = ring.node_ids().collect();
+                ids.contains(&s.nodes[newcomer].id) && !ids.contains(&s.nodes[leaver].id)
+            })
+    };
+    if run_until(sim, workload, limit, false, |s, _| settled(s)) {
+        return None;
+    }
+    let views: Vec<String> = sim
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let m = n.membership.as_ref()?;
+            let members: Vec<String> = m
+                .gossip()
+                .entries()
+                .map(|e| {
+                    let down = if m.gossip().is_up(e.id) { "" } else { " down" };
+                    format!("{}:{}{down}", e.id, e.info.status.name())
+                })
+                .collect();
+            Some(format!("node {} sees [{}]", n.id, members.join(" ")))
+        })
+        .collect();
+    Some(Violation {
+        check: Check::Membership,
+        key: None,
+        record: None,
+        detail: format!(
+            "node {} joined and node {} left, but within {}s the nodes did not agree: {}",
+            newcomer + 1,
+            leaver + 1,
+            MEMBERSHIP_LIMIT.as_secs(),
+            views.join("; ")
+        ),
+    })
+}
+
 /// Runs one seed with the given parameters.
 pub fn run(params: Params, record_trace: bool) -> Report {
     let started = Instant::now();
     let mut sim = Sim::new(params.clone(), record_trace);
     let mut workload = Workload::new(&sim);
+    let mut stuck = None;
+
+    run_until(&mut sim, &mut workload, BOOTSTRAP_LIMIT, false, |s, _| {
+        s.agreed_ring().is_some()
+    });
+    match sim.agreed_ring() {
+        Some(ring) => sim.ring = ring,
+        None => {
+            stuck = Some(format!(
+                "the nodes did not agree on a ring within {}s of starting from seeds",
+                BOOTSTRAP_LIMIT.as_secs()
+            ))
+        }
+    }
     workload.start(&mut sim);
     sim.schedule_next_fault();
-    let mut stuck = None;
 
     if !run_until(&mut sim, &mut workload, SAFETY_LIMIT, true, |_, w| w.done()) {
         stuck = Some(format!(
@@ -177,7 +265,10 @@ pub fn run(params: Params, record_trace: bool) -> Report {
     }
 
     let fin = FinalState::read(&sim, params.keys);
-    let violations = check_all(&sim, &workload.history, &fin);
+    let mut violations = check_all(&sim, &workload.history, &fin);
+    if stuck.is_none() {
+        violations.extend(change_membership(&mut sim, &mut workload));
+    }
     let mut nodes = sim.retired.clone();
     for n in sim.nodes.iter().filter_map(|n| n.node.as_ref()) {
         nodes.absorb(n.stats());

@@ -9,6 +9,13 @@
 //! before it completes loses the writes it covered), and release
 //! acknowledgements after.
 //!
+//! Membership is gossip, as in the runtime: every node runs the real
+//! [`Membership`] (gossiper, phi-accrual detector, token choice), starts
+//! knowing only seeds (node 1 founds the cluster, the others join through
+//! the first three nodes), and its core takes its ring and its opinions of
+//! peers from it. Gossip messages cross the same faulty network as core
+//! messages, but are their own event so that "quiet" ignores them.
+//!
 //! Faults live at the message level, as TigerBeetle's VOPR and turmoil do:
 //! latency with a long tail (so reordering), loss, duplication, directed
 //! partitions, crashes, pauses (a paused node's inputs wait for it), and a
@@ -20,11 +27,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorra_client::{Outcome, Request};
+use quorra_gossip::{Config as GossipConfig, GossipMessage, Gossiper, Target, settings_hash};
 use quorra_node::core::{ClientTag, Node, Options, PeerMessage};
+use quorra_node::membership::{Identity, Membership, identity, own_entry};
 use quorra_node::storage::memory::MemoryEngine;
 use quorra_node::storage::{Engine, Lsn, Store};
-use quorra_ring::plan::grow;
-use quorra_ring::{NodeId, Ring, RingConfig};
+use quorra_ring::{Member, NodeId, Ring};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
@@ -42,6 +50,15 @@ pub enum Event {
         from: usize,
         /// The message.
         message: PeerMessage,
+    },
+    /// A gossip message arrives at node `to`.
+    Gossip {
+        /// Receiving node index.
+        to: usize,
+        /// Sending node index.
+        from: usize,
+        /// The message.
+        message: GossipMessage,
     },
     /// A node's timer fires (ignored unless it is the node's current one).
     Timer {
@@ -132,6 +149,12 @@ pub struct SimNode {
     pub engine: Arc<MemoryEngine>,
     /// The running core, `None` while crashed.
     pub node: Option<Node>,
+    /// Its membership, `None` while crashed.
+    pub membership: Option<Membership>,
+    /// The node left the cluster and stopped for good.
+    pub departed: bool,
+    /// Down verdicts of this process's gossiper already counted.
+    downs_counted: u64,
     /// Bumped at every crash; events of an earlier life are dropped.
     pub life: u64,
     /// Until when the node is paused.
@@ -187,6 +210,10 @@ pub struct WorldStats {
     pub partitions: u64,
     /// Writes lost by crashes before a flush.
     pub writes_lost_in_crashes: u64,
+    /// Gossip messages sent.
+    pub gossip_messages: u64,
+    /// Times a node judged a peer down (phi accrual).
+    pub gossip_downs: u64,
 }
 
 /// The simulated cluster.
@@ -201,7 +228,8 @@ pub struct Sim {
     seq: u64,
     /// The nodes.
     pub nodes: Vec<SimNode>,
-    /// The ring every node uses.
+    /// The ring the nodes agreed on at the end of the bootstrap (the
+    /// checks read primaries from it; membership holds still afterwards).
     pub ring: Ring,
     /// Directed links cut by partitions (with a count, partitions may overlap).
     cut: BTreeMap<(usize, usize), u32>,
@@ -216,61 +244,109 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// Builds the cluster of `params`, every node started at time zero.
+    /// Builds the cluster of `params`, every node started at time zero
+    /// knowing only its seeds: the ring forms by gossip (see
+    /// [`Sim::agreed_ring`]).
     pub fn new(params: Params, record_trace: bool) -> Self {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
-        let config = RingConfig {
-            partitions: params.partitions,
-            replicas: params.replicas,
-        };
-        let ring = grow(
-            &Ring::new(config, Vec::new()).expect("valid ring settings"),
-            1,
-            params.nodes,
-            1,
-            params.tokens,
-        )
-        .expect("ring grows");
-        let mut nodes = Vec::with_capacity(params.nodes);
-        for i in 0..params.nodes {
-            let drift = if params.max_drift_ppm == 0 {
-                0.0
-            } else {
-                f64::from(rng.random_range(0..=2 * params.max_drift_ppm)) / 1e6
-                    - f64::from(params.max_drift_ppm) / 1e6
-            };
-            let offset = params.max_offset.mul_f64(rng.random_range(0.0..=1.0));
-            nodes.push(SimNode {
-                id: NodeId(i as u64 + 1),
-                engine: Arc::new(MemoryEngine::new()),
-                node: None,
-                life: 0,
-                paused_until: None,
-                held: Vec::new(),
-                timer_at: None,
-                flushing: false,
-                drift,
-                offset,
-            });
-        }
+        let rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
+        let empty = Ring::new(params.ring_config(), Vec::new()).expect("valid ring settings");
         let mut sim = Sim {
             params,
             now: Duration::ZERO,
             rng,
             queue: BinaryHeap::new(),
             seq: 0,
-            nodes,
-            ring,
+            nodes: Vec::new(),
+            ring: empty,
             cut: BTreeMap::new(),
             network_faults: true,
             trace: record_trace.then(Trace::default),
             stats: WorldStats::default(),
             retired: quorra_node::core::Stats::default(),
         };
-        for i in 0..sim.nodes.len() {
-            sim.start_node(i);
+        for _ in 0..sim.params.nodes {
+            sim.add_node();
         }
         sim
+    }
+
+    /// Adds a node with a fresh disk and a clock of its own, and starts it;
+    /// it joins through the seeds. Returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let p = &self.params;
+        let drift = if p.max_drift_ppm == 0 {
+            0.0
+        } else {
+            f64::from(self.rng.random_range(0..=2 * p.max_drift_ppm)) / 1e6
+                - f64::from(p.max_drift_ppm) / 1e6
+        };
+        let offset = p.max_offset.mul_f64(self.rng.random_range(0.0..=1.0));
+        let i = self.nodes.len();
+        self.nodes.push(SimNode {
+            id: NodeId(i as u64 + 1),
+            engine: Arc::new(MemoryEngine::new()),
+            node: None,
+            membership: None,
+            departed: false,
+            downs_counted: 0,
+            life: 0,
+            paused_until: None,
+            held: Vec::new(),
+            timer_at: None,
+            flushing: false,
+            drift,
+            offset,
+        });
+        self.start_node(i);
+        i
+    }
+
+    /// The gossip address of node `i`.
+    pub fn address(i: usize) -> String {
+        format!("sim-node-{}", i + 1)
+    }
+
+    /// The node index of a gossip address.
+    fn index_of_address(&self, address: &str) -> Option<usize> {
+        let i = address.strip_prefix("sim-node-")?.parse::<usize>().ok()?;
+        (1..=self.nodes.len()).contains(&i).then(|| i - 1)
+    }
+
+    /// The ring every running node has, once they all have the same one
+    /// and every node that has not left owns tokens in it.
+    pub fn agreed_ring(&self) -> Option<Ring> {
+        let mut agreed: Option<(Ring, Vec<Member>)> = None;
+        for n in &self.nodes {
+            if n.departed {
+                continue;
+            }
+            let m = n.membership.as_ref()?;
+            let ring = m.ring().ok()?;
+            let members = ring.members();
+            if !members.iter().any(|x| x.id == n.id && !x.tokens.is_empty()) {
+                return None;
+            }
+            match &agreed {
+                None => agreed = Some((ring, members)),
+                Some((_, seen)) if *seen == members => {}
+                Some(_) => return None,
+            }
+        }
+        let (ring, members) = agreed?;
+        let live = self.nodes.iter().filter(|n| !n.departed).count();
+        (members.len() == live).then_some(ring)
+    }
+
+    /// Whether every running node believes every other running node up.
+    pub fn nobody_suspected(&self) -> bool {
+        self.nodes.iter().all(|n| {
+            n.membership.as_ref().is_none_or(|m| {
+                self.nodes
+                    .iter()
+                    .filter(|o| o.node.is_some())
+                    .all(|o| m.gossip().is_up(o.id))
+            })
+        })
     }
 
     /// The options every simulated node runs with.
@@ -289,18 +365,63 @@ impl Sim {
         }
     }
 
+    /// Gossip's settings: the production defaults.
+    pub fn gossip_config(&self) -> GossipConfig {
+        GossipConfig::default()
+    }
+
     fn start_node(&mut self, i: usize) {
         let local = self.nodes[i].local(self.now);
+        let id = self.nodes[i].id;
         let store = Store::new(self.nodes[i].engine.clone());
-        let node = Node::new(
-            self.nodes[i].id,
-            self.ring.clone(),
-            store,
-            self.node_options(i),
-            local,
+        let identity = identity::load(&store)
+            .expect("a simulated disk reads")
+            .unwrap_or_else(|| Identity {
+                node: id,
+                cluster: "sim".into(),
+                settings: self.params.ring_config(),
+                zone: "default".into(),
+                tokens: Vec::new(),
+                version: 0,
+                left: false,
+            });
+        let remembered = identity::load_members(&store).expect("a simulated disk reads");
+        let alone = Ring::new(
+            identity.settings,
+            [Member::new(
+                id,
+                identity.zone.clone(),
+                identity.tokens.clone(),
+            )],
         )
-        .expect("a simulated node starts");
+        .expect("a ring of one");
+        let mut node = Node::new(id, alone, store.clone(), self.node_options(i), local)
+            .expect("a simulated node starts");
+        // Node 1 founds the cluster; the others join through the first three.
+        let seeds: Vec<String> = if i == 0 {
+            Vec::new()
+        } else {
+            (0..self.nodes.len().min(3)).map(Self::address).collect()
+        };
+        let has_seeds = !seeds.is_empty();
+        let mut gossip = Gossiper::new(
+            own_entry(&identity, &Self::address(i), node.started_as()),
+            identity.cluster.clone(),
+            settings_hash(identity.settings.partitions, identity.settings.replicas),
+            seeds,
+            self.gossip_config(),
+            self.params.seed ^ u64::from(node.started_as()),
+            local,
+        );
+        gossip.remember(remembered);
+        let mut membership =
+            Membership::new(identity, gossip, store, has_seeds, self.params.tokens);
+        membership
+            .start(&mut node)
+            .expect("a simulated disk writes");
         self.nodes[i].node = Some(node);
+        self.nodes[i].membership = Some(membership);
+        self.nodes[i].downs_counted = 0;
         self.nodes[i].timer_at = None;
         self.nodes[i].flushing = false;
         self.after_input(i);
@@ -329,12 +450,16 @@ impl Sim {
     }
 
     /// Whether any message, client request or reply, or flush is still in
-    /// flight (only timers, client wakes and faults left).
+    /// flight (only timers, client wakes, faults and gossip, which never
+    /// stops, left).
     pub fn network_quiet(&self) -> bool {
         self.queue.iter().all(|Reverse(s)| {
             matches!(
                 s.event,
-                Event::Timer { .. } | Event::ClientWake { .. } | Event::Fault
+                Event::Timer { .. }
+                    | Event::ClientWake { .. }
+                    | Event::Fault
+                    | Event::Gossip { .. }
             )
         }) && self.nodes.iter().all(|n| !n.flushing && n.held.is_empty())
     }
@@ -355,6 +480,12 @@ impl Sim {
 
     /// Puts a message from node `from` to node `to` on the wire.
     fn transmit(&mut self, from: usize, to: usize, message: PeerMessage) {
+        self.wire(from, to, Event::Deliver { to, from, message });
+    }
+
+    /// Puts `event` (a delivery from `from` to `to`) on the wire, with the
+    /// network's loss, duplication, delay and partitions.
+    fn wire(&mut self, from: usize, to: usize, event: Event) {
         if self.cut.contains_key(&(from, to))
             || (self.network_faults
                 && self.params.loss > 0.0
@@ -368,18 +499,24 @@ impl Sim {
             && self.rng.random_bool(self.params.duplicate)
         {
             self.stats.duplicated += 1;
-            let at = self.now + self.delay();
-            self.schedule(
-                at,
-                Event::Deliver {
+            let twin = match &event {
+                Event::Deliver { message, .. } => Event::Deliver {
                     to,
                     from,
                     message: message.clone(),
                 },
-            );
+                Event::Gossip { message, .. } => Event::Gossip {
+                    to,
+                    from,
+                    message: message.clone(),
+                },
+                other => unreachable!("not a message: {other:?}"),
+            };
+            let at = self.now + self.delay();
+            self.schedule(at, twin);
         }
         let at = self.now + self.delay();
-        self.schedule(at, Event::Deliver { to, from, message });
+        self.schedule(at, event);
     }
 
     /// Index of a node id.
@@ -405,14 +542,23 @@ impl Sim {
             self.nodes[i].engine.flush_upto(upto);
             self.nodes[i].flushing = false;
         }
-        let node = self.nodes[i].node.as_mut().expect("checked above");
+        let n = &mut self.nodes[i];
+        let (Some(node), Some(membership)) = (n.node.as_mut(), n.membership.as_mut()) else {
+            unreachable!("checked above");
+        };
         match event {
             Event::Deliver { from, message, .. } => {
                 self.stats.delivered += 1;
                 node.handle_message(local, NodeId(from as u64 + 1), message);
             }
+            Event::Gossip { from, message, .. } => {
+                membership.handle_message(local, NodeId(from as u64 + 1), message);
+            }
             Event::Request { tag, request, .. } => node.handle_client(local, tag, request),
-            Event::Timer { .. } => node.handle_timeout(local),
+            Event::Timer { .. } => {
+                node.handle_timeout(local);
+                membership.handle_timeout(local);
+            }
             Event::FlushDone { .. } => node.handle_flushed(local),
             other => unreachable!("not a node input: {other:?}"),
         }
@@ -420,21 +566,54 @@ impl Sim {
         true
     }
 
-    /// Carries out what node `i` asked for: sends, replies, flush, timer.
+    /// Carries out what node `i` asked for: sends, replies, flush, timer;
+    /// stops it for good once it has left the cluster.
     fn after_input(&mut self, i: usize) {
         let local = self.nodes[i].local(self.now);
         let mut sends = Vec::new();
+        let mut gossip = Vec::new();
         let mut replies = Vec::new();
-        let (flush, timer) = {
-            let node = self.nodes[i].node.as_mut().expect("running");
+        let (flush, timer, departed, downs) = {
+            let n = &mut self.nodes[i];
+            let (Some(node), Some(membership)) = (n.node.as_mut(), n.membership.as_mut()) else {
+                unreachable!("after_input on a stopped node");
+            };
+            membership.process(node).expect("a simulated disk writes");
+            while let Some(out) = membership.poll_transmit() {
+                gossip.push(out);
+            }
             while let Some(out) = node.poll_transmit() {
                 sends.push(out);
             }
             while let Some(reply) = node.poll_reply() {
                 replies.push(reply);
             }
-            (node.poll_flush(local), node.poll_timeout())
+            (
+                node.poll_flush(local),
+                node.poll_timeout().min(membership.poll_timeout()),
+                membership.departed(),
+                membership.gossip().stats().downs,
+            )
         };
+        self.stats.gossip_downs += downs - self.nodes[i].downs_counted;
+        self.nodes[i].downs_counted = downs;
+        for (target, message) in gossip {
+            let address = match &target {
+                Target::Member(_, address) | Target::Seed(address) => address,
+            };
+            if let Some(to) = self.index_of_address(address) {
+                self.stats.gossip_messages += 1;
+                self.wire(
+                    i,
+                    to,
+                    Event::Gossip {
+                        to,
+                        from: i,
+                        message,
+                    },
+                );
+            }
+        }
         for (to, message) in sends {
             let to = self.index_of(to);
             self.transmit(i, to, message);
@@ -462,6 +641,14 @@ impl Sim {
                     life,
                 },
             );
+        }
+        if departed {
+            if let Some(trace) = &mut self.trace {
+                trace.transition(self.now, i, "departed");
+            }
+            self.stop(i);
+            self.nodes[i].departed = true;
+            return;
         }
         let at = self.nodes[i].global(timer).max(self.now);
         if self.nodes[i].timer_at.is_none_or(|t| t != at) {
@@ -505,11 +692,17 @@ impl Sim {
         }
         self.stats.crashes += 1;
         self.stats.writes_lost_in_crashes += self.nodes[i].engine.crash() as u64;
+        self.stop(i);
+    }
+
+    /// Ends node `i`'s process (its disk stays as it is).
+    fn stop(&mut self, i: usize) {
         if let Some(node) = &self.nodes[i].node {
             self.retired.absorb(node.stats());
         }
         let n = &mut self.nodes[i];
         n.node = None;
+        n.membership = None;
         n.life += 1;
         n.paused_until = None;
         n.held.clear();
@@ -519,13 +712,29 @@ impl Sim {
 
     /// Restarts a crashed node from its disk.
     pub fn restart(&mut self, i: usize) {
-        if self.nodes[i].node.is_some() {
+        if self.nodes[i].node.is_some() || self.nodes[i].departed {
             return;
         }
         if let Some(trace) = &mut self.trace {
             trace.transition(self.now, i, "restart");
         }
         self.start_node(i);
+    }
+
+    /// Node `i` starts leaving the cluster: `leaving`, then `left`, then it
+    /// stops for good.
+    pub fn leave(&mut self, i: usize) -> Result<(), String> {
+        let local = self.nodes[i].local(self.now);
+        let membership = self.nodes[i]
+            .membership
+            .as_mut()
+            .ok_or_else(|| format!("node {} is not running", i + 1))?;
+        membership.leave(local)?;
+        if let Some(trace) = &mut self.trace {
+            trace.transition(self.now, i, "leave");
+        }
+        self.after_input(i);
+        Ok(())
     }
 
     /// Pauses a running node until `until`.

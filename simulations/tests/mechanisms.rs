@@ -243,3 +243,70 @@ fn a_full_hint_store_refuses_and_counts_but_the_write_succeeds() {
     h.run_for(Duration::from_millis(50));
     assert!(h.stored_values(owner, "k").contains(&big));
 }
+
+#[test]
+fn a_forward_for_an_earlier_incarnation_is_not_executed_again() {
+    use quorra_client::Request;
+    use quorra_node::core::PeerMessage;
+    use quorra_simulations::sim::Event;
+
+    let mut h = Harness::new(5);
+    let primaries = h.primaries("k");
+    let primary = primaries[0];
+    let sender = (1..=5).find(|n| !primaries.contains(n)).expect("5 > N");
+    ok(h.put(sender, "k", "v1", Context::empty(), QUORUM));
+    let before = h.node(primary).started_as();
+
+    // The primary restarts; gossip tells the others its new generation.
+    h.crash(primary);
+    h.restart(primary);
+    h.run_for(Duration::from_secs(5));
+    let after = h.node(primary).started_as();
+    assert!(after > before);
+
+    // A late copy of a forward addressed to the earlier incarnation (its
+    // record of having executed it died in the crash) is dropped...
+    let forward = |to: u32, value: &str| PeerMessage::Forward {
+        id: 1 << 40,
+        to: Some(to),
+        request: Request::Put {
+            key: "k".into(),
+            value: value.to_string().into(),
+            context: Context::empty(),
+            consistency: QUORUM,
+        },
+    };
+    let (to, from) = (
+        h.sim.index_of(quorra_ring::NodeId(primary)),
+        h.sim.index_of(quorra_ring::NodeId(sender)),
+    );
+    let now = h.sim.now;
+    h.sim.schedule(
+        now,
+        Event::Deliver {
+            to,
+            from,
+            message: forward(before, "late copy"),
+        },
+    );
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(h.node(primary).stats().stale_forwards, 1);
+    assert_eq!(h.stored_values(primary, "k"), ["v1"]);
+
+    // ...while one addressed to the running incarnation is executed.
+    let now = h.sim.now;
+    h.sim.schedule(
+        now,
+        Event::Deliver {
+            to,
+            from,
+            message: forward(after, "v2"),
+        },
+    );
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(h.stored_values(primary, "k"), ["v1", "v2"]);
+
+    // And the sender addresses its own forwards to the new incarnation.
+    ok(h.put(sender, "k", "v3", Context::empty(), QUORUM));
+    assert_eq!(h.node(primary).stats().stale_forwards, 1);
+}

@@ -6,7 +6,11 @@
 //! not a primary of forwards the client request to the first primary it
 //! believes up and relays the outcome. The primary starts a forwarded
 //! request at most once per (sender, request id), however late a duplicate
-//! arrives ([`super::dedup`]), and never forwards it again. The forwarder waits twice
+//! arrives ([`super::dedup`]), and never forwards it again. That record
+//! lives in memory, so a forward is addressed to the primary's incarnation
+//! (its gossip generation): after a restart, a late copy of a forward the
+//! earlier incarnation executed is dropped instead of executed again under
+//! a new dot, as Riak's messages to a vnode's old process are. The forwarder waits twice
 //! the request timeout: the primary may wait out its own before answering.
 
 use std::time::Duration;
@@ -17,6 +21,7 @@ use quorra_ring::NodeId;
 use super::coordinator::{Op, ReplyTo};
 use super::messages::{PeerMessage, RequestId};
 use super::node::Node;
+use tracing::debug;
 
 impl Node {
     pub(super) fn forward(
@@ -28,7 +33,8 @@ impl Node {
     ) {
         self.stats.forwarded += 1;
         let id = self.next_request_id();
-        self.send(primary, PeerMessage::Forward { id, request });
+        let to = self.peer_incarnations.get(&primary).copied();
+        self.send(primary, PeerMessage::Forward { id, to, request });
         let timeout = self.options.request_timeout * 2;
         self.track_for(
             now,
@@ -46,8 +52,22 @@ impl Node {
         now: Duration,
         from: NodeId,
         id: RequestId,
+        to: Option<u32>,
         request: Request,
     ) {
+        if to.is_some_and(|to| to != self.started_as) {
+            // The sender's forwarder times out: whether an earlier
+            // incarnation executed it is unknown here.
+            debug!(
+                peer = from.0,
+                id,
+                ?to,
+                me = self.started_as,
+                "forward for another incarnation dropped"
+            );
+            self.stats.stale_forwards += 1;
+            return;
+        }
         if !self.forwards_seen.first_time(from, id) {
             return;
         }

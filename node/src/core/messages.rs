@@ -130,6 +130,12 @@ pub enum PeerMessage {
     Forward {
         /// Request id.
         id: RequestId,
+        /// The incarnation of the primary it is meant for, as the sender
+        /// knows it from gossip (`None`: the sender knows none). A primary
+        /// running another incarnation drops it: it may be a late copy of a
+        /// forward an earlier incarnation executed, whose record of that
+        /// died with it.
+        to: Option<u32>,
         /// The client's request.
         request: Request,
     },

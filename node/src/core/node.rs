@@ -74,6 +74,11 @@ pub struct Node {
     pub(super) store: Store,
     commit: GroupCommit,
     pub(super) incarnation: u32,
+    /// The incarnation this process started as (its gossip generation;
+    /// `incarnation` may move on when epochs run out).
+    pub(super) started_as: u32,
+    /// Peers' incarnations, as gossip tells them.
+    pub(super) peer_incarnations: BTreeMap<NodeId, u32>,
     pub(super) next_epoch: u32,
     rng: Xoshiro256PlusPlus,
     pub(super) peers: Peers,
@@ -155,6 +160,8 @@ impl Node {
             options,
             store,
             incarnation,
+            started_as: incarnation,
+            peer_incarnations: BTreeMap::new(),
             next_epoch: 1,
             rng,
             peers,
@@ -181,9 +188,10 @@ impl Node {
         self.id
     }
 
-    /// The incarnation this process runs as.
-    pub fn incarnation(&self) -> u32 {
-        self.incarnation
+    /// The incarnation this process started as: its gossip generation,
+    /// to which peers address forwards.
+    pub fn started_as(&self) -> u32 {
+        self.started_as
     }
 
     /// The ring the node routes with.
@@ -282,7 +290,7 @@ impl Node {
                 key,
                 object,
             } => self.on_repair(now, partition, key, object),
-            PeerMessage::Forward { id, request } => self.on_forward(now, from, id, request),
+            PeerMessage::Forward { id, to, request } => self.on_forward(now, from, id, to, request),
             PeerMessage::ForwardReply { id, outcome } => self.on_forward_reply(from, id, outcome),
             PeerMessage::Handoff { id, items } => self.on_handoff(now, from, id, items),
             PeerMessage::HandoffReply { id, stored } => {
@@ -333,6 +341,12 @@ impl Node {
     pub fn handle_ring(&mut self, ring: Ring) {
         self.peers.set_members(ring.node_ids());
         self.ring = ring;
+    }
+
+    /// Gossip says `peer` runs as `incarnation` (its generation): forwards
+    /// to it are addressed to that incarnation.
+    pub fn handle_peer_incarnation(&mut self, peer: NodeId, incarnation: u32) {
+        self.peer_incarnations.insert(peer, incarnation);
     }
 
     /// The failure detector's opinion of `peer` changed.

@@ -39,6 +39,9 @@ pub struct Stats {
     /// Read repairs not sent because the read was older than the request
     /// timeout (the coordinator was paused).
     pub stale_repairs_skipped: u64,
+    /// Forwarded writes dropped because they were addressed to an earlier
+    /// incarnation of this node (perhaps a copy of one it executed).
+    pub stale_forwards: u64,
 }
 
 impl Stats {
@@ -62,6 +65,7 @@ impl Stats {
             storage_errors,
             flush_failures,
             stale_repairs_skipped,
+            stale_forwards,
         } = other;
         self.client_requests += client_requests;
         self.reads += reads;
@@ -80,5 +84,6 @@ impl Stats {
         self.storage_errors += storage_errors;
         self.flush_failures += flush_failures;
         self.stale_repairs_skipped += stale_repairs_skipped;
+        self.stale_forwards += stale_forwards;
     }
 }

@@ -7,6 +7,8 @@
 //! - when the table changes, the core gets the ring of the members that own
 //!   tokens (`normal` and `leaving`), with `joining` members known but owning
 //!   nothing, and gone (`left`, `removed`) ones out;
+//! - the core learns each member's generation, the incarnation its
+//!   forwards are addressed to;
 //! - when the failure detector changes its mind about a peer, the core's
 //!   opinion of that peer follows (down steers routing and sloppy quorum, it
 //!   never changes ownership);
@@ -293,6 +295,13 @@ impl Membership {
     }
 
     fn apply_ring(&mut self, node: &mut Node) {
+        for e in self.gossip.entries() {
+            if let Ok(incarnation) = u32::try_from(e.generation)
+                && e.id != self.identity.node
+            {
+                node.handle_peer_incarnation(e.id, incarnation);
+            }
+        }
         match self.ring() {
             Ok(ring) => node.handle_ring(ring),
             Err(e) => error!(error = %e, "the member table does not form a ring"),

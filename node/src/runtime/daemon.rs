@@ -282,12 +282,12 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         origin.elapsed(),
     )?;
     let mut gossip = Gossiper::new(
-        own_entry(&identity, &advertise.to_string(), node.incarnation()),
+        own_entry(&identity, &advertise.to_string(), node.started_as()),
         identity.cluster.clone(),
         settings_hash(identity.settings.partitions, identity.settings.replicas),
         config.seeds.iter().map(ToString::to_string).collect(),
         config.gossip.clone(),
-        config.options.rng_seed ^ u64::from(node.incarnation()),
+        config.options.rng_seed ^ u64::from(node.started_as()),
         origin.elapsed(),
     );
     gossip.remember(remembered);
@@ -295,7 +295,7 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         node = identity.node.0,
         cluster = %identity.cluster,
         %advertise,
-        incarnation = node.incarnation(),
+        incarnation = node.started_as(),
         engine = config.engine.name(),
         sync = %config.options.sync,
         "node started"

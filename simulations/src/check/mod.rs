@@ -4,7 +4,9 @@
 //! of every key on its primaries: [`durability`], [`resurrection`],
 //! [`causality`], [`read_your_writes`]. The liveness check (exit code 11),
 //! [`convergence`], requires that after the healing phase every replica of
-//! every key holds the same state and no hint is left undelivered.
+//! every key holds the same state and no hint is left undelivered; a second
+//! one, [`Check::Membership`], that a join and a leave after the run reach
+//! every node (see [`crate::runner`]).
 //!
 //! Supersession is read off the history: a write *supersedes* the values its
 //! context covered (`saw`). A write that failed or timed out may still have
@@ -41,12 +43,15 @@ pub enum Check {
     ReadYourWrites,
     /// Replicas did not converge after healing.
     Convergence,
+    /// Gossip did not bring every node to the same ring (at the start, or
+    /// after a join and a leave), or kept a live node down.
+    Membership,
 }
 
 impl Check {
     /// Whether the check is about safety (else liveness).
     pub fn is_safety(self) -> bool {
-        self != Check::Convergence
+        !matches!(self, Check::Convergence | Check::Membership)
     }
 }
 
@@ -58,6 +63,7 @@ impl std::fmt::Display for Check {
             Check::Causality => "causality",
             Check::ReadYourWrites => "read-your-writes",
             Check::Convergence => "convergence",
+            Check::Membership => "membership",
         })
     }
 }
