@@ -1,6 +1,6 @@
 //! # quorra-node: the peer
 //!
-//! Everything a Quorra node is made of, below the network:
+//! Everything a Quorra node is made of:
 //!
 //! - [`version`]: how a key's concurrent values are kept and reconciled.
 //!   Each key is a dotted version vector set ([`version::DvvSet`]) of
@@ -15,21 +15,21 @@
 //!   model), a typed [`storage::Store`] that keeps owned data, hints and
 //!   metadata apart and enforces the size limits, and the group-commit policy
 //!   ([`storage::GroupCommit`]) that decides when acknowledgements may leave.
+//! - [`core`]: the replica and coordinator state machine (quorums, write
+//!   forwarding, sloppy quorum, hinted handoff, read repair, tombstone
+//!   purge).
+//! - [`membership`]: gossip's member table turned into the core's ring and
+//!   peer opinions; joining and leaving; the node's persistent identity.
+//! - [`runtime`]: tokio, quinn and a real disk around the two above; the
+//!   `quorra` binary's commands live in `cli`.
 //!
 //! ## Design rules
 //!
-//! The replica and coordinator logic that will sit on top of these is a
-//! sans-IO state machine: it is handed messages, client requests and the
-//! current time, and returns what to send and when to wake it. It never
-//! reads a clock, spawns a task or opens a socket; storage is called
-//! synchronously through the trait. Both the tokio runtime and the
-//! deterministic simulator drive that same code.
-//!
-//! ## Not here yet
-//!
-//! The coordinator/replica state machine (quorums, sloppy quorum, hinted
-//! handoff, read repair), the QUIC runtime and the daemon come with their
-//! own issues. Today the `quorra` binary offers `quorra ring plan`.
+//! [`core`] and [`membership`] are sans-IO state machines: they are handed
+//! messages, client requests and the current time, and return what to send
+//! and when to wake them. They never read a clock, spawn a task or open a
+//! socket; storage is called synchronously through the trait. Both the
+//! tokio runtime and the deterministic simulator drive that same code.
 
 pub mod core;
 pub mod membership;
