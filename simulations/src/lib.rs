@@ -31,4 +31,5 @@ pub mod params;
 pub mod runner;
 pub mod sim;
 pub mod trace;
+pub mod watch;
 pub mod workload;

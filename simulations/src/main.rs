@@ -63,6 +63,10 @@ struct Args {
     /// Print only failures and the summary.
     #[arg(long)]
     quiet: bool,
+    /// Print to stderr every change of key kK on any node's disk, with the
+    /// input that caused it (for one seed: the output is long).
+    #[arg(long, value_name = "K")]
+    watch_key: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -249,6 +253,7 @@ fn main() -> ExitCode {
         faults: args.faults,
         no_read_repair: args.disable.contains(&Mechanism::ReadRepair),
         no_hinted_handoff: args.disable.contains(&Mechanism::HintedHandoff),
+        watch_key: args.watch_key,
     };
     let (first, last) = match (args.seed, args.seeds) {
         (Some(s), None) => (s, s),

@@ -58,6 +58,8 @@ pub struct Overrides {
     pub no_read_repair: bool,
     /// Turn sloppy quorum and hinted handoff off.
     pub no_hinted_handoff: bool,
+    /// Print every change of this key on any node (see [`crate::watch`]).
+    pub watch_key: Option<usize>,
 }
 
 /// The parameters of one run.
@@ -117,6 +119,8 @@ pub struct Params {
     pub tombstone_grace: Duration,
     /// Most bytes of hints a node holds.
     pub max_hint_bytes: u64,
+    /// Key whose every change is printed (not drawn; changes no outcome).
+    pub watch_key: Option<usize>,
 }
 
 fn ms(v: u64) -> Duration {
@@ -175,6 +179,7 @@ impl Params {
             request_timeout: ms(500),
             tombstone_grace: ms(5_000),
             max_hint_bytes: 256 * 1024 * 1024,
+            watch_key: overrides.watch_key,
         };
         match faults {
             FaultLevel::None => {}
@@ -266,6 +271,7 @@ mod tests {
             faults: Some(FaultLevel::None),
             no_read_repair: true,
             no_hinted_handoff: false,
+            watch_key: None,
         };
         let p = Params::draw(1, &o);
         assert_eq!((p.nodes, p.ops, p.faults), (5, 10, FaultLevel::None));

@@ -38,6 +38,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::params::Params;
 use crate::trace::Trace;
+use crate::watch::Watch;
 
 /// Something that happens at a point of simulated time.
 #[derive(Debug)]
@@ -237,6 +238,8 @@ pub struct Sim {
     pub network_faults: bool,
     /// The determinism trace, if recording.
     pub trace: Option<Trace>,
+    /// The watched key, if any.
+    watch: Option<Watch>,
     /// Counters.
     pub stats: WorldStats,
     /// Counters of node processes that crashed.
@@ -250,6 +253,7 @@ impl Sim {
     pub fn new(params: Params, record_trace: bool) -> Self {
         let rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
         let empty = Ring::new(params.ring_config(), Vec::new()).expect("valid ring settings");
+        let watch = params.watch_key.map(Watch::new);
         let mut sim = Sim {
             params,
             now: Duration::ZERO,
@@ -261,6 +265,7 @@ impl Sim {
             cut: BTreeMap::new(),
             network_faults: true,
             trace: record_trace.then(Trace::default),
+            watch,
             stats: WorldStats::default(),
             retired: quorra_node::core::Stats::default(),
         };
@@ -538,6 +543,7 @@ impl Sim {
         if let Some(trace) = &mut self.trace {
             trace.input(self.now, i, &event);
         }
+        let cause = self.watch.is_some().then(|| format!("{event:?}"));
         if let Event::FlushDone { upto, .. } = event {
             self.nodes[i].engine.flush_upto(upto);
             self.nodes[i].flushing = false;
@@ -563,6 +569,9 @@ impl Sim {
             other => unreachable!("not a node input: {other:?}"),
         }
         self.after_input(i);
+        if let (Some(watch), Some(cause)) = (&mut self.watch, cause) {
+            watch.observe(self.now, &self.ring, &self.nodes, i, &cause);
+        }
         true
     }
 
@@ -693,6 +702,9 @@ impl Sim {
         self.stats.crashes += 1;
         self.stats.writes_lost_in_crashes += self.nodes[i].engine.crash() as u64;
         self.stop(i);
+        if let Some(watch) = &mut self.watch {
+            watch.observe(self.now, &self.ring, &self.nodes, i, &"a crash");
+        }
     }
 
     /// Ends node `i`'s process (its disk stays as it is).

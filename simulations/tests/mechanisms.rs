@@ -310,3 +310,35 @@ fn a_forward_for_an_earlier_incarnation_is_not_executed_again() {
     ok(h.put(sender, "k", "v3", Context::empty(), QUORUM));
     assert_eq!(h.node(primary).stats().stale_forwards, 1);
 }
+
+#[test]
+fn a_context_from_before_a_purge_cannot_make_a_primary_reuse_a_dot() {
+    let mut h = Harness::new(3);
+    let grace = h.sim.params.tombstone_grace;
+    let primaries = h.primaries("k");
+    let (p, q) = (primaries[0], primaries[1]);
+    // An old context, then p's counter climbs well above it.
+    let old = ok(h.put(p, "k", "v1", Context::empty(), QUORUM)).context;
+    let mut latest = old.clone();
+    for i in 2..6 {
+        latest = ok(h.put(p, "k", &format!("v{i}"), latest, QUORUM)).context;
+    }
+    // Deleted, and purged everywhere: the key's history is gone.
+    ok(h.delete(p, "k", latest.clone(), Consistency::ALL));
+    h.run_for(grace * 4);
+    for n in 1..=3 {
+        assert_eq!(h.node(n).tombstone_count(), 0, "node {n} still holds it");
+    }
+    // Through q, a writer with the old context: its entry for p's epoch
+    // (counter 1) reaches p's copy. Then a blind write through p.
+    ok(h.put(q, "k", "a", old, Consistency::ALL));
+    ok(h.put(p, "k", "b", Context::empty(), Consistency::ALL));
+    // A writer whose context is from before the purge saw neither, so
+    // neither may go: had p continued its old epoch from the old context's
+    // counter, `b` would carry a dot that context covers.
+    ok(h.put(q, "k", "c", latest, Consistency::ALL));
+    assert_eq!(
+        values(&ok(h.get(p, "k", Consistency::ALL))),
+        ["a", "b", "c"]
+    );
+}

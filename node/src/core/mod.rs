@@ -64,6 +64,7 @@ pub mod node;
 pub mod options;
 pub mod peers;
 pub mod purge;
+pub mod purged;
 pub mod read;
 pub mod replica;
 pub mod stats;

@@ -25,6 +25,7 @@ use super::messages::{PeerMessage, RequestId};
 use super::options::Options;
 use super::peers::Peers;
 use super::purge::Tombstones;
+use super::purged::Purged;
 use super::stats::Stats;
 use crate::storage::{GroupCommit, Lsn, StorageError, Store};
 
@@ -92,6 +93,8 @@ pub struct Node {
     pub(super) tombstones: Tombstones,
     /// Forwarded requests already started.
     pub(super) forwards_seen: Dedup,
+    /// Keys purged in this incarnation, whose old epochs are not continued.
+    pub(super) purged: Purged,
     next_probe: Duration,
     pub(super) next_handoff: Duration,
     next_purge: Duration,
@@ -176,6 +179,7 @@ impl Node {
             hints,
             tombstones,
             forwards_seen: Dedup::default(),
+            purged: Purged::default(),
             next_probe,
             next_handoff,
             next_purge,

@@ -49,7 +49,7 @@ use super::messages::{PeerMessage, PurgeItem, PurgeVote, RequestId, VoteState};
 use super::node::Node;
 use crate::storage::store::{Change, encode_object};
 use crate::storage::{Lsn, StorageError, Store};
-use crate::version::Object;
+use crate::version::{Actor, Object};
 
 /// A key known to be a tombstone on this node.
 #[derive(Clone, Copy, Debug)]
@@ -417,6 +417,8 @@ impl Node {
                 self.tombstones
                     .marks
                     .remove(&(item.partition, item.key.clone()));
+                let next = Actor::epoch_of(self.incarnation, self.next_epoch);
+                self.purged.note(item.partition, &item.key, next);
                 self.stats.tombstones_purged += 1;
                 true
             }

@@ -43,13 +43,21 @@ pub(crate) struct WriteOp {
 
 impl Node {
     /// The actor for a write this node coordinates as a primary: its epoch
-    /// of this incarnation if its copy of the key has one, else a fresh one.
-    fn primary_actor(&mut self, owned: &Object) -> Result<Actor, RequestError> {
+    /// of this incarnation if its copy of the key has one it may continue
+    /// (not one from before the key was purged, see [`super::purged`]),
+    /// else a fresh one.
+    fn primary_actor(
+        &mut self,
+        owned: &Object,
+        partition: PartitionId,
+        key: &[u8],
+    ) -> Result<Actor, RequestError> {
+        let from = self.purged.continuable_from(partition, key);
         let mine = owned
             .context()
             .iter()
             .map(|(a, _)| a)
-            .filter(|a| a.node == self.id && a.incarnation() == self.incarnation)
+            .filter(|a| a.node == self.id && a.incarnation() == self.incarnation && a.epoch >= from)
             .max();
         match mine {
             Some(actor) => Ok(actor),
@@ -101,12 +109,13 @@ impl Node {
     fn apply_write(
         &mut self,
         state: &mut Object,
+        at: (PartitionId, &[u8]),
         primary: bool,
         ctx: &VersionVector,
         sibling: Sibling,
     ) -> Result<(), RequestError> {
         let actor = if primary {
-            self.primary_actor(state)?
+            self.primary_actor(state, at.0, at.1)?
         } else {
             self.fresh_actor()?
         };
@@ -150,7 +159,7 @@ impl Node {
             Ok(k) => k,
             Err(e) => return self.reply(reply_to, Err(e)),
         };
-        if let Err(e) = self.apply_write(&mut state, primary, &ctx, sibling) {
+        if let Err(e) = self.apply_write(&mut state, (partition, &key), primary, &ctx, sibling) {
             return self.reply(reply_to, Err(e));
         }
         let id = self.next_request_id();
