@@ -49,12 +49,8 @@ async fn ten_nodes_from_one_seed_agree_and_see_a_killed_node_down() {
     eprintln!("10 nodes reached one view in {took:?}");
 
     // Any node lists all ten as normal, with zone and owned share.
-    let status = cluster
-        .client_of(7)
-        .await
-        .status_of(cluster.nodes[7].addr)
-        .await
-        .unwrap();
+    let eighth = cluster.client_of(7).await;
+    let status = eighth.status_of(cluster.nodes[7].addr).await.unwrap();
     assert_eq!(status.members.len(), 10);
     for m in &status.members {
         assert_eq!(m.state, "normal", "{m:?}");
@@ -69,12 +65,7 @@ async fn ten_nodes_from_one_seed_agree_and_see_a_killed_node_down() {
 
     // Once links are up, gossip rides QUIC datagrams (joins and the first
     // rounds go on streams).
-    let status = cluster
-        .client_of(7)
-        .await
-        .status_of(cluster.nodes[7].addr)
-        .await
-        .unwrap();
+    let status = eighth.status_of(cluster.nodes[7].addr).await.unwrap();
     assert!(
         status.gossip_datagrams > 2 * status.gossip_streamed,
         "gossip sent: {} datagrams, {} on streams",
