@@ -82,17 +82,22 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// Starts `n` nodes, one after the other, each joining through the
-    /// first; `extra` are added to every node's command line.
-    pub async fn start(n: usize, extra: &[&str]) -> Self {
+    /// A cluster of no node yet, with its certificates made.
+    fn empty() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let tls = dir.path().join("tls");
         make_tls(&tls);
-        let mut cluster = TestCluster {
+        TestCluster {
             dir,
             tls,
             nodes: Vec::new(),
-        };
+        }
+    }
+
+    /// Starts `n` nodes, one after the other, each joining through the
+    /// first; `extra` are added to every node's command line.
+    pub async fn start(n: usize, extra: &[&str]) -> Self {
+        let mut cluster = Self::empty();
         for _ in 0..n {
             cluster.add_node(extra).await;
         }
@@ -104,14 +109,7 @@ impl TestCluster {
     /// without waiting for any; returns when every node sees all `n` normal,
     /// with the time that took.
     pub async fn start_together(n: usize, extra: &[&str]) -> (Self, Duration) {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let tls = dir.path().join("tls");
-        make_tls(&tls);
-        let mut cluster = TestCluster {
-            dir,
-            tls,
-            nodes: Vec::new(),
-        };
+        let mut cluster = Self::empty();
         for _ in 0..n {
             cluster.define_node(extra);
         }

@@ -63,7 +63,6 @@ pub struct Membership {
     /// Tokens to choose when joining.
     tokens: usize,
     departure: Departure,
-    members_dirty: bool,
 }
 
 impl std::fmt::Debug for Membership {
@@ -94,7 +93,6 @@ impl Membership {
             has_seeds,
             tokens,
             departure: Departure::Staying,
-            members_dirty: false,
         }
     }
 
@@ -199,21 +197,12 @@ impl Membership {
     /// when it is time, and saves a changed member table. Call after every
     /// batch of inputs.
     pub fn process(&mut self, node: &mut Node) -> Result<(), StorageError> {
+        let mut changed = false;
         while let Some(event) = self.gossip.poll_event() {
             match event {
                 Event::Changed(id) => {
                     debug!(member = id.0, "member table changed");
-                    self.apply_ring(node);
-                    self.members_dirty = true;
-                    if !self.joined()
-                        && !self.identity.left
-                        && self
-                            .gossip
-                            .entries()
-                            .any(|e| e.id != self.identity.node && e.info.status.owns_tokens())
-                    {
-                        self.choose_tokens(node)?;
-                    }
+                    changed = true;
                 }
                 Event::Up(id) => {
                     info!(peer = id.0, "peer is up");
@@ -234,9 +223,21 @@ impl Membership {
                 }
             }
         }
-        if self.members_dirty {
-            self.members_dirty = false;
+        // One ring and one save per batch, however many members changed.
+        if changed {
+            self.apply_ring(node);
             self.save_members()?;
+            if !self.joined()
+                && !self.identity.left
+                && self
+                    .gossip
+                    .entries()
+                    .any(|e| e.id != self.identity.node && e.info.status.owns_tokens())
+            {
+                self.choose_tokens(node)?;
+                // Announcing the tokens changed this node's own entry.
+                return self.process(node);
+            }
         }
         Ok(())
     }
