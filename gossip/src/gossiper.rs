@@ -102,6 +102,10 @@ pub enum GossipMessage {
         updates: Vec<Update>,
         /// What the answering node lacks.
         wants: Vec<Digest>,
+        /// `updates` holds every entry the answering node gossips about, in
+        /// full: the SYN's sender now knows all it knows.
+        #[serde(default)]
+        complete: bool,
     },
     /// Last leg: what the ACK's sender asked for.
     Ack2 {
@@ -160,6 +164,11 @@ pub struct Gossiper {
     outbox: VecDeque<(Target, GossipMessage)>,
     events: VecDeque<Event>,
     stats: GossipStats,
+    /// This node's entry from an earlier life, as other members hold it
+    /// (newer than this run's): the node restarted without its data.
+    former: Option<Entry>,
+    /// A member told this process everything it knows (a complete ACK).
+    full_view: bool,
 }
 
 impl std::fmt::Debug for Gossiper {
@@ -206,7 +215,43 @@ impl Gossiper {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             stats: GossipStats::default(),
+            former: None,
+            full_view: false,
         }
+    }
+
+    /// This node's entry from an earlier life, if a member told of one
+    /// newer (by generation, then version) than this run's: the node
+    /// restarted without its data (a lost disk, a wiped directory) under an
+    /// id the cluster still knows.
+    pub fn former(&self) -> Option<&Entry> {
+        self.former.as_ref()
+    }
+
+    /// Whether a member has told this process everything it knows, in one
+    /// message. A joining node waits for that before it chooses tokens, so
+    /// that a partial or stale message (a late answer to an earlier life)
+    /// cannot hide that the cluster knows this node already.
+    pub fn has_full_view(&self) -> bool {
+        self.full_view
+    }
+
+    /// Forgets [`Gossiper::former`] (it was acted on, or refused).
+    pub fn clear_former(&mut self) {
+        self.former = None;
+    }
+
+    /// Takes this node's place back after [`Gossiper::former`]: runs as
+    /// `generation` (above the former one) with `info`, at a version above
+    /// the former's, so every member takes the new entry over the old.
+    pub fn restart_as(&mut self, generation: u64, info: Info) {
+        let version = self.former.take().map_or(0, |f| f.version) + 1;
+        let own = self.entries.get_mut(&self.me).expect("own entry");
+        own.generation = generation;
+        own.heartbeat = 0;
+        own.version = own.version.max(version);
+        own.info = info;
+        self.events.push_back(Event::Changed(self.me));
     }
 
     /// This node's id.
@@ -365,8 +410,24 @@ impl Gossiper {
             cluster: self.cluster.clone(),
             settings: self.settings,
             address: self.own().info.address.clone(),
-            digests: self.entries.values().map(Entry::digest).collect(),
+            digests: self.advertised().map(Entry::digest).collect(),
         }
+    }
+
+    /// Whether this node is still joining: it does not advertise itself
+    /// until it owns tokens (Cassandra's shadow round), so a node that
+    /// restarted without its data cannot overwrite what members know of its
+    /// earlier life before it has learned of it.
+    fn shadow(&self) -> bool {
+        self.own().info.status == Status::Joining
+    }
+
+    /// The entries this node gossips about: all, but its own while joining.
+    fn advertised(&self) -> impl Iterator<Item = &Entry> {
+        let shadow = self.shadow();
+        self.entries
+            .values()
+            .filter(move |e| !(shadow && e.id == self.me))
     }
 
     /// Time passed: heartbeat, a round, failure detection, forgetting.
@@ -518,6 +579,22 @@ impl Gossiper {
                         let own = self.entries.get_mut(&self.me).expect("own entry");
                         own.merge(&entry);
                         self.events.push_back(Event::Changed(id));
+                    } else if id == self.me
+                        && ((self.shadow() && entry.info.status != Status::Joining)
+                            || (entry.generation, entry.version)
+                                > (self.own().generation, self.own().version))
+                        && self.former.as_ref().is_none_or(|f| {
+                            (f.generation, f.version) < (entry.generation, entry.version)
+                        })
+                    {
+                        warn!(
+                            node = id.0,
+                            generation = entry.generation,
+                            version = entry.version,
+                            "members know this node from an earlier life"
+                        );
+                        self.former = Some(entry);
+                        self.events.push_back(Event::Changed(id));
                     }
                     return;
                 }
@@ -597,14 +674,30 @@ impl Gossiper {
                 }
                 let theirs: BTreeMap<NodeId, Digest> = digests.iter().map(|d| (d.id, *d)).collect();
                 let updates: Vec<Update> = self
-                    .entries
-                    .values()
+                    .advertised()
                     .filter_map(|e| e.update_for(theirs.get(&e.id)))
                     .collect();
+                // A member's entry of this node is from an earlier life if
+                // it is newer than this run's (only a node changes its own
+                // entry) or if this node is still joining: it is wanted
+                // whole, so the node learns it restarted without its data
+                // before choosing tokens.
+                let own = self.own();
+                let shadow = self.shadow();
                 let wants: Vec<Digest> = digests
                     .iter()
-                    .filter(|d| d.id != self.me)
+                    .filter(|d| {
+                        d.id != self.me
+                            || shadow
+                            || (d.generation, d.version) > (own.generation, own.version)
+                    })
                     .filter_map(|d| match self.entries.get(&d.id) {
+                        Some(_) if d.id == self.me => Some(Digest {
+                            generation: 0,
+                            heartbeat: 0,
+                            version: 0,
+                            ..*d
+                        }),
                         None => Some(Digest {
                             generation: 0,
                             heartbeat: 0,
@@ -618,14 +711,30 @@ impl Gossiper {
                 // An unknown sender's entry comes with the ACK2 it will send
                 // (it is among the wants); answer at the address it gave.
                 let to = self.target(from).unwrap_or(Target::Member(from, address));
-                self.send(to, GossipMessage::Ack { updates, wants });
+                let complete = updates.len() == self.advertised().count()
+                    && updates.iter().all(|u| matches!(u, Update::Full(_)));
+                self.send(
+                    to,
+                    GossipMessage::Ack {
+                        updates,
+                        wants,
+                        complete,
+                    },
+                );
             }
-            GossipMessage::Ack { updates, wants } => {
+            GossipMessage::Ack {
+                updates,
+                wants,
+                complete,
+            } => {
+                self.full_view |= complete;
                 for u in updates {
                     self.apply(now, u);
                 }
+                let shadow = self.shadow();
                 let answer: Vec<Update> = wants
                     .iter()
+                    .filter(|d| !(shadow && d.id == self.me))
                     .filter_map(|d| {
                         let known = (d.generation, d.version, d.heartbeat) != (0, 0, 0);
                         self.entries

@@ -3,6 +3,8 @@
 //! A fault event happens on average every `fault_interval`; it crashes a
 //! node (restarted after up to `max_down`), crashes several at once (a
 //! power cut: the writes none of them had flushed are lost together),
+//! loses a node's whole disk (it restarts empty, under its id, after up to
+//! `max_down`; at most one every [`DISK_LOSS_GAP`], from a whole cluster),
 //! pauses one (up to `max_pause`), or partitions the network, symmetrically
 //! (two random groups) or one way (one directed link), for up to
 //! `max_partition`. Message-level faults
@@ -13,6 +15,9 @@ use std::time::Duration;
 use rand::RngExt;
 
 use crate::sim::{Event, Sim};
+
+/// Least simulated time between two lost disks.
+pub const DISK_LOSS_GAP: Duration = Duration::from_secs(20);
 
 impl Sim {
     /// Schedules the next fault event, if the run has any.
@@ -32,7 +37,27 @@ impl Sim {
     /// Injects one random fault and schedules the next.
     pub fn inject_fault(&mut self) {
         let n = self.nodes.len();
-        match self.rng.random_range(0..9) {
+        match self.rng.random_range(0..10) {
+            9 => {
+                // A disk is lost only from a whole cluster: every node
+                // running and joined, and the last lost disk long enough
+                // ago to be refilled. Losing disks faster than repair can
+                // refill them loses everything, which proves nothing.
+                let whole = self
+                    .nodes
+                    .iter()
+                    .all(|node| node.membership.as_ref().is_some_and(|m| m.joined()));
+                let recovered = self
+                    .disk_losses
+                    .last()
+                    .is_none_or(|&(_, at)| self.now >= at + DISK_LOSS_GAP);
+                if whole && recovered {
+                    let i = self.rng.random_range(0..n);
+                    self.lose_disk(i);
+                    let down = self.up_to(self.params.max_down);
+                    self.schedule(self.now + down, Event::Restart { node: i });
+                }
+            }
             8 => {
                 let alive: Vec<usize> = (0..n).filter(|&i| self.nodes[i].node.is_some()).collect();
                 for i in alive {

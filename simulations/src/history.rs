@@ -40,6 +40,9 @@ pub enum Outcome {
         values: Vec<Bytes>,
         /// Whether a fallback answered.
         fallback: bool,
+        /// The nodes that answered (a write: acknowledged it durably), each
+        /// with the owner it stood in for if it was a fallback.
+        answered: Vec<(u64, Option<u64>)>,
     },
     /// The coordinator answered with an error.
     Failed(String),
@@ -95,10 +98,15 @@ impl Record {
             Kind::Delete { saw } => format!("del saw {}", show_all(saw)),
         };
         let outcome = match &self.outcome {
-            Outcome::Ok { values, fallback } => format!(
-                "ok {}{}",
+            Outcome::Ok {
+                values,
+                fallback,
+                answered,
+            } => format!(
+                "ok {}{} from {:?}",
                 show_all(values),
-                if *fallback { " (fallback)" } else { "" }
+                if *fallback { " (fallback)" } else { "" },
+                answered
             ),
             Outcome::Failed(e) => format!("failed: {e}"),
             Outcome::Unknown => "unknown (client timeout)".into(),
@@ -132,9 +140,33 @@ pub fn show_all(values: &[Bytes]) -> String {
 pub struct History {
     /// In completion order.
     pub records: Vec<Record>,
+    /// Disks lost: (node id, when).
+    pub disk_losses: Vec<(u64, Duration)>,
 }
 
 impl History {
+    /// Whether record `i` is an acknowledged write that is still owed: at
+    /// least one node that acknowledged it has kept its disk since (for a
+    /// fallback, which hands its copy to the owner and then deletes it: it
+    /// and that owner). A write whose every copy may have been on disks that
+    /// were lost may be gone (or may have reached other replicas): nothing
+    /// is promised about it.
+    pub fn owed(&self, i: usize) -> bool {
+        let r = &self.records[i];
+        let Outcome::Ok { answered, .. } = &r.outcome else {
+            return false;
+        };
+        let lost = |node: u64| {
+            self.disk_losses
+                .iter()
+                .any(|&(n, at)| n == node && at >= r.invoked)
+        };
+        r.is_write()
+            && answered
+                .iter()
+                .any(|&(node, owner)| !lost(node) && owner.is_none_or(|o| !lost(o)))
+    }
+
     /// The operations on `key`, in completion order.
     pub fn on_key(&self, key: usize) -> impl Iterator<Item = &Record> {
         self.records.iter().filter(move |r| r.key == key)

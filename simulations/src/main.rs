@@ -51,7 +51,8 @@ struct Args {
     /// Fix the fault level instead of drawing it.
     #[arg(long)]
     faults: Option<FaultLevel>,
-    /// Mechanisms to switch off, comma-separated: read-repair, hinted-handoff.
+    /// Mechanisms to switch off, comma-separated: read-repair,
+    /// hinted-handoff, anti-entropy.
     #[arg(long, value_delimiter = ',')]
     disable: Vec<Mechanism>,
     /// Run each seed twice and fail if the traces differ.
@@ -73,6 +74,7 @@ struct Args {
 enum Mechanism {
     ReadRepair,
     HintedHandoff,
+    AntiEntropy,
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
@@ -164,6 +166,7 @@ fn reproduce(seed: u64, args: &Args) -> String {
             .map(|m| match m {
                 Mechanism::ReadRepair => "read-repair",
                 Mechanism::HintedHandoff => "hinted-handoff",
+                Mechanism::AntiEntropy => "anti-entropy",
             })
             .collect();
         cmd += &format!(" --disable {}", names.join(","));
@@ -173,8 +176,9 @@ fn reproduce(seed: u64, args: &Args) -> String {
 
 fn summary(r: &Report) -> String {
     format!(
-        "{} ops ({} ok), {:.1}s simulated in {:.0}ms; {} msgs, {} dropped, {} crashes, {} pauses, {} partitions; \
+        "{} ops ({} ok), {:.1}s simulated in {:.0}ms; {} msgs, {} dropped, {} crashes ({} disks lost), {} pauses, {} partitions; \
          {} hints stored/{} delivered, {} read repairs, {} purged, {} forwarded; \
+         anti-entropy {} exchanges ({} in sync), {} keys repaired; \
          gossip {} msgs, {} down verdicts",
         r.ops,
         r.ops_ok,
@@ -183,6 +187,7 @@ fn summary(r: &Report) -> String {
         r.world.delivered,
         r.world.dropped,
         r.world.crashes,
+        r.world.disk_losses,
         r.world.pauses,
         r.world.partitions,
         r.nodes.hints_stored,
@@ -190,6 +195,9 @@ fn summary(r: &Report) -> String {
         r.nodes.read_repairs,
         r.nodes.tombstones_purged,
         r.nodes.forwarded,
+        r.nodes.ae_exchanges,
+        r.nodes.ae_in_sync,
+        r.nodes.ae_keys_repaired,
         r.world.gossip_messages,
         r.world.gossip_downs,
     )
@@ -253,6 +261,7 @@ fn main() -> ExitCode {
         faults: args.faults,
         no_read_repair: args.disable.contains(&Mechanism::ReadRepair),
         no_hinted_handoff: args.disable.contains(&Mechanism::HintedHandoff),
+        no_anti_entropy: args.disable.contains(&Mechanism::AntiEntropy),
         watch_key: args.watch_key,
     };
     let (first, last) = match (args.seed, args.seeds) {

@@ -58,6 +58,8 @@ pub struct Overrides {
     pub no_read_repair: bool,
     /// Turn sloppy quorum and hinted handoff off.
     pub no_hinted_handoff: bool,
+    /// Turn Merkle anti-entropy off.
+    pub no_anti_entropy: bool,
     /// Print every change of this key on any node (see [`crate::watch`]).
     pub watch_key: Option<usize>,
 }
@@ -113,6 +115,8 @@ pub struct Params {
     pub read_repair: bool,
     /// Sloppy quorum and hinted handoff on.
     pub hinted_handoff: bool,
+    /// Merkle anti-entropy on.
+    pub anti_entropy: bool,
     /// The nodes' request timeout.
     pub request_timeout: Duration,
     /// The nodes' tombstone grace.
@@ -176,6 +180,7 @@ impl Params {
             max_flush: us(rng.random_range(50..20_000)),
             read_repair: !overrides.no_read_repair,
             hinted_handoff: !overrides.no_hinted_handoff,
+            anti_entropy: !overrides.no_anti_entropy,
             request_timeout: ms(500),
             tombstone_grace: ms(5_000),
             max_hint_bytes: 256 * 1024 * 1024,
@@ -219,7 +224,7 @@ impl Params {
             "seed={} nodes={} replicas={} partitions={} tokens={} keys={} clients={} ops={} faults={} \
              latency={}..{}us tail={:.3}@{}ms loss={:.3} dup={:.3} fault_interval={}ms \
              max_down={}ms max_pause={}ms max_partition={}ms drift<={}ppm offset<={}ms flush<={}us \
-             read_repair={} hinted_handoff={} request_timeout={}ms tombstone_grace={}ms",
+             read_repair={} hinted_handoff={} anti_entropy={} request_timeout={}ms tombstone_grace={}ms",
             self.seed,
             self.nodes,
             self.replicas,
@@ -244,6 +249,7 @@ impl Params {
             self.max_flush.as_micros(),
             self.read_repair,
             self.hinted_handoff,
+            self.anti_entropy,
             self.request_timeout.as_millis(),
             self.tombstone_grace.as_millis(),
         );
@@ -271,11 +277,12 @@ mod tests {
             faults: Some(FaultLevel::None),
             no_read_repair: true,
             no_hinted_handoff: false,
+            no_anti_entropy: true,
             watch_key: None,
         };
         let p = Params::draw(1, &o);
         assert_eq!((p.nodes, p.ops, p.faults), (5, 10, FaultLevel::None));
         assert_eq!(p.loss, 0.0);
-        assert!(!p.read_repair && p.hinted_handoff);
+        assert!(!p.read_repair && p.hinted_handoff && !p.anti_entropy);
     }
 }

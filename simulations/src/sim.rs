@@ -40,6 +40,11 @@ use crate::params::Params;
 use crate::trace::Trace;
 use crate::watch::Watch;
 
+/// How often each node compares each partition it replicates with another
+/// replica. Shorter than the runtime's default, as every interval of the
+/// simulator is (64 partitions, a few keys).
+pub const ANTI_ENTROPY_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Something that happens at a point of simulated time.
 #[derive(Debug)]
 pub enum Event {
@@ -205,6 +210,8 @@ pub struct WorldStats {
     pub duplicated: u64,
     /// Crashes.
     pub crashes: u64,
+    /// Disks lost (the node came back empty).
+    pub disk_losses: u64,
     /// Pauses.
     pub pauses: u64,
     /// Partitions.
@@ -244,6 +251,8 @@ pub struct Sim {
     pub stats: WorldStats,
     /// Counters of node processes that crashed.
     pub retired: quorra_node::core::Stats,
+    /// Disks lost: (node id, when).
+    pub disk_losses: Vec<(u64, Duration)>,
 }
 
 impl Sim {
@@ -268,6 +277,7 @@ impl Sim {
             watch,
             stats: WorldStats::default(),
             retired: quorra_node::core::Stats::default(),
+            disk_losses: Vec::new(),
         };
         for _ in 0..sim.params.nodes {
             sim.add_node();
@@ -364,6 +374,8 @@ impl Sim {
             tombstone_grace: self.params.tombstone_grace,
             read_repair: self.params.read_repair,
             hinted_handoff: self.params.hinted_handoff,
+            anti_entropy: self.params.anti_entropy,
+            anti_entropy_interval: ANTI_ENTROPY_INTERVAL,
             max_hint_bytes: self.params.max_hint_bytes,
             rng_seed: self.params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ node as u64,
             ..Options::default()
@@ -402,11 +414,17 @@ impl Sim {
         .expect("a ring of one");
         let mut node = Node::new(id, alone, store.clone(), self.node_options(i), local)
             .expect("a simulated node starts");
-        // Node 1 founds the cluster; the others join through the first three.
-        let seeds: Vec<String> = if i == 0 {
+        // Node 1 founds the cluster; the others join through the first
+        // three, and so does node 1 when it restarts (after losing its
+        // disk, it must find the cluster again rather than found another).
+        let seeds: Vec<String> = if i == 0 && self.nodes[0].life == 0 {
             Vec::new()
         } else {
-            (0..self.nodes.len().min(3)).map(Self::address).collect()
+            (0..self.nodes.len().min(4))
+                .filter(|&s| s != i)
+                .take(3)
+                .map(Self::address)
+                .collect()
         };
         let has_seeds = !seeds.is_empty();
         let mut gossip = Gossiper::new(
@@ -705,6 +723,21 @@ impl Sim {
         if let Some(watch) = &mut self.watch {
             watch.observe(self.now, &self.ring, &self.nodes, i, &"a crash");
         }
+    }
+
+    /// Crashes node `i` and loses its whole disk: it comes back empty at
+    /// its next restart, under the same id.
+    pub fn lose_disk(&mut self, i: usize) {
+        if self.nodes[i].node.is_none() {
+            return;
+        }
+        self.crash(i);
+        if let Some(trace) = &mut self.trace {
+            trace.transition(self.now, i, "disk lost");
+        }
+        self.stats.disk_losses += 1;
+        self.disk_losses.push((self.nodes[i].id.0, self.now));
+        self.nodes[i].engine = Arc::new(MemoryEngine::new());
     }
 
     /// Ends node `i`'s process (its disk stays as it is).

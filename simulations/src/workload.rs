@@ -26,7 +26,7 @@ struct Client {
 }
 
 struct InFlight {
-    client: Option<usize>,
+    client: usize,
     key: usize,
     kind: Kind,
     consistency: Consistency,
@@ -90,7 +90,7 @@ impl Workload {
 
     /// Whether every operation was issued and has ended.
     pub fn done(&self) -> bool {
-        self.issued >= self.limit && self.in_flight.values().all(|f| f.client.is_none())
+        self.issued >= self.limit && self.in_flight.is_empty()
     }
 
     /// Operations issued so far.
@@ -180,7 +180,7 @@ impl Workload {
         self.in_flight.insert(
             tag,
             InFlight {
-                client: Some(client),
+                client,
                 key,
                 kind,
                 consistency,
@@ -204,11 +204,7 @@ impl Workload {
         let Some(flight) = self.in_flight.get(&tag) else {
             return;
         };
-        let Some(client) = flight.client else {
-            // A sweep read: nothing to record.
-            self.in_flight.remove(&tag);
-            return;
-        };
+        let client = flight.client;
         if self.clients[client].busy != Some(tag) {
             return; // the client already gave up on it
         }
@@ -221,6 +217,12 @@ impl Workload {
                 Outcome::Ok {
                     values: response.values,
                     fallback: response.receipt.used_fallback(),
+                    answered: response
+                        .receipt
+                        .answered
+                        .iter()
+                        .map(|a| (a.node, a.fallback_for))
+                        .collect(),
                 }
             }
             Err(e) => Outcome::Failed(e.to_string()),
@@ -232,7 +234,7 @@ impl Workload {
         let Some(f) = self.in_flight.remove(&tag) else {
             return;
         };
-        let Some(client) = f.client else { return };
+        let client = f.client;
         self.clients[client].busy = None;
         self.history.records.push(Record {
             client,
@@ -252,38 +254,5 @@ impl Workload {
                 timeout_of: None,
             },
         );
-    }
-
-    /// Reads every key once at `all`, through the normal request path, so
-    /// read repair brings every replica up to date (the liveness sweep,
-    /// until anti-entropy exists).
-    pub fn sweep(&mut self, sim: &mut Sim) {
-        for key in 0..self.keys {
-            let tag = self.next_tag;
-            self.next_tag += 1;
-            let node = key % sim.nodes.len();
-            self.in_flight.insert(
-                tag,
-                InFlight {
-                    client: None,
-                    key,
-                    kind: Kind::Get,
-                    consistency: Consistency::ALL,
-                    node,
-                    invoked: sim.now,
-                },
-            );
-            sim.schedule(
-                sim.now,
-                Event::Request {
-                    node,
-                    tag,
-                    request: Request::Get {
-                        key: key_name(key),
-                        consistency: Consistency::ALL,
-                    },
-                },
-            );
-        }
     }
 }

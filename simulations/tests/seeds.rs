@@ -1,7 +1,8 @@
 //! A handful of simulator seeds in the ordinary test run (CI runs thousands
-//! in release): every fault level passes, a run replays identically, and
-//! with read repair and hinted handoff off the checker does catch replicas
-//! that never converge.
+//! in release): every fault level passes, a run replays identically, with
+//! read repair and hinted handoff off anti-entropy alone still converges,
+//! and with anti-entropy off as well the checker does catch replicas that
+//! never converge.
 
 use quorra_simulations::params::{FaultLevel, Overrides, Params};
 use quorra_simulations::runner::run;
@@ -43,12 +44,29 @@ fn a_seed_replays_identically() {
 }
 
 #[test]
+fn anti_entropy_alone_converges_every_seed() {
+    for seed in 1..=6 {
+        let mut p = params(seed, FaultLevel::Heavy);
+        p.read_repair = false;
+        p.hinted_handoff = false;
+        let report = run(p, false);
+        assert!(
+            !report.safety_failed() && !report.liveness_failed(),
+            "seed {seed}: {:?} {:?}",
+            report.stuck,
+            report.violations.first()
+        );
+    }
+}
+
+#[test]
 fn without_repair_mechanisms_the_checker_sees_divergence() {
     let failing = (1..=10)
         .filter(|&seed| {
             let mut p = params(seed, FaultLevel::Heavy);
             p.read_repair = false;
             p.hinted_handoff = false;
+            p.anti_entropy = false;
             let report = run(p, false);
             assert!(
                 !report.safety_failed(),

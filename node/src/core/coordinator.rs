@@ -57,6 +57,8 @@ pub(crate) enum Op {
     PurgeCheck(super::purge::PurgeRound),
     /// A probe of a peer believed down.
     Ping(NodeId),
+    /// An anti-entropy exchange waiting for the replica's answer.
+    Exchange(super::anti_entropy::exchange::Exchange),
 }
 
 /// A request after validation.
@@ -212,6 +214,7 @@ impl Node {
             Op::Handoff { target, .. } => self.handoff_expired(target),
             Op::PurgeCheck(round) => self.purge_round_expired(round),
             Op::Ping(node) => self.peer_timed_out(node),
+            Op::Exchange(exchange) => self.ae_expired(exchange),
         }
     }
 }

@@ -30,6 +30,9 @@ pub enum ReplicaError {
     /// It is not a replica of that partition.
     #[error("not a replica of {0}")]
     NotReplica(PartitionId),
+    /// Anti-entropy is turned off on it.
+    #[error("anti-entropy is off")]
+    AntiEntropyOff,
 }
 
 /// One key's state in a handoff.
@@ -74,6 +77,47 @@ pub struct PurgeVote {
     pub state: VoteState,
     /// The member holds a hint for the key (for any owner).
     pub holds_hint: bool,
+}
+
+/// One key and its state, as anti-entropy ships it.
+pub type KeyObject = (Bytes, Object);
+
+/// One step of an anti-entropy exchange, initiator → replica (see
+/// [`super::anti_entropy`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AeStep {
+    /// My root; answer with your branches if yours differs.
+    Root(u64),
+    /// Send your segment hashes under these branches.
+    Branches(Vec<u32>),
+    /// My keys (with leaf hashes) in these segments: answer with what you
+    /// hold that differs, and the keys you want from me.
+    Keys {
+        /// The segments compared.
+        segments: Vec<u32>,
+        /// Every key I hold in them, with its leaf hash.
+        keys: Vec<(Bytes, u64)>,
+    },
+    /// States you wanted, or held older: merge them. No answer.
+    Push(Vec<KeyObject>),
+}
+
+/// A replica's answer to an [`AeStep`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AeAnswer {
+    /// Our roots are equal.
+    InSync,
+    /// My branch hashes (roots differ).
+    Branches(Vec<u64>),
+    /// My segment hashes under each branch asked, in the order asked.
+    Segments(Vec<Vec<u64>>),
+    /// What differs in the segments compared.
+    Delta {
+        /// States I hold that you lack or hold differently.
+        objects: Vec<KeyObject>,
+        /// Keys you hold that I lack or hold differently.
+        want: Vec<Bytes>,
+    },
 }
 
 /// A message between two nodes.
@@ -180,6 +224,22 @@ pub enum PeerMessage {
         /// The tombstones.
         items: Vec<PurgeItem>,
     },
+    /// An anti-entropy step for `partition`.
+    AntiEntropy {
+        /// Request id (unused for a push).
+        id: RequestId,
+        /// The partition whose replicas are compared.
+        partition: PartitionId,
+        /// The step.
+        step: AeStep,
+    },
+    /// The answer to an anti-entropy step.
+    AntiEntropyReply {
+        /// Request id.
+        id: RequestId,
+        /// The answer, or why the replica cannot take part.
+        result: Result<AeAnswer, ReplicaError>,
+    },
     /// Are you there?
     Ping {
         /// Request id.
@@ -208,6 +268,8 @@ impl PeerMessage {
             PeerMessage::PurgeCheck { .. } => "purge-check",
             PeerMessage::PurgeCheckReply { .. } => "purge-check-reply",
             PeerMessage::Purge { .. } => "purge",
+            PeerMessage::AntiEntropy { .. } => "anti-entropy",
+            PeerMessage::AntiEntropyReply { .. } => "anti-entropy-reply",
             PeerMessage::Ping { .. } => "ping",
             PeerMessage::Pong { .. } => "pong",
         }

@@ -29,6 +29,9 @@
 //! - **Hinted handoff** ([`hints`]): fallbacks hand hints to their owner
 //!   when it answers again and delete them only once the owner acknowledged
 //!   them durably. Hints are bounded; overflow is refused and counted.
+//! - **Anti-entropy** ([`anti_entropy`]): in the background, the replicas
+//!   of each partition compare Merkle trees and ship each other the keys
+//!   on which they differ, within a byte budget.
 //! - **Deletes and purge** ([`purge`]): a delete is a tombstone written like
 //!   any value; it is purged only after every member confirms that the
 //!   primaries hold it and nobody holds a hint for the key.
@@ -48,13 +51,11 @@
 //!
 //! - Membership is the static ring the node was started with; gossip and
 //!   phi-accrual detection replace [`peers`] in their own issue.
-//! - No anti-entropy yet: a replica that missed a write and is never read
-//!   only converges through hints. The simulator's liveness phase reads
-//!   every key at `all` until Merkle anti-entropy lands.
 //! - No data movement on ownership change (the ring does not change yet).
 //! - A coordinator does not retry a failed replica with another fallback
 //!   within the same request; the next request picks a new set.
 
+pub mod anti_entropy;
 pub mod coordinator;
 pub mod dedup;
 pub mod forward;
@@ -73,7 +74,8 @@ pub mod validate;
 pub mod write;
 
 pub use messages::{
-    KeyState, PeerMessage, PurgeItem, PurgeVote, ReplicaError, RequestId, VoteState,
+    AeAnswer, AeStep, KeyState, PeerMessage, PurgeItem, PurgeVote, ReplicaError, RequestId,
+    VoteState,
 };
 pub use node::{ClientTag, Node, NodeError};
 pub use options::Options;

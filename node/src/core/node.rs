@@ -18,6 +18,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use tracing::{debug, trace};
 
+use super::anti_entropy::AntiEntropy;
 use super::coordinator::{Op, ReplyTo};
 use super::dedup::Dedup;
 use super::hints::HintBook;
@@ -81,7 +82,7 @@ pub struct Node {
     /// Peers' incarnations, as gossip tells them.
     pub(super) peer_incarnations: BTreeMap<NodeId, u32>,
     pub(super) next_epoch: u32,
-    rng: Xoshiro256PlusPlus,
+    pub(super) rng: Xoshiro256PlusPlus,
     pub(super) peers: Peers,
     pub(super) ops: BTreeMap<RequestId, Op>,
     deadlines: BTreeSet<(Duration, RequestId)>,
@@ -99,6 +100,7 @@ pub struct Node {
     pub(super) next_handoff: Duration,
     next_purge: Duration,
     pub(super) stats: Stats,
+    pub(super) ae: AntiEntropy,
 }
 
 impl std::fmt::Debug for Node {
@@ -150,13 +152,19 @@ impl Node {
         let next_probe = now + jitter(&mut rng, options.probe_interval);
         let next_handoff = now + jitter(&mut rng, options.handoff_interval);
         let next_purge = now + jitter(&mut rng, options.purge_interval);
+        let first_exchange = now
+            + jitter(
+                &mut rng,
+                options.anti_entropy_interval.min(Duration::from_secs(10)),
+            );
         debug!(
             node = id.0,
             incarnation,
             hints = hints.count(),
             "node started"
         );
-        Ok(Self {
+        let ae = AntiEntropy::new(options.anti_entropy_bytes_per_sec, first_exchange, now);
+        let mut node = Self {
             id,
             ring,
             commit: GroupCommit::new(options.sync),
@@ -184,7 +192,10 @@ impl Node {
             next_handoff,
             next_purge,
             stats: Stats::default(),
-        })
+            ae,
+        };
+        node.ae_ring_changed();
+        Ok(node)
     }
 
     /// This node's id.
@@ -196,6 +207,24 @@ impl Node {
     /// to which peers address forwards.
     pub fn started_as(&self) -> u32 {
         self.started_as
+    }
+
+    /// Runs as `incarnation` from now on if it is above the current one
+    /// (persisted first): a node that lost its data learns from gossip the
+    /// generation of its earlier life and must never reuse its epochs.
+    pub fn adopt_incarnation(&mut self, incarnation: u32) -> Result<(), StorageError> {
+        if incarnation <= self.incarnation {
+            return Ok(());
+        }
+        self.store
+            .put_meta(INCARNATION_KEY, &incarnation.to_be_bytes())?;
+        self.store.flush()?;
+        debug!(node = self.id.0, incarnation, "incarnation raised");
+        self.incarnation = incarnation;
+        self.started_as = incarnation;
+        self.next_epoch = 1;
+        self.next_id = (u64::from(incarnation) << 32) | 1;
+        Ok(())
     }
 
     /// The ring the node routes with.
@@ -221,6 +250,11 @@ impl Node {
     /// Hints held: (count, bytes).
     pub fn hint_usage(&self) -> (u64, u64) {
         (self.hints.count(), self.hints.bytes())
+    }
+
+    /// Anti-entropy: (Merkle trees built and kept, exchanges running).
+    pub fn anti_entropy_usage(&self) -> (usize, usize) {
+        (self.ae.trees.len(), self.ae.running)
     }
 
     /// Requests in flight (coordinated here, including stragglers tracked
@@ -305,6 +339,12 @@ impl Node {
                 self.on_purge_check_reply(now, from, id, votes)
             }
             PeerMessage::Purge { items } => self.on_purge(items),
+            PeerMessage::AntiEntropy {
+                id,
+                partition,
+                step,
+            } => self.on_ae_step(now, from, id, partition, step),
+            PeerMessage::AntiEntropyReply { id, result } => self.on_ae_reply(now, from, id, result),
             PeerMessage::Ping { id } => self.send(from, PeerMessage::Pong { id }),
             PeerMessage::Pong { id } => {
                 self.take_op_if(id, |op| matches!(op, Op::Ping(n) if *n == from));
@@ -337,6 +377,7 @@ impl Node {
             self.sweep_tombstones(now);
             self.next_purge = now + self.jittered(self.options.purge_interval);
         }
+        self.ae_tick(now);
         self.release_acknowledgements();
     }
 
@@ -345,6 +386,7 @@ impl Node {
     pub fn handle_ring(&mut self, ring: Ring) {
         self.peers.set_members(ring.node_ids());
         self.ring = ring;
+        self.ae_ring_changed();
     }
 
     /// Gossip says `peer` runs as `incarnation` (its generation): forwards
@@ -389,6 +431,9 @@ impl Node {
     #[must_use]
     pub fn poll_timeout(&self) -> Duration {
         let mut next = self.next_probe.min(self.next_handoff).min(self.next_purge);
+        if let Some(at) = self.ae_next_wake(next) {
+            next = next.min(at);
+        }
         if let Some(&(deadline, _)) = self.deadlines.first() {
             next = next.min(deadline);
         }

@@ -39,6 +39,18 @@ pub struct Options {
     pub purge_interval: Duration,
     /// Tombstones per purge check (default 128).
     pub purge_batch: usize,
+    /// Merkle anti-entropy (default on): replicas of each partition compare
+    /// trees in the background and exchange the keys that differ.
+    pub anti_entropy: bool,
+    /// Each partition this node is a primary of is compared with another
+    /// replica once per interval (default 30 s); exchanges start evenly
+    /// spread over it.
+    pub anti_entropy_interval: Duration,
+    /// Most exchanges this node runs at a time (default 2).
+    pub anti_entropy_exchanges: usize,
+    /// Bytes of keys, hashes and states anti-entropy sends and receives per
+    /// second, at most, as initiator (default 8 MiB/s; 0: unlimited).
+    pub anti_entropy_bytes_per_sec: u64,
     /// Group-commit mode: when writes are acknowledged relative to flushes.
     pub sync: SyncMode,
     /// Seed of the node's RNG (timer jitter). Set it for reproducible runs.
@@ -60,6 +72,10 @@ impl Default for Options {
             tombstone_grace: Duration::from_secs(60),
             purge_interval: Duration::from_secs(1),
             purge_batch: 128,
+            anti_entropy: true,
+            anti_entropy_interval: Duration::from_secs(30),
+            anti_entropy_exchanges: 2,
+            anti_entropy_bytes_per_sec: 8 * 1024 * 1024,
             sync: SyncMode::Always,
             rng_seed: 0,
         }

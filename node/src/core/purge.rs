@@ -399,7 +399,10 @@ impl Node {
     /// Deletes the owned tombstone if its state still has the item's
     /// digest. Returns whether it did.
     fn purge_if_unchanged(&mut self, item: &PurgeItem) -> bool {
-        if self.tombstone_digest(item.partition, &item.key) != Some(item.digest) {
+        let Ok(Some(state)) = self.store.get(item.partition, &item.key) else {
+            return false;
+        };
+        if !state.is_tombstone() || digest(&state).ok() != Some(item.digest) {
             return false;
         }
         let result = self.store.apply(&[
@@ -417,6 +420,7 @@ impl Node {
                 self.tombstones
                     .marks
                     .remove(&(item.partition, item.key.clone()));
+                self.trees_note(item.partition, &item.key, Some(&state), None);
                 let next = Actor::epoch_of(self.incarnation, self.next_epoch);
                 self.purged.note(item.partition, &item.key, next);
                 self.stats.tombstones_purged += 1;

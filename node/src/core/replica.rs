@@ -19,6 +19,16 @@ use crate::storage::store::Change;
 use crate::storage::{Lsn, StorageError};
 use crate::version::Object;
 
+/// The outcome of merging a state into an owned key.
+pub(super) struct Merged {
+    /// The LSN to wait for before acknowledging.
+    pub(super) lsn: Lsn,
+    /// The key's state after the merge.
+    pub(super) state: Object,
+    /// Whether the merge changed what was stored.
+    pub(super) changed: bool,
+}
+
 pub(super) fn storage_error(e: StorageError) -> ReplicaError {
     ReplicaError::Storage(e.to_string())
 }
@@ -111,6 +121,19 @@ impl Node {
         key: &[u8],
         incoming: &Object,
     ) -> Result<Lsn, StorageError> {
+        self.merge_owned_state(now, partition, key, incoming)
+            .map(|m| m.lsn)
+    }
+
+    /// [`Node::merge_owned`], also returning the merged state and whether
+    /// it changed what was stored.
+    pub(super) fn merge_owned_state(
+        &mut self,
+        now: Duration,
+        partition: PartitionId,
+        key: &[u8],
+        incoming: &Object,
+    ) -> Result<Merged, StorageError> {
         let existing = self.store.get(partition, key)?;
         let mut state = existing.clone().unwrap_or_default();
         state.merge(incoming);
@@ -119,7 +142,11 @@ impl Node {
             // stored): no write, and a tombstone keeps its age. Whoever
             // waits for durability waits for everything applied so far,
             // which covers the write that stored this state.
-            return Ok(self.store.applied_lsn());
+            return Ok(Merged {
+                lsn: self.store.applied_lsn(),
+                state,
+                changed: false,
+            });
         }
         let tombstone = state.is_tombstone();
         let marked = self.tombstones.contains(partition, key);
@@ -135,6 +162,11 @@ impl Node {
         }
         let lsn = self.store.apply(&changes)?;
         self.tombstones.note(partition, key, tombstone, now, lsn);
-        Ok(lsn)
+        self.trees_note(partition, key, existing.as_ref(), Some(&state));
+        Ok(Merged {
+            lsn,
+            state,
+            changed: true,
+        })
     }
 }

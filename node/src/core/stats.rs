@@ -42,6 +42,26 @@ pub struct Stats {
     /// Forwarded writes dropped because they were addressed to an earlier
     /// incarnation of this node (perhaps a copy of one it executed).
     pub stale_forwards: u64,
+    /// Anti-entropy exchanges this node started.
+    pub ae_exchanges: u64,
+    /// Exchanges that found the two replicas in sync.
+    pub ae_in_sync: u64,
+    /// Exchanges that compared keys (the replicas differed).
+    pub ae_repaired_exchanges: u64,
+    /// Exchanges that failed (refused, timed out, storage error).
+    pub ae_failed: u64,
+    /// Keys whose state anti-entropy changed here (repair progress).
+    pub ae_keys_repaired: u64,
+    /// States this node sent to other replicas by anti-entropy.
+    pub ae_keys_sent: u64,
+    /// Bytes of keys, hashes and states sent by anti-entropy (framing not counted).
+    pub ae_bytes_sent: u64,
+    /// Merkle trees built from storage.
+    pub ae_trees_built: u64,
+    /// Keys scanned to build them.
+    pub ae_tree_keys_scanned: u64,
+    /// Segments too large to list in one message, skipped.
+    pub ae_segments_skipped: u64,
 }
 
 impl Stats {
@@ -66,6 +86,16 @@ impl Stats {
             flush_failures,
             stale_repairs_skipped,
             stale_forwards,
+            ae_exchanges,
+            ae_in_sync,
+            ae_repaired_exchanges,
+            ae_failed,
+            ae_keys_repaired,
+            ae_keys_sent,
+            ae_bytes_sent,
+            ae_trees_built,
+            ae_tree_keys_scanned,
+            ae_segments_skipped,
         } = other;
         self.client_requests += client_requests;
         self.reads += reads;
@@ -85,5 +115,15 @@ impl Stats {
         self.flush_failures += flush_failures;
         self.stale_repairs_skipped += stale_repairs_skipped;
         self.stale_forwards += stale_forwards;
+        self.ae_exchanges += ae_exchanges;
+        self.ae_in_sync += ae_in_sync;
+        self.ae_repaired_exchanges += ae_repaired_exchanges;
+        self.ae_failed += ae_failed;
+        self.ae_keys_repaired += ae_keys_repaired;
+        self.ae_keys_sent += ae_keys_sent;
+        self.ae_bytes_sent += ae_bytes_sent;
+        self.ae_trees_built += ae_trees_built;
+        self.ae_tree_keys_scanned += ae_tree_keys_scanned;
+        self.ae_segments_skipped += ae_segments_skipped;
     }
 }

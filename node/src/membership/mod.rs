@@ -37,6 +37,15 @@ pub use identity::{Identity, own_entry};
 use crate::core::Node;
 use crate::storage::{StorageError, Store};
 
+/// How far above the generation members remember a node that lost its data
+/// restarts. What members remember may lag the last life: a life that
+/// crashed before its first gossip round is known to no one, yet may have
+/// coordinated writes whose dots carry its incarnation. Every life before
+/// the lost disk took the next incarnation, so the gap must exceed how many
+/// lives in a row can pass unnoticed by gossip; 65,536 leaves room for
+/// 65,535 lost disks in a 32-bit incarnation.
+pub const REBIRTH_GAP: u64 = 1 << 16;
+
 /// How long each step of leaving lasts, so the news reaches everyone.
 pub const LEAVE_STEP: Duration = Duration::from_secs(3);
 
@@ -63,6 +72,8 @@ pub struct Membership {
     /// Tokens to choose when joining.
     tokens: usize,
     departure: Departure,
+    /// The node's id belongs to a departed member: it does not join.
+    refused: bool,
 }
 
 impl std::fmt::Debug for Membership {
@@ -93,6 +104,7 @@ impl Membership {
             has_seeds,
             tokens,
             departure: Departure::Staying,
+            refused: false,
         }
     }
 
@@ -224,11 +236,16 @@ impl Membership {
             }
         }
         // One ring and one save per batch, however many members changed.
+        if changed && self.take_place_back(node)? {
+            return self.process(node);
+        }
         if changed {
             self.apply_ring(node);
             self.save_members()?;
             if !self.joined()
                 && !self.identity.left
+                && !self.refused
+                && self.gossip.has_full_view()
                 && self
                     .gossip
                     .entries()
@@ -240,6 +257,71 @@ impl Membership {
             }
         }
         Ok(())
+    }
+
+    /// A node that restarted without its data, under an id the cluster
+    /// still knows as a member owning tokens, takes its place back: the
+    /// same tokens, a generation [`REBIRTH_GAP`] above the earlier life's (so members take
+    /// its new entry, and its core never reissues a dot of that life), and
+    /// it is `normal` again at once. Anti-entropy, hinted handoff and read
+    /// repair then refill its data. Returns whether it did.
+    fn take_place_back(&mut self, node: &mut Node) -> Result<bool, StorageError> {
+        let Some(former) = self.gossip.former().cloned() else {
+            return Ok(false);
+        };
+        let tokens = if self.joined() {
+            if former.info.tokens != self.identity.tokens {
+                error!(
+                    generation = former.generation,
+                    "another process runs, or ran, as this node with other tokens; \
+                     two nodes must never share an id"
+                );
+                self.gossip.clear_former();
+                return Ok(false);
+            }
+            // This node took its place back from a member that knew less
+            // than another: step above the newer entry too.
+            self.identity.tokens.clone()
+        } else if former.info.status.owns_tokens() && !former.info.tokens.is_empty() {
+            former.info.tokens.clone()
+        } else {
+            error!(
+                status = former.info.status.name(),
+                "this node's id belongs to a member that is {}; start it with a new id",
+                former.info.status.name()
+            );
+            self.refused = true;
+            self.gossip.clear_former();
+            return Ok(false);
+        };
+        let above = former.generation.max(self.gossip.own().generation) + REBIRTH_GAP;
+        let Ok(generation) = u32::try_from(above) else {
+            error!("the earlier life's generation is out of range");
+            self.gossip.clear_former();
+            return Ok(false);
+        };
+        node.adopt_incarnation(generation)?;
+        self.identity.tokens = tokens.clone();
+        let mut info = self.gossip.own().info.clone();
+        info.tokens = tokens;
+        info.status = if self.departing() {
+            info.status
+        } else {
+            Status::Normal
+        };
+        self.gossip.restart_as(u64::from(generation), info);
+        self.gossip.announce();
+        self.identity.version = self.gossip.own().version;
+        identity::save(&self.store, &self.identity)?;
+        warn!(
+            node = self.identity.node.0,
+            generation,
+            tokens = self.identity.tokens.len(),
+            "this node restarted without its data; it takes its place back with its tokens, \
+             and anti-entropy refills it"
+        );
+        self.apply_ring(node);
+        Ok(true)
     }
 
     /// Starts leaving: `leaving` now, `left` one [`LEAVE_STEP`] later.

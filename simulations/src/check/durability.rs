@@ -1,5 +1,6 @@
 //! Durability: every acknowledged put whose value no write superseded is
-//! present at the end, as a value or a sibling.
+//! present at the end, as a value or a sibling, unless every node that
+//! acknowledged it lost its disk afterwards ([`History::owed`]).
 
 use super::{Check, FinalState, Violation};
 use crate::history::{History, Kind, show};
@@ -11,7 +12,7 @@ pub fn check(history: &History, fin: &FinalState) -> Vec<Violation> {
         .records
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.ok())
+        .filter(|(i, _)| history.owed(*i))
         .filter_map(|(i, r)| match &r.kind {
             Kind::Put { value, .. } if !superseders.contains_key(value) => {
                 (!fin.values(r.key).contains(value)).then(|| Violation {

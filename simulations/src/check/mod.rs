@@ -118,6 +118,11 @@ impl FinalState {
         }
     }
 
+    /// Whether every replica of every key agrees and no hint is left.
+    pub fn converged(&self) -> bool {
+        convergence::check(self).is_empty()
+    }
+
     /// The live values of `key`, merged over its primaries.
     pub fn values(&self, key: usize) -> BTreeSet<Bytes> {
         let mut merged = Object::new();

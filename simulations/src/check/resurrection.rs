@@ -1,5 +1,6 @@
 //! No resurrection (and no lost supersession): a value that an acknowledged
-//! delete or put replaced must not be present at the end.
+//! delete or put replaced must not be present at the end (unless every node
+//! that acknowledged that write lost its disk afterwards).
 
 use super::{Check, FinalState, Violation};
 use crate::history::{History, Kind, show};
@@ -11,7 +12,7 @@ pub fn check(history: &History, fin: &FinalState) -> Vec<Violation> {
         .records
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.ok() && r.is_write())
+        .filter(|(i, _)| history.owed(*i))
     {
         let present = fin.values(r.key);
         for seen in r.saw() {

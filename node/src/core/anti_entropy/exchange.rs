@@ -1,0 +1,494 @@
+//! One anti-entropy exchange: the initiator's side and the replica's side.
+//! The protocol is described in the [module above](super).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use quorra_merkle::{BRANCHES, FANOUT, differing};
+use quorra_ring::{NodeId, PartitionId};
+use rand::RngExt;
+use tracing::{debug, trace};
+
+use super::trees::scan;
+use super::{AE_MAX_BYTES, AE_MAX_KEYS};
+use crate::core::coordinator::Op;
+use crate::core::messages::{AeAnswer, AeStep, KeyObject, PeerMessage, ReplicaError, RequestId};
+use crate::core::node::Node;
+use crate::storage::StorageError;
+use crate::storage::store::encode_object;
+use crate::version::Object;
+
+/// Segments whose keys one `Keys` step considers at most.
+const SEGMENTS_PER_STEP: usize = 256;
+
+/// What the initiator asked last, to read the answer.
+#[derive(Debug)]
+enum Asked {
+    Root,
+    Branches(Vec<u32>),
+    Keys,
+}
+
+/// The initiator's state of one exchange.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    peer: NodeId,
+    partition: PartitionId,
+    /// Differing segments not yet compared key by key, in order.
+    segments: VecDeque<u32>,
+    asked: Asked,
+}
+
+fn object_size(key: &[u8], object: &Object) -> usize {
+    key.len() + encode_object(object).map_or(0, |b| b.len())
+}
+
+fn objects_size(objects: &[KeyObject]) -> usize {
+    objects.iter().map(|(k, o)| object_size(k, o)).sum()
+}
+
+/// Bytes of keys, hashes and states in a step (framing not counted).
+fn step_size(step: &AeStep) -> usize {
+    match step {
+        AeStep::Root(_) => 8,
+        AeStep::Branches(b) => 4 * b.len(),
+        AeStep::Keys { segments, keys } => {
+            4 * segments.len() + keys.iter().map(|(k, _)| k.len() + 8).sum::<usize>()
+        }
+        AeStep::Push(objects) => objects_size(objects),
+    }
+}
+
+fn answer_size(answer: &Result<AeAnswer, ReplicaError>) -> usize {
+    match answer {
+        Err(_) | Ok(AeAnswer::InSync) => 1,
+        Ok(AeAnswer::Branches(b)) => 8 * b.len(),
+        Ok(AeAnswer::Segments(runs)) => runs.iter().map(|r| 8 * r.len()).sum(),
+        Ok(AeAnswer::Delta { objects, want }) => {
+            objects_size(objects) + want.iter().map(|k| k.len()).sum::<usize>()
+        }
+    }
+}
+
+impl Node {
+    /// Starts an exchange of `partition` with a random other primary
+    /// believed up.
+    pub(super) fn ae_start(&mut self, now: Duration, partition: PartitionId) {
+        let others: Vec<NodeId> = self
+            .ring
+            .primaries(partition)
+            .filter(|&n| n != self.id && self.peers.is_up(n))
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let peer = others[self.rng.random_range(0..others.len())];
+        let root = match self.ae_tree_root(partition) {
+            Ok(root) => root,
+            Err(e) => {
+                self.stats.storage_errors += 1;
+                debug!(error = %e, %partition, "anti-entropy cannot read its partition");
+                return;
+            }
+        };
+        trace!(%partition, peer = peer.0, "anti-entropy exchange starts");
+        self.stats.ae_exchanges += 1;
+        self.ae.running += 1;
+        let exchange = Exchange {
+            peer,
+            partition,
+            segments: VecDeque::new(),
+            asked: Asked::Root,
+        };
+        self.ae_send(now, exchange, AeStep::Root(root));
+    }
+
+    fn ae_tree_root(&mut self, partition: PartitionId) -> Result<u64, StorageError> {
+        let (tree, scanned) = self.ae.trees.get_or_build(&self.store, partition)?;
+        let root = tree.root();
+        self.note_tree_build(scanned);
+        Ok(root)
+    }
+
+    fn note_tree_build(&mut self, scanned: u64) {
+        if scanned > 0 {
+            self.stats.ae_trees_built += 1;
+            self.stats.ae_tree_keys_scanned += scanned;
+        }
+    }
+
+    /// Sends the exchange's next step now, charging the budget.
+    pub(super) fn ae_send(&mut self, now: Duration, mut exchange: Exchange, step: AeStep) {
+        exchange.asked = match &step {
+            AeStep::Root(_) => Asked::Root,
+            AeStep::Branches(b) => Asked::Branches(b.clone()),
+            AeStep::Keys { .. } | AeStep::Push(_) => Asked::Keys,
+        };
+        let size = step_size(&step);
+        self.ae.budget.charge(now, size);
+        self.stats.ae_bytes_sent += size as u64;
+        let id = self.next_request_id();
+        let (peer, partition) = (exchange.peer, exchange.partition);
+        self.send(
+            peer,
+            PeerMessage::AntiEntropy {
+                id,
+                partition,
+                step,
+            },
+        );
+        self.track(now, id, Op::Exchange(exchange));
+    }
+
+    /// Sends the next step when the budget allows, or parks it.
+    fn ae_continue(&mut self, now: Duration, exchange: Exchange, step: AeStep) {
+        if self.ae.budget.available(now) {
+            self.ae_send(now, exchange, step);
+        } else {
+            self.ae.parked.push_back((exchange, step));
+        }
+    }
+
+    fn ae_finish(&mut self, failed: bool) {
+        self.ae.running = self.ae.running.saturating_sub(1);
+        if failed {
+            self.stats.ae_failed += 1;
+        }
+    }
+
+    /// An exchange got no answer in time.
+    pub(crate) fn ae_expired(&mut self, exchange: Exchange) {
+        debug!(partition = %exchange.partition, peer = exchange.peer.0, "anti-entropy step timed out");
+        self.ae_finish(true);
+    }
+
+    /// The initiator reads a replica's answer and takes the next step.
+    pub(crate) fn on_ae_reply(
+        &mut self,
+        now: Duration,
+        from: NodeId,
+        id: RequestId,
+        result: Result<AeAnswer, ReplicaError>,
+    ) {
+        let ours = |op: &Op| matches!(op, Op::Exchange(e) if e.peer == from);
+        let Some(Op::Exchange(mut exchange)) = self.take_op_if(id, ours) else {
+            return;
+        };
+        self.ae.budget.charge(now, answer_size(&result));
+        let partition = exchange.partition;
+        if !self.options.anti_entropy || !self.is_primary(partition) {
+            return self.ae_finish(false);
+        }
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                debug!(error = %e, %partition, peer = from.0, "anti-entropy refused");
+                return self.ae_finish(true);
+            }
+        };
+        let step = match (std::mem::replace(&mut exchange.asked, Asked::Keys), answer) {
+            (_, AeAnswer::InSync) => {
+                self.stats.ae_in_sync += 1;
+                return self.ae_finish(false);
+            }
+            (Asked::Root, AeAnswer::Branches(theirs)) => {
+                let mine = match self.ae.trees.get_or_build(&self.store, partition) {
+                    Ok((tree, _)) => tree.branches().to_vec(),
+                    Err(e) => return self.ae_storage_failed(e),
+                };
+                let branches: Vec<u32> = differing(&mine, &theirs)
+                    .into_iter()
+                    .filter(|&b| b < BRANCHES)
+                    .map(|b| b as u32)
+                    .collect();
+                if branches.is_empty() {
+                    self.stats.ae_in_sync += 1;
+                    return self.ae_finish(false);
+                }
+                AeStep::Branches(branches)
+            }
+            (Asked::Branches(asked), AeAnswer::Segments(runs)) => {
+                let tree = match self.ae.trees.get_or_build(&self.store, partition) {
+                    Ok((tree, _)) => tree,
+                    Err(e) => return self.ae_storage_failed(e),
+                };
+                for (branch, theirs) in asked.iter().zip(&runs) {
+                    let b = *branch as usize;
+                    for i in differing(tree.segments_of(b), theirs) {
+                        if i < FANOUT {
+                            exchange.segments.push_back((b * FANOUT + i) as u32);
+                        }
+                    }
+                }
+                match self.ae_keys_step(&mut exchange) {
+                    Ok(Some(step)) => step,
+                    Ok(None) => return self.ae_finish(false),
+                    Err(e) => return self.ae_storage_failed(e),
+                }
+            }
+            (Asked::Keys, AeAnswer::Delta { objects, want }) => {
+                self.ae_apply_delta(now, &exchange, objects, want);
+                match self.ae_keys_step(&mut exchange) {
+                    Ok(Some(step)) => step,
+                    Ok(None) => {
+                        self.stats.ae_repaired_exchanges += 1;
+                        return self.ae_finish(false);
+                    }
+                    Err(e) => return self.ae_storage_failed(e),
+                }
+            }
+            (_, _) => {
+                debug!(%partition, peer = from.0, "anti-entropy answer does not fit the step");
+                return self.ae_finish(true);
+            }
+        };
+        self.ae_continue(now, exchange, step);
+    }
+
+    fn ae_storage_failed(&mut self, e: StorageError) {
+        self.stats.storage_errors += 1;
+        debug!(error = %e, "anti-entropy cannot read its partition");
+        self.ae_finish(true);
+    }
+
+    /// The next `Keys` step: this node's keys in the next differing
+    /// segments, within the message bounds. `None` when none are left.
+    fn ae_keys_step(&mut self, exchange: &mut Exchange) -> Result<Option<AeStep>, StorageError> {
+        while !exchange.segments.is_empty() {
+            let take = exchange.segments.len().min(SEGMENTS_PER_STEP);
+            let candidates: Vec<u32> = exchange.segments.drain(..take).collect();
+            let wanted: BTreeSet<u32> = candidates.iter().copied().collect();
+            let mut per_segment: BTreeMap<u32, Vec<(Bytes, u64)>> = BTreeMap::new();
+            scan(&self.store, exchange.partition, Some(&wanted), |s| {
+                per_segment
+                    .entry(quorra_merkle::segment_of(&s.key))
+                    .or_default()
+                    .push((s.key, s.hash));
+            })?;
+            let (mut segments, mut keys, mut bytes) = (Vec::new(), Vec::new(), 0);
+            for (n, segment) in candidates.iter().enumerate() {
+                let listed = per_segment.remove(segment).unwrap_or_default();
+                let size: usize = listed.iter().map(|(k, _)| k.len() + 8).sum();
+                if listed.len() > AE_MAX_KEYS || size > AE_MAX_BYTES {
+                    // One segment beyond a message: cannot be compared.
+                    self.stats.ae_segments_skipped += 1;
+                    continue;
+                }
+                if keys.len() + listed.len() > AE_MAX_KEYS || bytes + size > AE_MAX_BYTES {
+                    // The rest waits for the next step, in order.
+                    for s in candidates[n..].iter().rev() {
+                        exchange.segments.push_front(*s);
+                    }
+                    break;
+                }
+                bytes += size;
+                segments.push(*segment);
+                keys.extend(listed);
+            }
+            if !segments.is_empty() {
+                return Ok(Some(AeStep::Keys { segments, keys }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Merges what the replica sent and pushes back what it wants or holds
+    /// older.
+    fn ae_apply_delta(
+        &mut self,
+        now: Duration,
+        exchange: &Exchange,
+        objects: Vec<KeyObject>,
+        want: Vec<Bytes>,
+    ) {
+        let partition = exchange.partition;
+        let foreign = objects
+            .iter()
+            .map(|(k, _)| k)
+            .chain(&want)
+            .any(|k| self.ring.partition_of_key(k) != partition);
+        if foreign {
+            debug!(%partition, "anti-entropy answer names keys of another partition; dropped");
+            self.stats.rejected_messages += 1;
+            return;
+        }
+        let mut push = Vec::new();
+        for (key, theirs) in objects {
+            match self.merge_owned_state(now, partition, &key, &theirs) {
+                Ok(merged) => {
+                    if merged.changed {
+                        self.stats.ae_keys_repaired += 1;
+                    }
+                    if merged.state != theirs {
+                        push.push((key, merged.state));
+                    }
+                }
+                Err(e) => {
+                    self.stats.storage_errors += 1;
+                    debug!(error = %e, "anti-entropy could not merge a state");
+                }
+            }
+        }
+        for key in want {
+            match self.store.get(partition, &key) {
+                Ok(Some(mine)) => push.push((key, mine)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.stats.storage_errors += 1;
+                    debug!(error = %e, "anti-entropy could not read a wanted key");
+                }
+            }
+        }
+        self.ae_push(now, exchange.peer, partition, push);
+    }
+
+    /// Sends states to `peer` in messages within the bounds.
+    fn ae_push(
+        &mut self,
+        now: Duration,
+        peer: NodeId,
+        partition: PartitionId,
+        push: Vec<KeyObject>,
+    ) {
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        let flush = |node: &mut Node, chunk: Vec<KeyObject>, bytes: usize| {
+            node.stats.ae_keys_sent += chunk.len() as u64;
+            node.stats.ae_bytes_sent += bytes as u64;
+            node.ae.budget.charge(now, bytes);
+            node.send(
+                peer,
+                PeerMessage::AntiEntropy {
+                    id: 0,
+                    partition,
+                    step: AeStep::Push(chunk),
+                },
+            );
+        };
+        for (key, object) in push {
+            let size = object_size(&key, &object);
+            if !chunk.is_empty() && (bytes + size > AE_MAX_BYTES || chunk.len() >= AE_MAX_KEYS) {
+                flush(self, std::mem::take(&mut chunk), bytes);
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.push((key, object));
+        }
+        if !chunk.is_empty() {
+            flush(self, chunk, bytes);
+        }
+    }
+
+    /// The replica's side of a step.
+    pub(crate) fn on_ae_step(
+        &mut self,
+        now: Duration,
+        from: NodeId,
+        id: RequestId,
+        partition: PartitionId,
+        step: AeStep,
+    ) {
+        let refusal = if !self.options.anti_entropy {
+            Some(ReplicaError::AntiEntropyOff)
+        } else if !self.is_primary(partition) {
+            Some(ReplicaError::NotReplica(partition))
+        } else {
+            None
+        };
+        if let AeStep::Push(objects) = step {
+            if refusal.is_none() {
+                self.ae_merge_pushed(now, partition, objects);
+            }
+            return;
+        }
+        let result = match refusal {
+            Some(e) => Err(e),
+            None => self.ae_answer(partition, step),
+        };
+        let size = answer_size(&result);
+        self.ae.budget.charge(now, size);
+        self.stats.ae_bytes_sent += size as u64;
+        if let Ok(AeAnswer::Delta { objects, .. }) = &result {
+            self.stats.ae_keys_sent += objects.len() as u64;
+        }
+        self.send(from, PeerMessage::AntiEntropyReply { id, result });
+    }
+
+    fn ae_merge_pushed(&mut self, now: Duration, partition: PartitionId, objects: Vec<KeyObject>) {
+        for (key, object) in objects {
+            match self.merge_owned_state(now, partition, &key, &object) {
+                Ok(merged) if merged.changed => self.stats.ae_keys_repaired += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    self.stats.storage_errors += 1;
+                    debug!(error = %e, "anti-entropy could not merge a pushed state");
+                }
+            }
+        }
+    }
+
+    fn ae_answer(
+        &mut self,
+        partition: PartitionId,
+        step: AeStep,
+    ) -> Result<AeAnswer, ReplicaError> {
+        let failed = |node: &mut Node, e: StorageError| {
+            node.stats.storage_errors += 1;
+            ReplicaError::Storage(e.to_string())
+        };
+        let (tree, scanned) = match self.ae.trees.get_or_build(&self.store, partition) {
+            Ok(t) => t,
+            Err(e) => return Err(failed(self, e)),
+        };
+        let answer = match step {
+            AeStep::Root(theirs) if tree.root() == theirs => AeAnswer::InSync,
+            AeStep::Root(_) => AeAnswer::Branches(tree.branches().to_vec()),
+            AeStep::Branches(branches) => AeAnswer::Segments(
+                branches
+                    .iter()
+                    .map(|&b| tree.segments_of(b as usize).to_vec())
+                    .collect(),
+            ),
+            AeStep::Keys { segments, keys } => {
+                self.note_tree_build(scanned);
+                return self
+                    .ae_delta(partition, segments, keys)
+                    .map_err(|e| failed(self, e));
+            }
+            AeStep::Push(_) => unreachable!("pushes are merged, not answered"),
+        };
+        self.note_tree_build(scanned);
+        Ok(answer)
+    }
+
+    /// What this replica holds that differs from the initiator's keys in
+    /// `segments`, and the keys it wants.
+    fn ae_delta(
+        &mut self,
+        partition: PartitionId,
+        segments: Vec<u32>,
+        keys: Vec<(Bytes, u64)>,
+    ) -> Result<AeAnswer, StorageError> {
+        let segments: BTreeSet<u32> = segments.into_iter().collect();
+        let theirs: BTreeMap<Bytes, u64> = keys.into_iter().collect();
+        let mut mine = BTreeSet::new();
+        let (mut objects, mut want, mut bytes) = (Vec::new(), Vec::new(), 0);
+        scan(&self.store, partition, Some(&segments), |s| {
+            mine.insert(s.key.clone());
+            let listed = theirs.get(&s.key);
+            if listed == Some(&s.hash) {
+                return;
+            }
+            if bytes + s.size <= AE_MAX_BYTES && objects.len() < AE_MAX_KEYS {
+                bytes += s.size;
+                objects.push((s.key, s.object));
+            } else if listed.is_some() {
+                // No room for ours: take theirs now, send ours next time.
+                want.push(s.key);
+            }
+        })?;
+        want.extend(theirs.into_keys().filter(|k| !mine.contains(k)));
+        Ok(AeAnswer::Delta { objects, want })
+    }
+}

@@ -1,0 +1,169 @@
+//! Merkle anti-entropy: replicas of a partition compare trees in the
+//! background and ship each other only the keys on which they differ.
+//!
+//! Read repair fixes keys that are read, hinted handoff covers failures
+//! that were noticed; anti-entropy repairs everything else: a replica that
+//! lost its disk, missed writes while partitioned or paused, holds keys no
+//! one reads, or never got a hint (a full hint store, a fallback that
+//! crashed before flushing). It is what makes an undelivered hint harmless:
+//! the owner is repaired from the other primaries anyway. Tombstones are
+//! ordinary states here, so deletes converge too; a purge deletes a key on
+//! every primary only once all hold the same tombstone ([`super::purge`]),
+//! so an exchange can at worst hand a tombstone back to a primary that
+//! purged it a moment before, which then purges it again.
+//!
+//! ## Schedule
+//!
+//! Each node walks the partitions it is a primary of, in order, starting
+//! one exchange every `anti_entropy_interval / partitions` (so each
+//! partition once per interval), with a random other primary it believes
+//! up, at most `anti_entropy_exchanges` at a time.
+//!
+//! ## An exchange ([`exchange`])
+//!
+//! 1. The initiator sends its root; the replica answers `InSync`, or with
+//!    its [`BRANCHES`](quorra_merkle::BRANCHES) branch hashes.
+//! 2. The initiator asks for the segment hashes under the branches that
+//!    differ, and keeps the segments that differ.
+//! 3. For a batch of differing segments at a time, the initiator sends its
+//!    keys there with their leaf hashes; the replica answers with the
+//!    states it holds that differ (the initiator lacks them, or holds
+//!    another version) and the keys it wants.
+//! 4. The initiator merges what it got, and pushes back the keys wanted and
+//!    every state whose merge with its own differed from what it got.
+//!
+//! Every state is merged ([`Node::merge_owned`]), never overwritten; a
+//! push is not acknowledged (a lost one is found by the next exchange).
+//!
+//! ## Bounds
+//!
+//! Every message is at most [`AE_MAX_BYTES`] of keys and states, and at
+//! most [`AE_MAX_KEYS`] keys. The initiator paces its exchange with a byte
+//! budget of `anti_entropy_bytes_per_sec` ([`budget`]), charged with what
+//! travels both ways; a replica charges what it sends, so a node serving
+//! many exchanges starts fewer of its own. A step waits while the budget
+//! is in debt, so foreground traffic keeps the rest of the link.
+//!
+//! Trees are built lazily, from storage, the first time an exchange needs
+//! them, and then kept in step with every write ([`trees`]).
+
+pub(crate) mod budget;
+pub(crate) mod exchange;
+pub(crate) mod trees;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use quorra_ring::PartitionId;
+
+use self::budget::Budget;
+use self::exchange::Exchange;
+use self::trees::Trees;
+use super::messages::AeStep;
+use super::node::Node;
+use crate::version::Object;
+
+/// Most bytes of keys and states one anti-entropy message carries (8 MiB),
+/// well under the transport's frame limit.
+pub const AE_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// Most keys one anti-entropy message lists.
+pub const AE_MAX_KEYS: usize = 65_536;
+
+/// Anti-entropy's state on one node.
+#[derive(Debug)]
+pub(crate) struct AntiEntropy {
+    pub(crate) trees: Trees,
+    /// The partitions this node is a primary of, in order.
+    partitions: Vec<PartitionId>,
+    /// Index of the partition the next exchange is for.
+    cursor: usize,
+    /// When the next exchange may start.
+    next_start: Duration,
+    /// Exchanges running (waiting for an answer, or parked).
+    pub(crate) running: usize,
+    /// Exchanges waiting for the budget, with the step to send next.
+    pub(crate) parked: VecDeque<(Exchange, AeStep)>,
+    pub(crate) budget: Budget,
+}
+
+impl AntiEntropy {
+    pub(crate) fn new(rate: u64, first: Duration, now: Duration) -> Self {
+        Self {
+            trees: Trees::default(),
+            partitions: Vec::new(),
+            cursor: 0,
+            next_start: first,
+            running: 0,
+            parked: VecDeque::new(),
+            budget: Budget::new(rate, now),
+        }
+    }
+}
+
+impl Node {
+    /// Keeps the trees in step with a change of an owned key.
+    pub(super) fn trees_note(
+        &mut self,
+        partition: PartitionId,
+        key: &[u8],
+        old: Option<&Object>,
+        new: Option<&Object>,
+    ) {
+        if let Err(e) = self.ae.trees.note(partition, key, old, new) {
+            self.stats.storage_errors += 1;
+            tracing::debug!(error = %e, "anti-entropy tree dropped; rebuilt when next needed");
+        }
+    }
+
+    /// The ring changed: walk the partitions this node now replicates, and
+    /// forget the trees of the others.
+    pub(super) fn ae_ring_changed(&mut self) {
+        let mine = self.ring.partitions_of(self.id);
+        let set: BTreeSet<PartitionId> = mine.iter().copied().collect();
+        self.ae.trees.retain(&set);
+        self.ae.partitions = mine;
+        if self.ae.cursor >= self.ae.partitions.len() {
+            self.ae.cursor = 0;
+        }
+    }
+
+    /// When anti-entropy next needs `handle_timeout`.
+    pub(super) fn ae_next_wake(&self, now: Duration) -> Option<Duration> {
+        if !self.options.anti_entropy {
+            return None;
+        }
+        let mut next = self.ae.next_start;
+        if !self.ae.parked.is_empty() {
+            next = next.min(self.ae.budget.ready_at(now));
+        }
+        Some(next)
+    }
+
+    /// Resumes parked exchanges the budget allows, and starts the next one
+    /// when it is time.
+    pub(super) fn ae_tick(&mut self, now: Duration) {
+        if !self.options.anti_entropy {
+            return;
+        }
+        while !self.ae.parked.is_empty() && self.ae.budget.available(now) {
+            let (exchange, step) = self.ae.parked.pop_front().expect("not empty");
+            self.ae_send(now, exchange, step);
+        }
+        if now < self.ae.next_start {
+            return;
+        }
+        let count = self.ae.partitions.len().max(1) as u32;
+        let every = self.options.anti_entropy_interval / count;
+        self.ae.next_start = now + self.jittered(every);
+        if self.ae.running >= self.options.anti_entropy_exchanges
+            || !self.ae.budget.available(now)
+            || self.ae.partitions.is_empty()
+        {
+            return;
+        }
+        let partition = self.ae.partitions[self.ae.cursor];
+        self.ae.cursor = (self.ae.cursor + 1) % self.ae.partitions.len();
+        self.ae_start(now, partition);
+    }
+}
