@@ -160,4 +160,30 @@ pub struct ClusterStatus {
     /// Gossip messages it sent on streams (too large for a datagram).
     #[serde(default)]
     pub gossip_streamed: u64,
+    /// What Merkle anti-entropy has done on this node since it started.
+    #[serde(default)]
+    pub anti_entropy: AntiEntropyStatus,
+}
+
+/// Anti-entropy on one node since it started: repair progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AntiEntropyStatus {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Merkle trees built and kept up to date (one per partition replica).
+    pub trees: u64,
+    /// Exchanges running now.
+    pub running: u64,
+    /// Exchanges started here.
+    pub exchanges: u64,
+    /// Exchanges that found both replicas in sync.
+    pub in_sync: u64,
+    /// Exchanges that failed (peer refused or timed out, storage error).
+    pub failed: u64,
+    /// Keys whose state anti-entropy changed on this node.
+    pub keys_repaired: u64,
+    /// States this node sent to other replicas.
+    pub keys_sent: u64,
+    /// Bytes of keys, hashes and states it sent.
+    pub bytes_sent: u64,
 }

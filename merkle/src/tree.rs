@@ -9,11 +9,14 @@ pub const BRANCHES: usize = FANOUT;
 /// Leaves (segments) per tree.
 pub const SEGMENTS: usize = BRANCHES * FANOUT;
 
-/// The segment of `key`: the low bits of its blake3 hash, so keys spread
-/// evenly whatever their shape (hashtags included).
+/// The segment of `key`: bits of a blake3 hash of it in its own domain, so
+/// keys spread evenly whatever their shape (hashtags included) and
+/// independently of the partition, which comes from the plain blake3 hash
+/// of the same key (the keys of one partition share those bits).
 pub fn segment_of(key: &[u8]) -> u32 {
-    let h = blake3::hash(key);
-    let b = h.as_bytes();
+    let mut h = blake3::Hasher::new_derive_key("quorra merkle segment v1");
+    h.update(key);
+    let b = *h.finalize().as_bytes();
     (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize % SEGMENTS) as u32
 }
 
@@ -220,6 +223,28 @@ mod tests {
         b.update(&k, Some(leaf_hash(&k, b"v")), Some(leaf_hash(&k, b"w")));
         assert_eq!(diff(&mut a, &mut b), vec![segment_of(&k)]);
         assert_eq!(b.keys(), 500);
+    }
+
+    #[test]
+    fn keys_of_one_partition_spread_over_the_segments() {
+        // The ring places keys by the plain blake3 hash; keys that share a
+        // partition share its leading bits. Segments must not.
+        let mut used = std::collections::BTreeSet::new();
+        let mut n = 0;
+        for i in 0..200_000u32 {
+            let key = format!("key-{i:010}");
+            let h = blake3::hash(key.as_bytes());
+            if h.as_bytes()[0] == 7 && h.as_bytes()[1] < 64 {
+                used.insert(segment_of(key.as_bytes()));
+                n += 1;
+            }
+        }
+        assert!(n > 150);
+        assert!(
+            used.len() as f64 > 0.8 * n as f64,
+            "{} segments for {n} keys",
+            used.len()
+        );
     }
 
     #[test]

@@ -25,8 +25,12 @@ pub fn quorra_bin() -> PathBuf {
         .expect("target directory");
     let bin = dir.join("quorra");
     if !bin.exists() {
+        let mut args = vec!["build", "-p", "quorra-node", "--bin", "quorra"];
+        if dir.ends_with("release") {
+            args.push("--release");
+        }
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "quorra-node", "--bin", "quorra"])
+            .args(args)
             .status()
             .expect("cargo build");
         assert!(status.success(), "building quorra failed");
@@ -289,6 +293,12 @@ impl TestCluster {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Stops node `i` and deletes its data directory, as a lost disk.
+    pub fn wipe(&mut self, i: usize) {
+        self.stop(i);
+        std::fs::remove_dir_all(&self.nodes[i].data).expect("delete the data directory");
     }
 
     /// Kills node `i` with SIGKILL: no flush, no goodbye.

@@ -302,7 +302,8 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
             "{}",
             json!({"node": status.node, "cluster": status.cluster, "partitions": status.partitions,
                    "replicas": status.replicas, "members": members,
-                   "gossip_datagrams": status.gossip_datagrams, "gossip_streamed": status.gossip_streamed})
+                   "gossip_datagrams": status.gossip_datagrams, "gossip_streamed": status.gossip_streamed,
+                   "anti_entropy": status.anti_entropy})
         )?;
     } else {
         writeln!(
@@ -331,6 +332,24 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
             "gossip sent: {} as datagrams, {} on streams",
             status.gossip_datagrams, status.gossip_streamed
         )?;
+        let ae = &status.anti_entropy;
+        if ae.enabled {
+            writeln!(
+                out,
+                "anti-entropy: {} trees, {} running; {} exchanges ({} in sync, {} failed); \
+                 {} keys repaired here, {} sent ({} bytes)",
+                ae.trees,
+                ae.running,
+                ae.exchanges,
+                ae.in_sync,
+                ae.failed,
+                ae.keys_repaired,
+                ae.keys_sent,
+                ae.bytes_sent
+            )?;
+        } else {
+            writeln!(out, "anti-entropy: off")?;
+        }
     }
     Ok(())
 }

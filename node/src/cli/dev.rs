@@ -37,6 +37,9 @@ pub(crate) struct DevArgs {
     /// Storage engine of the nodes.
     #[arg(long, default_value = "fjall")]
     engine: String,
+    /// Merkle anti-entropy of the nodes: on or off.
+    #[arg(long, default_value = "on")]
+    anti_entropy: String,
 }
 
 struct DevNode {
@@ -161,6 +164,8 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
             .arg(&args.fsync)
             .arg("--engine")
             .arg(&args.engine)
+            .arg("--anti-entropy")
+            .arg(&args.anti_entropy)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file));

@@ -77,6 +77,20 @@ pub(crate) struct NodeArgs {
     /// Gossip interval in milliseconds [default: 1000].
     #[arg(long, env = "QUORRA_GOSSIP_INTERVAL_MS")]
     gossip_interval_ms: Option<u64>,
+    /// Merkle anti-entropy: on (default) or off.
+    #[arg(long, env = "QUORRA_ANTI_ENTROPY")]
+    anti_entropy: Option<String>,
+    /// Each partition this node replicates is compared with another replica
+    /// once per this many seconds [default: 30].
+    #[arg(long, env = "QUORRA_ANTI_ENTROPY_INTERVAL_SECS")]
+    anti_entropy_interval_secs: Option<u64>,
+    /// Anti-entropy exchanges this node runs at a time [default: 2].
+    #[arg(long, env = "QUORRA_ANTI_ENTROPY_EXCHANGES")]
+    anti_entropy_exchanges: Option<usize>,
+    /// Bytes per second anti-entropy may ship, both ways, as initiator
+    /// (0: unlimited) [default: 524288, 512 KiB/s].
+    #[arg(long, env = "QUORRA_ANTI_ENTROPY_BYTES_PER_SEC")]
+    anti_entropy_bytes_per_sec: Option<u64>,
     /// Log filter (tracing syntax), e.g. info or quorra_node=debug.
     #[arg(long, env = "QUORRA_LOG", default_value = "info")]
     log: String,
@@ -104,6 +118,10 @@ struct FileConfig {
     request_timeout_ms: Option<u64>,
     leave_on_shutdown: Option<bool>,
     gossip_interval_ms: Option<u64>,
+    anti_entropy: Option<String>,
+    anti_entropy_interval_secs: Option<u64>,
+    anti_entropy_exchanges: Option<usize>,
+    anti_entropy_bytes_per_sec: Option<u64>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, CliError> {
@@ -160,6 +178,41 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
     };
     if let Some(ms) = args.request_timeout_ms.or(file.request_timeout_ms) {
         options.request_timeout = Duration::from_millis(ms.max(1));
+    }
+    match args.anti_entropy.or(file.anti_entropy).as_deref() {
+        None | Some("on") => {}
+        Some("off") => options.anti_entropy = false,
+        Some(other) => {
+            return Err(CliError::Usage(format!(
+                "--anti-entropy must be on or off, not {other:?}"
+            )));
+        }
+    }
+    if let Some(s) = args
+        .anti_entropy_interval_secs
+        .or(file.anti_entropy_interval_secs)
+    {
+        if s == 0 {
+            return Err(CliError::Usage(
+                "--anti-entropy-interval-secs must be at least 1".into(),
+            ));
+        }
+        options.anti_entropy_interval = Duration::from_secs(s);
+    }
+    if let Some(n) = args.anti_entropy_exchanges.or(file.anti_entropy_exchanges) {
+        if n == 0 {
+            return Err(CliError::Usage(
+                "--anti-entropy-exchanges must be at least 1 (use --anti-entropy off to stop it)"
+                    .into(),
+            ));
+        }
+        options.anti_entropy_exchanges = n;
+    }
+    if let Some(b) = args
+        .anti_entropy_bytes_per_sec
+        .or(file.anti_entropy_bytes_per_sec)
+    {
+        options.anti_entropy_bytes_per_sec = b;
     }
     let new_cluster = RingConfig {
         partitions: args

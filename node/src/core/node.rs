@@ -237,6 +237,11 @@ impl Node {
         &self.store
     }
 
+    /// The node's options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
     /// Counters of what the node has done.
     pub fn stats(&self) -> &Stats {
         &self.stats

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorra_client::protocol::{
-    AdminCommand, ClientMessage, ClusterStatus, MemberStatus, NodeMessage, RoutingMember,
-    RoutingTable,
+    AdminCommand, AntiEntropyStatus, ClientMessage, ClusterStatus, MemberStatus, NodeMessage,
+    RoutingMember, RoutingTable,
 };
 use quorra_client::wire;
 use quorra_gossip::Target;
@@ -315,6 +315,21 @@ impl Driver {
                 .collect(),
             gossip_datagrams: counters.datagrams.load(Relaxed),
             gossip_streamed: counters.streamed.load(Relaxed),
+            anti_entropy: {
+                let stats = self.node.stats();
+                let (trees, running) = self.node.anti_entropy_usage();
+                AntiEntropyStatus {
+                    enabled: self.node.options().anti_entropy,
+                    trees: trees as u64,
+                    running: running as u64,
+                    exchanges: stats.ae_exchanges,
+                    in_sync: stats.ae_in_sync,
+                    failed: stats.ae_failed,
+                    keys_repaired: stats.ae_keys_repaired,
+                    keys_sent: stats.ae_keys_sent,
+                    bytes_sent: stats.ae_bytes_sent,
+                }
+            },
         }
     }
 }
