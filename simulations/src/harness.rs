@@ -157,6 +157,27 @@ impl Harness {
         )
     }
 
+    /// Writes `key` through `coordinator` at quorum (values `{prefix}0`,
+    /// `{prefix}1`, ...) until a fallback takes a write as a hint, as it
+    /// does once the coordinator believes a primary down; returns that
+    /// fallback and the owner it stood in for. Panics after 10 writes.
+    pub fn put_until_hinted(&mut self, coordinator: u64, key: &str, prefix: &str) -> (u64, u64) {
+        for i in 0..10 {
+            let r = ok(self.put(
+                coordinator,
+                key,
+                &format!("{prefix}{i}"),
+                Context::empty(),
+                Consistency::QUORUM,
+            ));
+            if let Some(a) = r.receipt.answered.iter().find(|a| a.fallback_for.is_some()) {
+                return (a.node, a.fallback_for.expect("found"));
+            }
+            self.run_for(Duration::from_millis(600));
+        }
+        panic!("no fallback was used within 10 writes");
+    }
+
     /// The primaries of `key`, in preference order (node ids).
     pub fn primaries(&self, key: &str) -> Vec<u64> {
         let p = self.sim.ring.partition_of_key(key.as_bytes());

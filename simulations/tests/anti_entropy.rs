@@ -140,3 +140,45 @@ fn a_node_that_lost_its_disk_takes_its_place_back_and_is_refilled() {
         assert_eq!(h.stored_values(n, k), expected, "node {n}");
     }
 }
+
+#[test]
+fn a_hint_for_a_removed_owner_goes_to_a_current_primary() {
+    let mut h = Harness::new(5);
+    let primaries = h.primaries("k");
+    let (coordinator, gone) = (primaries[0], primaries[2]);
+    h.crash(gone);
+    // Writes time out on the dead primary until it is believed down; then a
+    // fallback keeps a hint for it.
+    let (fallback, _) = h.put_until_hinted(coordinator, "k", "v");
+    assert_eq!(h.node(fallback).hint_usage().0, 1);
+
+    // The dead node is removed for good (once gossip believes it down):
+    // its hint has no owner to wait for.
+    h.run_for(Duration::from_secs(10));
+    let i = h.sim.index_of(NodeId(coordinator));
+    h.sim.nodes[i]
+        .membership
+        .as_mut()
+        .expect("running")
+        .remove(NodeId(gone))
+        .expect("a dead node can be removed");
+    let dead = h.sim.index_of(NodeId(gone));
+    h.sim.nodes[dead].departed = true;
+    h.run_for(Duration::from_secs(10));
+    let ring = h.sim.agreed_ring().expect("the others agree");
+    assert!(!ring.contains(NodeId(gone)));
+    assert_eq!(
+        h.node(fallback).hint_usage().0,
+        0,
+        "the orphan hint is gone"
+    );
+    assert!(h.node(fallback).stats().hints_rerouted >= 1);
+    // ...because a current primary has the write, and anti-entropy gave it
+    // to the others.
+    let partition = ring.partition_of_key(b"k");
+    let latest = h.stored_values(coordinator, "k");
+    assert!(!latest.is_empty());
+    for n in ring.primaries(partition) {
+        assert_eq!(h.stored_values(n.0, "k"), latest, "node {n}");
+    }
+}

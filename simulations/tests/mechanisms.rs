@@ -69,17 +69,8 @@ fn a_fallback_holds_a_hint_and_hands_it_over() {
 
     // The first writes time out on the absent primary (the quorum is still
     // met); once the coordinator believes it down, a fallback stands in.
-    let mut fallback = None;
-    for i in 0..10 {
-        let r = ok(h.put(coordinator, "k", &format!("v{i}"), Context::empty(), QUORUM));
-        if let Some(a) = r.receipt.answered.iter().find(|a| a.fallback_for.is_some()) {
-            assert_eq!(a.fallback_for, Some(absent));
-            fallback = Some(a.node);
-            break;
-        }
-        h.run_for(Duration::from_millis(600));
-    }
-    let fallback = fallback.expect("a fallback was used within 10 writes");
+    let (fallback, owner) = h.put_until_hinted(coordinator, "k", "v");
+    assert_eq!(owner, absent);
     assert!(h.fallbacks("k").contains(&fallback));
     assert_eq!(h.node(fallback).hint_usage().0, 1);
     assert!(h.stored_values(absent, "k").is_empty());
@@ -155,16 +146,7 @@ fn a_hint_anywhere_blocks_the_purge_so_nothing_comes_back() {
 
     // Write while `owner` is unreachable, until a fallback takes a hint.
     h.isolate(owner);
-    let mut fallback = None;
-    for i in 0..10 {
-        let r = ok(h.put(a, "k", &format!("old{i}"), Context::empty(), QUORUM));
-        if let Some(f) = r.receipt.answered.iter().find(|x| x.fallback_for.is_some()) {
-            fallback = Some(f.node);
-            break;
-        }
-        h.run_for(Duration::from_millis(600));
-    }
-    let fallback = fallback.expect("a fallback was used");
+    let (fallback, _) = h.put_until_hinted(a, "k", "old");
 
     // The owner comes back, but the fallback cannot reach it: the hint stays.
     h.heal();

@@ -48,9 +48,11 @@ pub(crate) enum Op {
         reply_to: ReplyTo,
         node: NodeId,
     },
-    /// Hints offered to `target`, with the states sent.
+    /// Hints held for `owner` offered to `target` (the owner, or a current
+    /// primary for orphans), with the states sent.
     Handoff {
         target: NodeId,
+        owner: NodeId,
         items: Vec<KeyState>,
     },
     /// A purge check: the items and the votes gathered so far.
@@ -211,7 +213,7 @@ impl Node {
             Op::Read(op) => self.read_expired(now, op),
             Op::Write(op) => self.write_expired(op),
             Op::Forward { reply_to, node } => self.forward_expired(reply_to, node),
-            Op::Handoff { target, .. } => self.handoff_expired(target),
+            Op::Handoff { target, owner, .. } => self.handoff_expired(target, owner),
             Op::PurgeCheck(round) => self.purge_round_expired(round),
             Op::Ping(node) => self.peer_timed_out(node),
             Op::Exchange(exchange) => self.ae_expired(exchange),

@@ -21,7 +21,13 @@
 //! that replica as failed, the write still succeeds if it reached its
 //! quorum elsewhere, and the refusal is counted on both sides
 //! (`hints_overflowed`, `hints_refused_by_fallback`), never silently lost.
-//! The owner then gets the data from read repair (and, later, anti-entropy).
+//! The owner then gets the data from read repair and anti-entropy.
+//!
+//! A hint whose owner no longer replicates its partition (the owner left or
+//! was removed, or the ring moved) is an *orphan*: it is handed to the
+//! first current primary believed up instead (or merged here, if this node
+//! is one), and anti-entropy spreads it to the others. So no hint waits
+//! forever for an owner that will not come back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -163,7 +169,9 @@ impl Node {
         Ok(lsn)
     }
 
-    /// Offers a batch of hints to every owner believed up that has none in flight.
+    /// Offers a batch of hints for every owner that has none in flight: to
+    /// the owner if it is believed up and still a primary of the hints'
+    /// partitions, else (an orphan) to a current primary.
     pub(super) fn offer_hints(&mut self, now: Duration) {
         if !self.options.hinted_handoff {
             return;
@@ -173,7 +181,7 @@ impl Node {
             .per_owner
             .keys()
             .copied()
-            .filter(|&o| self.peers.is_up(o) && !self.hints.in_flight.contains(&o))
+            .filter(|o| !self.hints.in_flight.contains(o))
             .collect();
         for owner in owners {
             let items = match self.next_hint_batch(owner) {
@@ -184,26 +192,69 @@ impl Node {
                     continue;
                 }
             };
-            if items.is_empty() {
-                continue;
+            let (direct, orphans): (Vec<KeyState>, Vec<KeyState>) = items
+                .into_iter()
+                .partition(|i| self.ring.is_primary(i.partition, owner));
+            if !direct.is_empty() && self.peers.is_up(owner) {
+                self.send_handoff(now, owner, owner, direct);
+            } else if !orphans.is_empty() {
+                self.reroute_orphans(now, owner, orphans);
             }
-            let id = self.next_request_id();
-            self.send(
-                owner,
-                PeerMessage::Handoff {
-                    id,
-                    items: items.clone(),
-                },
-            );
-            self.hints.in_flight.insert(owner);
-            self.track(
-                now,
+        }
+    }
+
+    fn send_handoff(&mut self, now: Duration, target: NodeId, owner: NodeId, items: Vec<KeyState>) {
+        let id = self.next_request_id();
+        self.send(
+            target,
+            PeerMessage::Handoff {
                 id,
-                Op::Handoff {
-                    target: owner,
-                    items,
-                },
-            );
+                items: items.clone(),
+            },
+        );
+        self.hints.in_flight.insert(owner);
+        self.track(
+            now,
+            id,
+            Op::Handoff {
+                target,
+                owner,
+                items,
+            },
+        );
+    }
+
+    /// Hints whose owner no longer replicates their partition (it left or
+    /// was removed, or the ring moved) go to a current primary instead: the
+    /// first one believed up, this node included (it merges them into its
+    /// own data). Anti-entropy then brings them to the other primaries.
+    fn reroute_orphans(&mut self, now: Duration, owner: NodeId, orphans: Vec<KeyState>) {
+        let target_of = |node: &Node, p: PartitionId| {
+            node.ring
+                .primaries(p)
+                .find(|&n| n == node.id || node.peers.is_up(n))
+        };
+        let Some(target) = target_of(self, orphans[0].partition) else {
+            return;
+        };
+        let batch: Vec<KeyState> = orphans
+            .into_iter()
+            .filter(|i| target_of(self, i.partition) == Some(target))
+            .collect();
+        self.stats.hints_rerouted += batch.len() as u64;
+        if target != self.id {
+            return self.send_handoff(now, target, owner, batch);
+        }
+        for item in batch {
+            match self.merge_owned(now, item.partition, &item.key, &item.object) {
+                // Deleted after the merge: a crash keeps the merge if it
+                // keeps the deletion, and a hint merged twice is harmless.
+                Ok(_) => self.delete_delivered_hint(owner, &item),
+                Err(e) => {
+                    self.stats.storage_errors += 1;
+                    debug!(error = %e, "an orphan hint could not be merged here");
+                }
+            }
         }
     }
 
@@ -275,7 +326,8 @@ impl Node {
         });
     }
 
-    /// The owner acknowledged: delete each stored hint that has not changed since.
+    /// The owner (or the primary an orphan went to) acknowledged: delete
+    /// each stored hint that has not changed since.
     pub(super) fn on_handoff_reply(
         &mut self,
         now: Duration,
@@ -284,52 +336,62 @@ impl Node {
         stored: Vec<bool>,
     ) {
         let ours = |op: &Op| matches!(op, Op::Handoff { target, .. } if *target == from);
-        let Some(Op::Handoff { target, items }) = self.take_op_if(id, ours) else {
+        let Some(Op::Handoff { owner, items, .. }) = self.take_op_if(id, ours) else {
             return;
         };
-        self.hints.in_flight.remove(&target);
+        self.hints.in_flight.remove(&owner);
         for (item, ok) in items
-            .into_iter()
+            .iter()
             .zip(stored.into_iter().chain(std::iter::repeat(false)))
         {
-            if !ok {
-                continue;
-            }
-            match self.store.get_hint(target, item.partition, &item.key) {
-                Ok(Some(current)) if current == item.object => {
-                    let bytes = encode_object(&current).map_or(0, |b| b.len() as u64);
-                    let deleted = self.store.apply(&[Change::DeleteHint {
-                        target,
-                        partition: item.partition,
-                        key: &item.key,
-                    }]);
-                    match deleted {
-                        Ok(_) => {
-                            self.hints.remove(target, bytes);
-                            self.stats.hints_delivered += 1;
-                        }
-                        Err(e) => {
-                            self.stats.storage_errors += 1;
-                            debug!(error = %e, "deleting a delivered hint failed");
-                        }
-                    }
-                }
-                Ok(_) => {} // changed or gone: offered again if still there
-                Err(e) => {
-                    self.stats.storage_errors += 1;
-                    debug!(error = %e, "reading a delivered hint failed");
-                }
+            if ok {
+                self.delete_delivered_hint(owner, item);
             }
         }
-        if self.hints.has_hints_for(target) {
+        if self.hints.has_hints_for(owner) {
             // More to hand over: do not wait a whole interval.
             self.next_handoff = self.next_handoff.min(now);
         }
     }
 
+    /// Deletes the hint for `owner` at the item's key if it still holds the
+    /// state that was delivered (a newer write may have merged into it).
+    fn delete_delivered_hint(&mut self, owner: NodeId, item: &KeyState) {
+        match self.store.get_hint(owner, item.partition, &item.key) {
+            Ok(Some(current)) if current == item.object => {
+                let bytes = encode_object(&current).map_or(0, |b| b.len() as u64);
+                let deleted = self.store.apply(&[Change::DeleteHint {
+                    target: owner,
+                    partition: item.partition,
+                    key: &item.key,
+                }]);
+                match deleted {
+                    Ok(_) => {
+                        self.hints.remove(owner, bytes);
+                        self.stats.hints_delivered += 1;
+                    }
+                    Err(e) => {
+                        self.stats.storage_errors += 1;
+                        debug!(error = %e, "deleting a delivered hint failed");
+                    }
+                }
+            }
+            Ok(_) => {} // changed or gone: offered again if still there
+            Err(e) => {
+                self.stats.storage_errors += 1;
+                debug!(error = %e, "reading a delivered hint failed");
+            }
+        }
+    }
+
     /// A handoff got no answer in time.
-    pub(super) fn handoff_expired(&mut self, target: NodeId) {
-        self.hints.in_flight.remove(&target);
+    pub(super) fn handoff_expired(&mut self, target: NodeId, owner: NodeId) {
+        self.hints.in_flight.remove(&owner);
         self.peer_timed_out(target);
+    }
+
+    /// Every node this node holds hints for, members or not.
+    pub(super) fn hint_owners(&self) -> Vec<NodeId> {
+        self.hints.per_owner.keys().copied().collect()
     }
 }

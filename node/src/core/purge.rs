@@ -163,7 +163,7 @@ impl Node {
 
     fn holds_any_hint(&self, partition: PartitionId, key: &[u8]) -> bool {
         self.hints.count() > 0
-            && self.members().into_iter().any(|owner| {
+            && self.hint_owners().into_iter().any(|owner| {
                 // A storage error counts as "maybe": never purge on doubt.
                 !matches!(self.store.get_hint(owner, partition, key), Ok(None))
             })

@@ -24,6 +24,9 @@ pub struct Stats {
     pub hints_overflowed: u64,
     /// As coordinator: fallbacks that refused a hint because they were full.
     pub hints_refused_by_fallback: u64,
+    /// Orphan hints (their owner no longer replicates the partition) handed
+    /// to a current primary instead.
+    pub hints_rerouted: u64,
     /// Tombstones purged here.
     pub tombstones_purged: u64,
     /// Peers this node came to believe down.
@@ -78,6 +81,7 @@ impl Stats {
             hints_delivered,
             hints_overflowed,
             hints_refused_by_fallback,
+            hints_rerouted,
             tombstones_purged,
             peers_marked_down,
             messages_sent,
@@ -107,6 +111,7 @@ impl Stats {
         self.hints_delivered += hints_delivered;
         self.hints_overflowed += hints_overflowed;
         self.hints_refused_by_fallback += hints_refused_by_fallback;
+        self.hints_rerouted += hints_rerouted;
         self.tombstones_purged += tombstones_purged;
         self.peers_marked_down += peers_marked_down;
         self.messages_sent += messages_sent;
