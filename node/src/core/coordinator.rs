@@ -1,6 +1,6 @@
 //! The coordinator: client requests in, quorum replies out.
 //!
-//! Every client request enters here ([`Node::start_request`]): it is
+//! Every client request enters here (`Node::start_request`): it is
 //! validated (key and value limits, the context decodes, the consistency
 //! level fits the key's replicas) and routed. Reads are coordinated by
 //! whichever node received them ([`super::read`]). Writes are coordinated

@@ -21,7 +21,7 @@
 //! - **Reads** ([`read`]): answer at R (PR) successful answers with every
 //!   live sibling, keep tracking stragglers, then repair every primary that
 //!   answered with less than the merged state (read repair).
-//! - **Writes** ([`write`], [`forward`], [`replica`]): coordinated by a
+//! - **Writes** ([`write`](mod@write), [`forward`], [`replica`]): coordinated by a
 //!   primary (others forward); the coordinator stores its copy first, every
 //!   replica merges the new state, a fallback keeps it as a hint, and the
 //!   client is answered once W (PW) replicas hold it durably. The reply
@@ -49,9 +49,11 @@
 //!
 //! ## Not done here
 //!
-//! - Membership is the static ring the node was started with; gossip and
-//!   phi-accrual detection replace [`peers`] in their own issue.
-//! - No data movement on ownership change (the ring does not change yet).
+//! - Membership: the core is handed its ring and its peers' status by
+//!   [`crate::membership`] (gossip and phi accrual); [`peers`] keeps the
+//!   core's own timeout-based opinion in between.
+//! - No data movement on ownership change: read repair and anti-entropy
+//!   fill a new owner.
 //! - A coordinator does not retry a failed replica with another fallback
 //!   within the same request; the next request picks a new set.
 

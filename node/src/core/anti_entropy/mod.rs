@@ -19,7 +19,7 @@
 //! partition once per interval), with a random other primary it believes
 //! up, at most `anti_entropy_exchanges` at a time.
 //!
-//! ## An exchange ([`exchange`])
+//! ## An exchange (`exchange.rs`)
 //!
 //! 1. The initiator sends its root; the replica answers `InSync`, or with
 //!    its [`BRANCHES`](quorra_merkle::BRANCHES) branch hashes.
@@ -32,20 +32,20 @@
 //! 4. The initiator merges what it got, and pushes back the keys wanted and
 //!    every state whose merge with its own differed from what it got.
 //!
-//! Every state is merged ([`Node::merge_owned`]), never overwritten; a
+//! Every state is merged (as by read repair), never overwritten; a
 //! push is not acknowledged (a lost one is found by the next exchange).
 //!
 //! ## Bounds
 //!
 //! Every message is at most [`AE_MAX_BYTES`] of keys and states, and at
 //! most [`AE_MAX_KEYS`] keys. The initiator paces its exchange with a byte
-//! budget of `anti_entropy_bytes_per_sec` ([`budget`]), charged with what
+//! budget of `anti_entropy_bytes_per_sec` (`budget.rs`), charged with what
 //! travels both ways; a replica charges what it sends, so a node serving
 //! many exchanges starts fewer of its own. A step waits while the budget
 //! is in debt, so foreground traffic keeps the rest of the link.
 //!
 //! Trees are built lazily, from storage, the first time an exchange needs
-//! them, and then kept in step with every write ([`trees`]).
+//! them, and then kept in step with every write (`trees.rs`).
 
 pub(crate) mod budget;
 pub(crate) mod exchange;
