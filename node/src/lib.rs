@@ -16,10 +16,11 @@
 //!   metadata apart and enforces the size limits, and the group-commit policy
 //!   ([`storage::GroupCommit`]) that decides when acknowledgements may leave.
 //! - [`core`]: the replica and coordinator state machine (quorums, write
-//!   forwarding, sloppy quorum, hinted handoff, read repair, tombstone
-//!   purge).
+//!   forwarding, sloppy quorum, hinted handoff, read repair, Merkle
+//!   anti-entropy, tombstone purge).
 //! - [`membership`]: gossip's member table turned into the core's ring and
 //!   peer opinions; joining and leaving; the node's persistent identity.
+//! - [`resp`]: the Redis protocol gateway (so far its framing).
 //! - [`runtime`]: tokio, quinn and a real disk around the two above; the
 //!   `quorra` binary's commands live in `cli`.
 //!
@@ -33,6 +34,7 @@
 
 pub mod core;
 pub mod membership;
+pub mod resp;
 pub mod runtime;
 pub mod storage;
 pub mod version;

@@ -1,0 +1,14 @@
+//! # Speaking Redis: the RESP gateway (in progress)
+//!
+//! Every node will answer the Redis protocol on `--resp-listen`, backed by
+//! the replicated cluster, so Redis clients and tools work against Quorra
+//! (issue 7). What exists so far:
+//!
+//! - [`codec`]: RESP2/RESP3 framing: pipelined requests parsed off a
+//!   connection buffer without copying, replies encoded for the
+//!   connection's protocol version, every limit a documented constant.
+//!
+//! Still to come: the command table, values with TTL and counters, the
+//! per-connection server, and the daemon flag.
+
+pub mod codec;
