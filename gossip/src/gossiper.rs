@@ -344,15 +344,19 @@ impl Gossiper {
         }
     }
 
-    /// Sends a SYN to every known member now, without waiting for rounds:
-    /// for news everyone should hear at once (a node joined, is leaving).
-    pub fn announce(&mut self) {
-        let peers: Vec<NodeId> = self
-            .entries
+    /// Every other member not gone (left or removed), in id order.
+    fn peers(&self) -> Vec<NodeId> {
+        self.entries
             .values()
             .filter(|e| e.id != self.me && !e.info.status.gone())
             .map(|e| e.id)
-            .collect();
+            .collect()
+    }
+
+    /// Sends a SYN to every known member now, without waiting for rounds:
+    /// for news everyone should hear at once (a node joined, is leaving).
+    pub fn announce(&mut self) {
+        let peers = self.peers();
         for id in peers {
             if let Some(to) = self.target(id) {
                 let syn = self.syn();
@@ -450,12 +454,7 @@ impl Gossiper {
     }
 
     fn round(&mut self) {
-        let peers: Vec<NodeId> = self
-            .entries
-            .values()
-            .filter(|e| e.id != self.me && !e.info.status.gone())
-            .map(|e| e.id)
-            .collect();
+        let peers = self.peers();
         let (live, dead): (Vec<NodeId>, Vec<NodeId>) =
             peers.into_iter().partition(|id| !self.down.contains(id));
         let mut targets = Vec::new();

@@ -24,6 +24,17 @@ fn keys_of(h: &Harness, node: u64, count: usize) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The gossip generation node `node` runs as.
+fn generation(h: &Harness, node: u64) -> u64 {
+    h.sim.nodes[h.sim.index_of(NodeId(node))]
+        .membership
+        .as_ref()
+        .expect("running")
+        .gossip()
+        .own()
+        .generation
+}
+
 /// A cluster where only anti-entropy (if `on`) can repair a replica.
 fn cluster(on: bool) -> Harness {
     Harness::with(3, |p| {
@@ -100,13 +111,7 @@ fn a_node_that_lost_its_disk_takes_its_place_back_and_is_refilled() {
         ));
     }
     let ring = h.sim.ring.clone();
-    let before = h.sim.nodes[1]
-        .membership
-        .as_ref()
-        .unwrap()
-        .gossip()
-        .own()
-        .generation;
+    let before = generation(&h, lost);
     h.sim.lose_disk(h.sim.index_of(NodeId(lost)));
     h.restart(lost);
     h.run_for(Duration::from_secs(15));
@@ -116,13 +121,7 @@ fn a_node_that_lost_its_disk_takes_its_place_back_and_is_refilled() {
         h.sim.agreed_ring().map(|r| r.members()),
         Some(ring.members())
     );
-    let own = h.sim.nodes[1]
-        .membership
-        .as_ref()
-        .unwrap()
-        .gossip()
-        .own()
-        .generation;
+    let own = generation(&h, lost);
     assert!(
         own >= before + REBIRTH_GAP,
         "generation {own} after {before}"
