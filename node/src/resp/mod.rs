@@ -7,8 +7,12 @@
 //! - [`codec`]: RESP2/RESP3 framing: pipelined requests parsed off a
 //!   connection buffer without copying, replies encoded for the
 //!   connection's protocol version, every limit a documented constant.
+//! - [`value`]: what a Redis key holds inside a Quorra value (strings and
+//!   PN-counters with a hybrid-logical-clock stamp and an expiry), and how
+//!   a key's siblings resolve to one value, the same on every node.
 //!
-//! Still to come: the command table, values with TTL and counters, the
-//! per-connection server, and the daemon flag.
+//! Still to come: the command table, the per-connection server, and the
+//! daemon flag.
 
 pub mod codec;
+pub mod value;
