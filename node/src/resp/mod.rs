@@ -11,8 +11,12 @@
 //!   PN-counters with a hybrid-logical-clock stamp and an expiry), and how
 //!   a key's siblings resolve to one value, the same on every node.
 //!
-//! Still to come: the command table, the per-connection server, and the
-//! daemon flag.
+//! - [`command`]: requests parsed into commands, with Redis's own error
+//!   strings for unknown commands, wrong arity, syntax and numbers.
+//!
+//! Still to come: executing commands against the cluster, the
+//! per-connection server, and the daemon flag.
 
 pub mod codec;
+pub mod command;
 pub mod value;
