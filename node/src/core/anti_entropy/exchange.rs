@@ -60,12 +60,12 @@ fn step_size(step: &AeStep) -> usize {
     }
 }
 
-fn answer_size(answer: &Result<AeAnswer, ReplicaError>) -> usize {
+fn answer_size(answer: &AeAnswer) -> usize {
     match answer {
-        Err(_) | Ok(AeAnswer::InSync) => 1,
-        Ok(AeAnswer::Branches(b)) => 8 * b.len(),
-        Ok(AeAnswer::Segments(runs)) => runs.iter().map(|r| 8 * r.len()).sum(),
-        Ok(AeAnswer::Delta { objects, want }) => {
+        AeAnswer::InSync => 1,
+        AeAnswer::Branches(b) => 8 * b.len(),
+        AeAnswer::Segments(runs) => runs.iter().map(|r| 8 * r.len()).sum(),
+        AeAnswer::Delta { objects, want } => {
             objects_size(objects) + want.iter().map(|k| k.len()).sum::<usize>()
         }
     }
@@ -84,8 +84,8 @@ impl Node {
             return;
         }
         let peer = others[self.rng.random_range(0..others.len())];
-        let root = match self.ae_tree_root(partition) {
-            Ok(root) => root,
+        let root = match self.ae_tree(partition) {
+            Ok(tree) => tree.root(),
             Err(e) => {
                 self.stats.storage_errors += 1;
                 debug!(error = %e, %partition, "anti-entropy cannot read its partition");
@@ -102,20 +102,6 @@ impl Node {
             asked: Asked::Root,
         };
         self.ae_send(now, exchange, AeStep::Root(root));
-    }
-
-    fn ae_tree_root(&mut self, partition: PartitionId) -> Result<u64, StorageError> {
-        let (tree, scanned) = self.ae.trees.get_or_build(&self.store, partition)?;
-        let root = tree.root();
-        self.note_tree_build(scanned);
-        Ok(root)
-    }
-
-    fn note_tree_build(&mut self, scanned: u64) {
-        if scanned > 0 {
-            self.stats.ae_trees_built += 1;
-            self.stats.ae_tree_keys_scanned += scanned;
-        }
     }
 
     /// Sends the exchange's next step now, charging the budget.
@@ -175,7 +161,9 @@ impl Node {
         let Some(Op::Exchange(mut exchange)) = self.take_op_if(id, ours) else {
             return;
         };
-        self.ae.budget.charge(now, answer_size(&result));
+        self.ae
+            .budget
+            .charge(now, result.as_ref().map_or(1, answer_size));
         let partition = exchange.partition;
         if !self.options.anti_entropy || !self.is_primary(partition) {
             return self.ae_finish(false);
@@ -193,8 +181,8 @@ impl Node {
                 return self.ae_finish(false);
             }
             (Asked::Root, AeAnswer::Branches(theirs)) => {
-                let mine = match self.ae.trees.get_or_build(&self.store, partition) {
-                    Ok((tree, _)) => tree.branches().to_vec(),
+                let mine = match self.ae_tree(partition) {
+                    Ok(tree) => tree.branches().to_vec(),
                     Err(e) => return self.ae_storage_failed(e),
                 };
                 let branches: Vec<u32> = differing(&mine, &theirs)
@@ -209,8 +197,8 @@ impl Node {
                 AeStep::Branches(branches)
             }
             (Asked::Branches(asked), AeAnswer::Segments(runs)) => {
-                let tree = match self.ae.trees.get_or_build(&self.store, partition) {
-                    Ok((tree, _)) => tree,
+                let tree = match self.ae_tree(partition) {
+                    Ok(tree) => tree,
                     Err(e) => return self.ae_storage_failed(e),
                 };
                 for (branch, theirs) in asked.iter().zip(&runs) {
@@ -402,11 +390,14 @@ impl Node {
             }
             return;
         }
-        let result = match refusal {
+        let answer = match refusal {
             Some(e) => Err(e),
             None => self.ae_answer(partition, step),
         };
-        let size = answer_size(&result);
+        let (result, size) = match answer {
+            Ok((answer, size)) => (Ok(answer), size),
+            Err(e) => (Err(e), 1),
+        };
         self.ae.budget.charge(now, size);
         self.stats.ae_bytes_sent += size as u64;
         if let Ok(AeAnswer::Delta { objects, .. }) = &result {
@@ -428,16 +419,23 @@ impl Node {
         }
     }
 
+    /// The answer to a step, with its size (a delta's measured while it
+    /// is gathered, not by encoding its states again).
     fn ae_answer(
         &mut self,
         partition: PartitionId,
         step: AeStep,
-    ) -> Result<AeAnswer, ReplicaError> {
+    ) -> Result<(AeAnswer, usize), ReplicaError> {
         let failed = |node: &mut Node, e: StorageError| {
             node.stats.storage_errors += 1;
             ReplicaError::Storage(e.to_string())
         };
-        let (tree, scanned) = match self.ae.trees.get_or_build(&self.store, partition) {
+        if let AeStep::Keys { segments, keys } = step {
+            return self
+                .ae_delta(partition, segments, keys)
+                .map_err(|e| failed(self, e));
+        }
+        let tree = match self.ae_tree(partition) {
             Ok(t) => t,
             Err(e) => return Err(failed(self, e)),
         };
@@ -450,16 +448,12 @@ impl Node {
                     .map(|&b| tree.segments_of(b as usize).to_vec())
                     .collect(),
             ),
-            AeStep::Keys { segments, keys } => {
-                self.note_tree_build(scanned);
-                return self
-                    .ae_delta(partition, segments, keys)
-                    .map_err(|e| failed(self, e));
+            AeStep::Keys { .. } | AeStep::Push(_) => {
+                unreachable!("deltas are answered above, pushes merged by the caller")
             }
-            AeStep::Push(_) => unreachable!("pushes are merged, not answered"),
         };
-        self.note_tree_build(scanned);
-        Ok(answer)
+        let size = answer_size(&answer);
+        Ok((answer, size))
     }
 
     /// What this replica holds that differs from the initiator's keys in
@@ -469,7 +463,7 @@ impl Node {
         partition: PartitionId,
         segments: Vec<u32>,
         keys: Vec<(Bytes, u64)>,
-    ) -> Result<AeAnswer, StorageError> {
+    ) -> Result<(AeAnswer, usize), StorageError> {
         let segments: BTreeSet<u32> = segments.into_iter().collect();
         let theirs: BTreeMap<Bytes, u64> = keys.into_iter().collect();
         let mut mine = BTreeSet::new();
@@ -489,6 +483,7 @@ impl Node {
             }
         })?;
         want.extend(theirs.into_keys().filter(|k| !mine.contains(k)));
-        Ok(AeAnswer::Delta { objects, want })
+        bytes += want.iter().map(|k| k.len()).sum::<usize>();
+        Ok((AeAnswer::Delta { objects, want }, bytes))
     }
 }

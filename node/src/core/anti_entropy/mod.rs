@@ -54,6 +54,7 @@ pub(crate) mod trees;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
+use quorra_merkle::Tree;
 use quorra_ring::PartitionId;
 
 use self::budget::Budget;
@@ -61,6 +62,7 @@ use self::exchange::Exchange;
 use self::trees::Trees;
 use super::messages::AeStep;
 use super::node::Node;
+use crate::storage::StorageError;
 use crate::version::Object;
 
 /// Most bytes of keys and states one anti-entropy message carries (8 MiB),
@@ -119,17 +121,23 @@ impl Node {
     /// Builds now the tree of every partition this node replicates that has
     /// none yet (they are otherwise built on first use). Returns the keys
     /// scanned. For benchmarks, and for warming a node before traffic.
-    pub fn build_anti_entropy_trees(&mut self) -> Result<u64, crate::storage::StorageError> {
-        let mut scanned = 0;
+    pub fn build_anti_entropy_trees(&mut self) -> Result<u64, StorageError> {
+        let before = self.stats.ae_tree_keys_scanned;
         for partition in self.ae.partitions.clone() {
-            let (_, keys) = self.ae.trees.get_or_build(&self.store, partition)?;
-            if keys > 0 {
-                self.stats.ae_trees_built += 1;
-                self.stats.ae_tree_keys_scanned += keys;
-            }
-            scanned += keys;
+            self.ae_tree(partition)?;
         }
-        Ok(scanned)
+        Ok(self.stats.ae_tree_keys_scanned - before)
+    }
+
+    /// The tree of `partition`, built from storage (and counted) if it is
+    /// not yet.
+    pub(super) fn ae_tree(&mut self, partition: PartitionId) -> Result<&mut Tree, StorageError> {
+        let (tree, scanned) = self.ae.trees.get_or_build(&self.store, partition)?;
+        if scanned > 0 {
+            self.stats.ae_trees_built += 1;
+            self.stats.ae_tree_keys_scanned += scanned;
+        }
+        Ok(tree)
     }
 
     /// The ring changed: walk the partitions this node now replicates, and
