@@ -41,6 +41,7 @@ fn main() {
                     },
                 ],
             },
+            answer: None,
         }),
     };
     let rounds = 1_000_000u32;

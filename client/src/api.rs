@@ -46,15 +46,30 @@ pub enum Request {
         /// W (and PW).
         consistency: Consistency,
     },
+    /// Change the key by `update`, an operation the coordinating primary
+    /// applies to its own copy of the key (read-modify-write in one step,
+    /// with no other write of that node in between) and writes back with
+    /// that copy's context, like a put. What `update` means is up to the
+    /// node's updater: the RESP gateway uses it for `SET`, `INCR` and
+    /// `EXPIRE`. The answer is in [`Response::answer`].
+    Update {
+        /// The key.
+        key: Bytes,
+        /// The encoded operation.
+        update: Bytes,
+        /// W (and PW).
+        consistency: Consistency,
+    },
 }
 
 impl Request {
     /// The key the request is about.
     pub fn key(&self) -> &Bytes {
         match self {
-            Request::Get { key, .. } | Request::Put { key, .. } | Request::Delete { key, .. } => {
-                key
-            }
+            Request::Get { key, .. }
+            | Request::Put { key, .. }
+            | Request::Delete { key, .. }
+            | Request::Update { key, .. } => key,
         }
     }
 
@@ -63,7 +78,8 @@ impl Request {
         match self {
             Request::Get { consistency, .. }
             | Request::Put { consistency, .. }
-            | Request::Delete { consistency, .. } => *consistency,
+            | Request::Delete { consistency, .. }
+            | Request::Update { consistency, .. } => *consistency,
         }
     }
 
@@ -106,6 +122,10 @@ pub struct Response {
     pub context: Context,
     /// Who answered.
     pub receipt: Receipt,
+    /// What an [`Request::Update`] answered (its updater decides); `None`
+    /// for every other request.
+    #[serde(default)]
+    pub answer: Option<Bytes>,
 }
 
 /// Why a request failed.

@@ -18,8 +18,8 @@ fn counter() -> impl Strategy<Value = PnCounter> {
     (
         0..3i64,
         0..3u64,
-        prop::collection::btree_map(1..4u64, 0..100u64, 0..3),
-        prop::collection::btree_map(1..4u64, 0..100u64, 0..3),
+        prop::collection::btree_map((1..4u64, 1..3u64), 0..100u64, 0..3),
+        prop::collection::btree_map((1..4u64, 1..3u64), 0..100u64, 0..3),
     )
         .prop_map(|(base, at, incs, decs)| PnCounter {
             base,
@@ -46,7 +46,7 @@ proptest! {
         let start = PnCounter::starting_at(7, stamp(1, 1));
         let mut replicas = vec![start.clone(); 3];
         for (node, by) in &adds {
-            replicas[(*node - 1) as usize].add(*node, *by).unwrap();
+            replicas[(*node - 1) as usize].add((*node, 1), *by).unwrap();
         }
         let expected = 7 + adds.iter().map(|(_, by)| by).sum::<i64>();
         let left = replicas[0].join(&replicas[1]).join(&replicas[2]);
@@ -65,7 +65,7 @@ proptest! {
             .map(|&(at, node, is_counter, n)| {
                 let data = if is_counter {
                     let mut c = PnCounter::starting_at(0, stamp(0, 1));
-                    c.add(node, n).unwrap();
+                    c.add((node, 1), n).unwrap();
                     Data::Counter(c)
                 } else {
                     Data::Str(Bytes::from(format!("s{n}")))
@@ -99,7 +99,7 @@ fn the_latest_string_wins_and_plain_bytes_are_the_oldest_strings() {
 #[test]
 fn a_later_set_replaces_counts_made_on_an_older_base() {
     let mut old = PnCounter::starting_at(0, stamp(1, 1));
-    old.add(1, 5).unwrap();
+    old.add((1, 1), 5).unwrap();
     let reset = PnCounter::starting_at(100, stamp(2, 2));
     assert_eq!(old.join(&reset).value(), Some(100));
 }
@@ -107,11 +107,11 @@ fn a_later_set_replaces_counts_made_on_an_older_base() {
 #[test]
 fn overflow_is_refused_and_changes_nothing() {
     let mut c = PnCounter::starting_at(i64::MAX - 1, stamp(1, 1));
-    assert_eq!(c.add(1, 1), Ok(i64::MAX));
-    assert!(c.add(1, 1).is_err());
+    assert_eq!(c.add((1, 1), 1), Ok(i64::MAX));
+    assert!(c.add((1, 1), 1).is_err());
     assert_eq!(c.value(), Some(i64::MAX));
     let mut d = PnCounter::starting_at(i64::MIN + 1, stamp(1, 1));
-    assert!(d.add(2, -2).is_err());
+    assert!(d.add((2, 1), -2).is_err());
     assert_eq!(d.value(), Some(i64::MIN + 1));
 }
 

@@ -47,6 +47,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free TCP port on 127.0.0.1 (free when asked).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 /// A cluster CA with node and client certificates in `dir`.
 pub fn make_tls(dir: &Path) {
     init(dir).expect("CA");
@@ -60,6 +69,8 @@ pub struct NodeProc {
     pub id: u64,
     /// Listen address.
     pub addr: SocketAddr,
+    /// The RESP (Redis protocol) address every test node serves.
+    pub resp: SocketAddr,
     /// Data directory.
     pub data: PathBuf,
     /// Log file.
@@ -129,6 +140,7 @@ impl TestCluster {
     fn define_node(&mut self, extra: &[&str]) -> usize {
         let id = self.nodes.len() as u64 + 1;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let resp = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
         let data = self.dir.path().join(format!("node{id}"));
         let log = self.dir.path().join(format!("node{id}.log"));
         let mut args: Vec<String> = vec![
@@ -143,6 +155,8 @@ impl TestCluster {
             self.tls.display().to_string(),
             "--request-timeout-ms".into(),
             "1000".into(),
+            "--resp-listen".into(),
+            resp.to_string(),
         ];
         if let Some(first) = self.nodes.first() {
             args.push("--seeds".into());
@@ -152,6 +166,7 @@ impl TestCluster {
         self.nodes.push(NodeProc {
             id,
             addr,
+            resp,
             data,
             log,
             args,

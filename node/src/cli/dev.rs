@@ -40,11 +40,16 @@ pub(crate) struct DevArgs {
     /// Merkle anti-entropy of the nodes: on or off.
     #[arg(long, default_value = "on")]
     anti_entropy: String,
+    /// RESP (Redis protocol) port of the first node; the others follow
+    /// (0: no RESP ports).
+    #[arg(long, default_value_t = 6379)]
+    resp_base_port: u16,
 }
 
 struct DevNode {
     id: u16,
     address: SocketAddr,
+    resp: Option<SocketAddr>,
     log: PathBuf,
     child: Child,
     exited: bool,
@@ -131,6 +136,11 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
             "--base-port too high for that many nodes".into(),
         ));
     }
+    if u32::from(args.resp_base_port) + u32::from(args.nodes) > 65536 {
+        return Err(CliError::Usage(
+            "--resp-base-port too high for that many nodes".into(),
+        ));
+    }
     let dir = &args.data_dir;
     let tls = dir.join("tls");
     ensure_certificates(&tls)?;
@@ -141,6 +151,8 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
     for i in 0..args.nodes {
         let id = i + 1;
         let address = SocketAddr::from(([127, 0, 0, 1], args.base_port + i));
+        let resp = (args.resp_base_port != 0)
+            .then(|| SocketAddr::from(([127, 0, 0, 1], args.resp_base_port + i)));
         let data = dir.join(format!("node{id}"));
         std::fs::create_dir_all(&data)?;
         let log = dir.join(format!("node{id}.log"));
@@ -172,12 +184,16 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
         if id > 1 {
             cmd.arg("--seeds").arg(first.to_string());
         }
+        if let Some(resp) = resp {
+            cmd.arg("--resp-listen").arg(resp.to_string());
+        }
         let child = cmd
             .spawn()
             .map_err(|e| CliError::Failed(format!("cannot start node {id}: {e}")))?;
         let mut node = DevNode {
             id,
             address,
+            resp,
             log,
             child,
             exited: false,
@@ -217,9 +233,10 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
     println!("local Quorra cluster of {} nodes is up:", nodes.len());
     for n in &nodes {
         println!(
-            "  node {:<3} {}  pid {:<8} log {}",
+            "  node {:<3} {}  redis {:<15}  pid {:<8} log {}",
             n.id,
             n.address,
+            n.resp.map_or("-".into(), |r| r.to_string()),
             n.child.id().map_or("-".into(), |p| p.to_string()),
             n.log.display()
         );
@@ -227,6 +244,10 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
     println!();
     println!("from this directory, try:");
     println!("  quorra put hello world && quorra get hello && quorra status");
+    if let Some(resp) = nodes.first().and_then(|n| n.resp) {
+        println!("with any Redis client, e.g.:");
+        println!("  redis-cli -p {} set greeting hello", resp.port());
+    }
     println!("from anywhere else, first:");
     println!(
         "  export QUORRA_TLS_DIR={} QUORRA_PEERS={}",

@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 use super::CliError;
 use quorra_node::core::Options;
+use quorra_node::resp::RespConfig;
+use quorra_node::resp::gateway::DEFAULT_SWEEP_INTERVAL;
 use quorra_node::runtime::daemon::{NodeConfig, run_blocking};
 use quorra_node::storage::commit::DEFAULT_PERIODIC_INTERVAL;
 use quorra_node::storage::{EngineKind, SyncMode};
@@ -91,6 +93,21 @@ pub(crate) struct NodeArgs {
     /// (0: unlimited) [default: 524288, 512 KiB/s].
     #[arg(long, env = "QUORRA_ANTI_ENTROPY_BYTES_PER_SEC")]
     anti_entropy_bytes_per_sec: Option<u64>,
+    /// TCP address for the Redis protocol (RESP), e.g. 127.0.0.1:6379
+    /// [default: none, no RESP port].
+    #[arg(long, env = "QUORRA_RESP_LISTEN")]
+    resp_listen: Option<SocketAddr>,
+    /// Password Redis clients must give with AUTH (`requirepass` in the
+    /// config file). Required to listen on a non-loopback address.
+    #[arg(long, env = "QUORRA_RESP_PASSWORD", hide_env_values = true)]
+    resp_password: Option<String>,
+    /// Serve TLS on the RESP port with this node's certificate
+    /// (redis-cli --tls --cacert ca.crt).
+    #[arg(long, env = "QUORRA_RESP_TLS")]
+    resp_tls: bool,
+    /// Seconds between two walks of the expiry sweeper [default: 60].
+    #[arg(long, env = "QUORRA_RESP_SWEEP_INTERVAL_SECS")]
+    resp_sweep_interval_secs: Option<u64>,
     /// Log filter (tracing syntax), e.g. info or quorra_node=debug.
     #[arg(long, env = "QUORRA_LOG", default_value = "info")]
     log: String,
@@ -122,6 +139,10 @@ struct FileConfig {
     anti_entropy_interval_secs: Option<u64>,
     anti_entropy_exchanges: Option<usize>,
     anti_entropy_bytes_per_sec: Option<u64>,
+    resp_listen: Option<SocketAddr>,
+    requirepass: Option<String>,
+    resp_tls: Option<bool>,
+    resp_sweep_interval_secs: Option<u64>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, CliError> {
@@ -234,6 +255,28 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
             quorra_ring::MAX_TOKENS_PER_NODE
         )));
     }
+    let tls = TlsFiles::in_dir(&tls_dir, &tls_name);
+    let resp = match args.resp_listen.or(file.resp_listen) {
+        None => None,
+        Some(listen) => {
+            let sweep = args
+                .resp_sweep_interval_secs
+                .or(file.resp_sweep_interval_secs);
+            if sweep == Some(0) {
+                return Err(CliError::Usage(
+                    "--resp-sweep-interval-secs must be at least 1".into(),
+                ));
+            }
+            let resp = RespConfig {
+                listen,
+                password: args.resp_password.or(file.requirepass),
+                tls: (args.resp_tls || file.resp_tls.unwrap_or(false)).then(|| tls.clone()),
+                sweep_interval: sweep.map_or(DEFAULT_SWEEP_INTERVAL, Duration::from_secs),
+            };
+            resp.check().map_err(CliError::Usage)?;
+            Some(resp)
+        }
+    };
     let mut gossip = quorra_gossip::Config::default();
     if let Some(ms) = args.gossip_interval_ms.or(file.gossip_interval_ms) {
         gossip.interval = Duration::from_millis(ms.max(10));
@@ -249,7 +292,7 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
         } else {
             args.seeds
         },
-        tls: TlsFiles::in_dir(&tls_dir, &tls_name),
+        tls,
         engine,
         cluster: args
             .cluster
@@ -260,6 +303,7 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
         options,
         gossip,
         leave_on_shutdown: args.leave_on_shutdown || file.leave_on_shutdown.unwrap_or(false),
+        resp,
     })
 }
 
@@ -301,5 +345,30 @@ mod tests {
         assert!(err.to_string().contains("bogus"), "{err}");
         let err = config(NodeArgs::default()).unwrap_err();
         assert!(err.to_string().contains("--tls-dir is required"), "{err}");
+    }
+
+    #[test]
+    fn a_resp_port_off_loopback_needs_a_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        let base = "listen = \"127.0.0.1:7000\"\ndata-dir = \"/tmp/x\"\ntls-dir = \"/tmp/tls\"\n";
+        std::fs::write(&file, format!("{base}resp-listen = \"0.0.0.0:6379\"\n")).unwrap();
+        let args = || NodeArgs {
+            config: Some(file.clone()),
+            ..NodeArgs::default()
+        };
+        let err = config(args()).unwrap_err();
+        assert!(err.to_string().contains("without a password"), "{err}");
+        std::fs::write(
+            &file,
+            format!("{base}resp-listen = \"0.0.0.0:6379\"\nrequirepass = \"s3cret\"\n"),
+        )
+        .unwrap();
+        let c = config(args()).unwrap();
+        let resp = c.resp.unwrap();
+        assert_eq!(resp.password.as_deref(), Some("s3cret"));
+        assert!(resp.tls.is_none());
+        std::fs::write(&file, format!("{base}resp-listen = \"127.0.0.1:6379\"\n")).unwrap();
+        assert!(config(args()).unwrap().resp.unwrap().password.is_none());
     }
 }

@@ -63,12 +63,24 @@ pub(crate) enum Op {
     Exchange(super::anti_entropy::exchange::Exchange),
 }
 
+/// What a write puts in place.
+#[derive(Debug)]
+pub(super) enum WriteOf {
+    /// The client's value or tombstone, over what its context covers.
+    Given(Sibling, VersionVector),
+    /// The updater's result, over the coordinator's copy (see [`super::update`]).
+    Update(Bytes),
+}
+
 /// A request after validation.
 struct Checked {
     partition: PartitionId,
     key: Bytes,
-    write: Option<(Sibling, VersionVector)>,
+    write: Option<WriteOf>,
 }
+
+/// Largest encoded update: a value and some room for the operation.
+const MAX_UPDATE_LEN: usize = quorra_client::MAX_VALUE_LEN + 4096;
 
 pub(super) fn invalid(message: impl std::fmt::Display) -> RequestError {
     RequestError::Invalid(message.to_string())
@@ -87,9 +99,26 @@ fn check(node: &Node, request: &Request) -> Result<Checked, RequestError> {
                     quorra_client::MAX_VALUE_LEN
                 )));
             }
-            Some((Sibling::Value(value.clone()), decode_context(context)?))
+            Some(WriteOf::Given(
+                Sibling::Value(value.clone()),
+                decode_context(context)?,
+            ))
         }
-        Request::Delete { context, .. } => Some((Sibling::Tombstone, decode_context(context)?)),
+        Request::Delete { context, .. } => {
+            Some(WriteOf::Given(Sibling::Tombstone, decode_context(context)?))
+        }
+        Request::Update { update, .. } => {
+            if update.len() > MAX_UPDATE_LEN {
+                return Err(invalid(format!(
+                    "update is {} bytes; the limit is {MAX_UPDATE_LEN}",
+                    update.len()
+                )));
+            }
+            if node.options.updater.is_none() {
+                return Err(invalid("this node has no updater: updates are refused"));
+            }
+            Some(WriteOf::Update(update.clone()))
+        }
     };
     Ok(Checked {
         partition: node.ring.partition_of_key(&key),
@@ -108,6 +137,7 @@ pub(super) fn response(state: &Object, receipt: Receipt) -> Response {
         values: state.live_values().cloned().collect(),
         context: context::encode(&state.context()),
         receipt,
+        answer: None,
     }
 }
 
@@ -125,7 +155,7 @@ impl Node {
                 Ok(q) => self.start_read(now, reply_to, checked.partition, checked.key, q),
                 Err(e) => self.reply(reply_to, Err(e.into())),
             },
-            Some((sibling, ctx)) => {
+            Some(write) => {
                 let quorum = match consistency.write_quorum(n) {
                     Ok(q) => q,
                     Err(e) => return self.reply(reply_to, Err(e.into())),
@@ -145,8 +175,7 @@ impl Node {
                     now,
                     reply_to,
                     (checked.partition, checked.key),
-                    sibling,
-                    ctx,
+                    write,
                     quorum,
                 );
             }

@@ -25,7 +25,8 @@
 //!   primary (others forward); the coordinator stores its copy first, every
 //!   replica merges the new state, a fallback keeps it as a hint, and the
 //!   client is answered once W (PW) replicas hold it durably. The reply
-//!   carries a receipt of who answered.
+//!   carries a receipt of who answered. An update ([`update`]) is a write
+//!   whose value the coordinating primary computes from its own copy.
 //! - **Hinted handoff** ([`hints`]): fallbacks hand hints to their owner
 //!   when it answers again and delete them only once the owner acknowledged
 //!   them durably. Hints are bounded; overflow is refused and counted.
@@ -72,6 +73,7 @@ pub mod read;
 pub mod replica;
 pub mod stats;
 pub mod tally;
+pub mod update;
 pub mod validate;
 pub mod write;
 
@@ -82,3 +84,4 @@ pub use messages::{
 pub use node::{ClientTag, Node, NodeError};
 pub use options::Options;
 pub use stats::Stats;
+pub use update::{Applied, Change, Updater};

@@ -1,6 +1,9 @@
 //! Tunables of the node core, with their documented defaults.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::update::Updater;
 
 use crate::storage::SyncMode;
 
@@ -58,6 +61,9 @@ pub struct Options {
     pub sync: SyncMode,
     /// Seed of the node's RNG (timer jitter). Set it for reproducible runs.
     pub rng_seed: u64,
+    /// What [`quorra_client::Request::Update`]s mean (default none: updates
+    /// are refused). The daemon sets the RESP gateway's.
+    pub updater: Option<Arc<dyn Updater>>,
 }
 
 impl Default for Options {
@@ -81,6 +87,7 @@ impl Default for Options {
             anti_entropy_bytes_per_sec: 512 * 1024,
             sync: SyncMode::Always,
             rng_seed: 0,
+            updater: None,
         }
     }
 }

@@ -26,11 +26,12 @@ use quorra_client::{Quorum, Receipt, RequestError, Response};
 use quorra_ring::{NodeId, PartitionId, ReplicaRole};
 use tracing::debug;
 
-use super::coordinator::{Op, ReplyTo, response};
+use super::coordinator::{Op, ReplyTo, WriteOf, response};
 use super::messages::{PeerMessage, ReplicaError, RequestId};
 use super::node::{INCARNATION_KEY, Node, Pending};
 use super::tally::Tally;
-use crate::version::{Actor, Object, Sibling, VersionVector};
+use super::update::{Applied, Change};
+use crate::version::{Actor, Object, Sibling};
 
 /// A write in flight.
 #[derive(Debug)]
@@ -39,6 +40,14 @@ pub(crate) struct WriteOp {
     tally: Tally,
     /// What the client is told on success (the receipt is filled in then).
     response: Response,
+}
+
+/// What applying a write did.
+enum Applying {
+    /// The state changed; an update's answer.
+    Written(Option<Bytes>),
+    /// The update changes nothing; its answer.
+    Kept(Bytes),
 }
 
 impl Node {
@@ -105,28 +114,76 @@ impl Node {
         Ok(known)
     }
 
-    /// Applies the client's write to `state` with a suitable actor.
+    /// Applies the client's write, or computes and applies an update, on
+    /// `state` with a suitable actor.
     fn apply_write(
         &mut self,
         state: &mut Object,
         at: (PartitionId, &[u8]),
         primary: bool,
-        ctx: &VersionVector,
-        sibling: Sibling,
-    ) -> Result<(), RequestError> {
-        let actor = if primary {
+        write: &WriteOf,
+    ) -> Result<Applying, RequestError> {
+        let mut actor = if primary {
             self.primary_actor(state, at.0, at.1)?
         } else {
             self.fresh_actor()?
         };
-        if state.update(ctx, actor, sibling.clone()).is_err() {
-            // This epoch can issue no more dots for the key: start another.
-            let actor = self.fresh_actor()?;
-            state
-                .update(ctx, actor, sibling)
-                .map_err(|e| RequestError::Invalid(e.to_string()))?;
+        let mut exhausted = None;
+        // A second attempt when this epoch can issue no more dots for the key.
+        for _ in 0..2 {
+            let (sibling, ctx, answer) = match write {
+                WriteOf::Given(sibling, ctx) => (sibling.clone(), ctx.clone(), None),
+                WriteOf::Update(update) => match self.run_updater(state, update, actor)? {
+                    Applied {
+                        change: Change::Keep,
+                        answer,
+                    } => return Ok(Applying::Kept(answer)),
+                    Applied { change, answer } => {
+                        let sibling = match change {
+                            Change::Put(value) => Sibling::Value(value),
+                            _ => Sibling::Tombstone,
+                        };
+                        (sibling, state.context(), Some(answer))
+                    }
+                },
+            };
+            match state.update(&ctx, actor, sibling) {
+                Ok(_) => return Ok(Applying::Written(answer)),
+                Err(e) => exhausted = Some(e),
+            }
+            actor = self.fresh_actor()?;
         }
-        Ok(())
+        Err(RequestError::Invalid(
+            exhausted.map(|e| e.to_string()).unwrap_or_default(),
+        ))
+    }
+
+    /// The updater's result for `update` on `state`, as `actor`.
+    fn run_updater(
+        &self,
+        state: &Object,
+        update: &[u8],
+        actor: Actor,
+    ) -> Result<Applied, RequestError> {
+        let updater = self
+            .options
+            .updater
+            .as_ref()
+            .ok_or_else(|| RequestError::Invalid("this node has no updater".into()))?;
+        let values: Vec<Bytes> = state.live_values().cloned().collect();
+        let applied = updater
+            .apply(update, &values, actor)
+            .map_err(RequestError::Invalid)?;
+        if let Change::Put(value) = &applied.change
+            && value.len() > quorra_client::MAX_VALUE_LEN
+        {
+            return Err(RequestError::Invalid(format!(
+                "the updated value is {} bytes; the limit is {}",
+                value.len(),
+                quorra_client::MAX_VALUE_LEN
+            )));
+        }
+        Ok(applied)
     }
 
     pub(super) fn start_write(
@@ -134,8 +191,7 @@ impl Node {
         now: Duration,
         reply_to: ReplyTo,
         (partition, key): (PartitionId, Bytes),
-        sibling: Sibling,
-        ctx: VersionVector,
+        write: WriteOf,
         quorum: Quorum,
     ) {
         self.stats.writes += 1;
@@ -159,13 +215,25 @@ impl Node {
             Ok(k) => k,
             Err(e) => return self.reply(reply_to, Err(e)),
         };
-        if let Err(e) = self.apply_write(&mut state, (partition, &key), primary, &ctx, sibling) {
-            return self.reply(reply_to, Err(e));
-        }
+        let answer = match self.apply_write(&mut state, (partition, &key), primary, &write) {
+            Ok(Applying::Written(answer)) => answer,
+            Ok(Applying::Kept(answer)) => {
+                // An update that changes nothing: its answer, at once.
+                let unchanged = Response {
+                    answer: Some(answer),
+                    ..response(&state, Receipt::default())
+                };
+                return self.reply(reply_to, Ok(unchanged));
+            }
+            Err(e) => return self.reply(reply_to, Err(e)),
+        };
         let id = self.next_request_id();
         let mut op = WriteOp {
             reply_to,
-            response: response(&state, Receipt::default()),
+            response: Response {
+                answer,
+                ..response(&state, Receipt::default())
+            },
             tally,
         };
         match my_role {

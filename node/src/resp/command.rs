@@ -14,6 +14,8 @@ use super::codec::Reply;
 pub enum Expiry {
     /// In this many milliseconds from now (`EX s`, `PX ms`).
     In(u64),
+    /// Keep the key's current expiry (`KEEPTTL`).
+    Keep,
 }
 
 /// A `SET` condition.
@@ -54,7 +56,7 @@ pub enum Command {
     Select(i64),
     /// `GET key`.
     Get(Bytes),
-    /// `SET key value [EX s | PX ms] [NX | XX] [GET]`.
+    /// `SET key value [EX s | PX ms | KEEPTTL] [NX | XX] [GET]`.
     Set {
         /// Key.
         key: Bytes,
@@ -119,6 +121,8 @@ pub enum Command {
     ClientId,
     /// `CLIENT INFO`.
     ClientInfo,
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value` (client libraries send it on connect).
+    ClientSetInfo,
     /// `QUORRA.CONSISTENCY level`.
     Consistency(String),
     /// `QUORRA.SIBLINGS key`.
@@ -314,7 +318,8 @@ pub fn parse(args: &[Bytes]) -> Result<Command, Reply> {
                 ("getname", 2) => Command::ClientGetName,
                 ("id", 2) => Command::ClientId,
                 ("info", 2) => Command::ClientInfo,
-                ("setname" | "getname" | "id" | "info", _) => {
+                ("setinfo", 4) => Command::ClientSetInfo,
+                ("setname" | "getname" | "id" | "info" | "setinfo", _) => {
                     return Err(wrong_arity(&format!("client|{}", text(&args[1]))));
                 }
                 (other, _) => {
@@ -396,6 +401,10 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Reply> {
                     _ => return Err(Reply::error("ERR invalid expire time in 'set' command")),
                 }
                 i += 2;
+            }
+            "KEEPTTL" if expiry.is_none() => {
+                expiry = Some(Expiry::Keep);
+                i += 1;
             }
             "NX" if condition.is_none() => {
                 condition = Some(Condition::Absent);

@@ -68,18 +68,23 @@ impl Hlc {
     }
 }
 
-/// A PN-counter: per node, the total it added and the total it removed, on
-/// top of a base (the integer of the string it started from).
+/// Who changed a counter: the node and the epoch of the actor the write
+/// was issued under (see [`crate::core::update`]: an actor's entry always
+/// grows from its own last value).
+pub type Writer = (u64, u64);
+
+/// A PN-counter: per writer, the total it added and the total it removed,
+/// on top of a base (the integer of the string it started from).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PnCounter {
     /// The value it started from.
     pub base: i64,
     /// When the base was set (a later base replaces the counts on an older one).
     pub base_stamp: Hlc,
-    /// Per node: the sum of its increments.
-    pub incs: BTreeMap<u64, u64>,
-    /// Per node: the sum of its decrements.
-    pub decs: BTreeMap<u64, u64>,
+    /// Per writer: the sum of its increments.
+    pub incs: BTreeMap<Writer, u64>,
+    /// Per writer: the sum of its decrements.
+    pub decs: BTreeMap<Writer, u64>,
 }
 
 impl PnCounter {
@@ -99,10 +104,10 @@ impl PnCounter {
         i64::try_from(i128::from(self.base) + up - down).ok()
     }
 
-    /// Adds `by` (negative: subtracts) as `node`. Fails, changing nothing,
+    /// Adds `by` (negative: subtracts) as `writer`. Fails, changing nothing,
     /// if the result would not fit an `i64` (Redis's "increment or
     /// decrement would overflow").
-    pub fn add(&mut self, node: u64, by: i64) -> Result<i64, CounterOverflow> {
+    pub fn add(&mut self, writer: Writer, by: i64) -> Result<i64, CounterOverflow> {
         let now = self.value().ok_or(CounterOverflow)?;
         let next = now.checked_add(by).ok_or(CounterOverflow)?;
         let totals = if by >= 0 {
@@ -110,7 +115,7 @@ impl PnCounter {
         } else {
             &mut self.decs
         };
-        let entry = totals.entry(node).or_default();
+        let entry = totals.entry(writer).or_default();
         *entry = entry
             .checked_add(by.unsigned_abs())
             .ok_or(CounterOverflow)?;
@@ -127,7 +132,7 @@ impl PnCounter {
             Greater => self.clone(),
             Less => other.clone(),
             Equal => {
-                let max = |a: &BTreeMap<u64, u64>, b: &BTreeMap<u64, u64>| {
+                let max = |a: &BTreeMap<Writer, u64>, b: &BTreeMap<Writer, u64>| {
                     let mut out = a.clone();
                     for (&n, &v) in b {
                         let e = out.entry(n).or_default();

@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use quorra_client::TlsFiles;
@@ -28,6 +29,7 @@ use super::transport::{ClusterId, Transport};
 use crate::core::{Node, NodeError, Options};
 use crate::membership::Membership;
 use crate::membership::identity::{self, Identity, own_entry};
+use crate::resp::{Facts, Gateway, RespConfig, RespUpdater};
 use crate::storage::{EngineKind, StorageError, Store, open_engine};
 
 /// Inputs queued for the driver before the transport waits.
@@ -64,6 +66,8 @@ pub struct NodeConfig {
     pub gossip: GossipConfig,
     /// On SIGINT/SIGTERM, announce `leaving` then `left` before stopping.
     pub leave_on_shutdown: bool,
+    /// The RESP (Redis protocol) gateway, if one is wanted.
+    pub resp: Option<RespConfig>,
 }
 
 /// Why a node could not start or stopped with an error.
@@ -214,6 +218,22 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     }
     let server = server_config(&config.tls)?;
     let peer = client_config(&config.tls, ALPN_PEER)?;
+    let resp_listener = match &config.resp {
+        Some(resp) => {
+            resp.check().map_err(DaemonError::Config)?;
+            if let Some(files) = &resp.tls {
+                crate::resp::tls::acceptor(files)?;
+            }
+            let listener = tokio::net::TcpListener::bind(resp.listen)
+                .await
+                .map_err(|e| DaemonError::Bind {
+                    address: resp.listen,
+                    reason: e.to_string(),
+                })?;
+            Some(listener)
+        }
+        None => None,
+    };
 
     let provisional = ClusterId {
         node: NodeId(config.node_id.unwrap_or(0)),
@@ -274,11 +294,17 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         )],
     )
     .map_err(|e| DaemonError::Config(e.to_string()))?;
+    // Every node applies the gateway's updates: a gateway on another node
+    // forwards them to whichever primary coordinates the key.
+    let options = Options {
+        updater: Some(Arc::new(RespUpdater)),
+        ..config.options.clone()
+    };
     let node = Node::new(
         identity.node,
         provisional_ring,
         store.clone(),
-        config.options.clone(),
+        options,
         origin.elapsed(),
     )?;
     let mut gossip = Gossiper::new(
@@ -302,8 +328,22 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     );
 
     let (inbox_tx, inbox) = mpsc::channel(INBOX);
-    tokio::spawn(transport.clone().accept(inbox_tx));
+    tokio::spawn(transport.clone().accept(inbox_tx.clone()));
     let (stop_tx, shutdown) = watch::channel(false);
+    if let (Some(listener), Some(resp)) = (resp_listener, config.resp.clone()) {
+        let facts = Facts {
+            node: identity.node.0,
+            engine: config.engine.name().into(),
+            fsync: match config.options.sync {
+                crate::storage::SyncMode::Always => "always".into(),
+                _ => "periodic".into(),
+            },
+            data_dir: config.data_dir.clone(),
+        };
+        let gateway = Arc::new(Gateway::new(inbox_tx, store.clone(), resp, facts));
+        tokio::spawn(gateway.clone().serve(listener, shutdown.clone()));
+        tokio::spawn(crate::resp::keyspace::sweep(gateway, shutdown.clone()));
+    }
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down");
