@@ -378,6 +378,9 @@ impl Sim {
             anti_entropy_interval: ANTI_ENTROPY_INTERVAL,
             max_hint_bytes: self.params.max_hint_bytes,
             rng_seed: self.params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ node as u64,
+            // The RESP gateway's updater, as the daemon gives every node:
+            // pure, so simulated updates replay exactly.
+            updater: Some(std::sync::Arc::new(quorra_node::resp::RespUpdater)),
             ..Options::default()
         }
     }
