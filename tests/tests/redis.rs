@@ -316,14 +316,20 @@ async fn a_redis_client_sees_one_redis_backed_by_the_cluster() {
     redis_cli_session(resp[2]);
 }
 
-/// A short redis-cli session, when redis-cli is installed.
-fn redis_cli_session(addr: SocketAddr) {
-    if Command::new("redis-cli").arg("--version").output().is_err() {
+fn have_redis_cli() -> bool {
+    let present = Command::new("redis-cli").arg("--version").output().is_ok();
+    if !present {
         eprintln!("redis-cli is not installed: its session is skipped");
-        return;
     }
+    present
+}
+
+/// Runs redis-cli against `addr` with `extra` flags and `script` on its
+/// standard input; returns what it printed (standard output, then error).
+fn redis_cli(addr: SocketAddr, extra: &[&str], script: &str) -> String {
     let mut child = Command::new("redis-cli")
         .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -333,12 +339,22 @@ fn redis_cli_session(addr: SocketAddr) {
         .stdin
         .take()
         .unwrap()
-        .write_all(
-            b"SET cli hello\nGET cli\nINCR cli-n\nINCR cli-n\nDEL cli\nGET cli\nNOSUCH x\nDBSIZE\n",
-        )
+        .write_all(script.as_bytes())
         .unwrap();
     let out = child.wait_with_output().expect("redis-cli ends");
-    let text = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// A short redis-cli session, when redis-cli is installed.
+fn redis_cli_session(addr: SocketAddr) {
+    if !have_redis_cli() {
+        return;
+    }
+    let text = redis_cli(
+        addr,
+        &[],
+        "SET cli hello\nGET cli\nINCR cli-n\nINCR cli-n\nDEL cli\nGET cli\nNOSUCH x\nDBSIZE\n",
+    );
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[..6], ["OK", "hello", "1", "2", "1", ""], "{text}");
     assert!(lines[6].contains("unknown command 'NOSUCH'"), "{text}");
@@ -415,30 +431,12 @@ async fn passwords_bad_input_and_refused_setups() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn tls_on_the_resp_port_works_with_redis_cli() {
-    if Command::new("redis-cli").arg("--version").output().is_err() {
-        eprintln!("redis-cli is not installed: the TLS session is skipped");
+    if !have_redis_cli() {
         return;
     }
     let cluster = TestCluster::start(1, &["--resp-tls"]).await;
     let addr = cluster.nodes[0].resp;
-    let cli = |extra: &[&str], script: &str| {
-        let mut child = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("redis-cli starts");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    };
+    let cli = |extra: &[&str], script: &str| redis_cli(addr, extra, script);
     let ca = cluster.tls.join("ca.crt");
     let out = cli(
         &["--tls", "--cacert", ca.to_str().unwrap()],

@@ -423,16 +423,8 @@ async fn run(gateway: &Arc<Gateway>, c: Consistency, command: Command) -> Result
         Command::Info(sections) => info::info(gateway, &sections).await,
         Command::CommandInfo { sub, names } => table::command(&sub, &names),
         Command::ConfigGet(patterns) => info::config_get(gateway, &patterns),
-        Command::Quit
-        | Command::Hello { .. }
-        | Command::Auth { .. }
-        | Command::Select(_)
-        | Command::ClientSetName(_)
-        | Command::ClientGetName
-        | Command::ClientId
-        | Command::ClientInfo
-        | Command::ClientSetInfo
-        | Command::Consistency(_) => Reply::error("ERR connection command run as a data command"),
+        // keys() sends connection commands to session(), never here.
+        connection => Reply::error(format!("ERR not a data command: {connection:?}")),
     })
 }
 
