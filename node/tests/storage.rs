@@ -537,3 +537,76 @@ fn durable_writes_survive_a_process_crash() {
         }
     }
 }
+
+/// One step of the cache property below.
+#[derive(Clone, Debug)]
+enum CacheStep {
+    Put(u8, u8),
+    Delete(u8),
+    Get(u8),
+    /// An apply of two puts, one of them oversized: refused as a whole.
+    RefusedBatch(u8, u8),
+}
+
+fn cache_step() -> impl Strategy<Value = CacheStep> {
+    prop_oneof![
+        (0..6u8, any::<u8>()).prop_map(|(k, v)| CacheStep::Put(k, v)),
+        (0..6u8).prop_map(CacheStep::Delete),
+        (0..6u8).prop_map(CacheStep::Get),
+        (0..6u8, 0..6u8).prop_map(|(a, b)| CacheStep::RefusedBatch(a, b)),
+    ]
+}
+
+proptest! {
+    /// A store with a cache (tiny, so it keeps shrinking) reads exactly what
+    /// a store without one reads, and what it wrote reaches the engine.
+    #[test]
+    fn a_cached_store_reads_what_an_uncached_one_reads(
+        steps in prop::collection::vec(cache_step(), 1..80),
+    ) {
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let engine = open_engine(EngineKind::Memory, dir_a.path()).unwrap();
+        let cached = Store::with_cache(engine.clone(), 2_000);
+        let plain = Store::new(open_engine(EngineKind::Memory, dir_b.path()).unwrap());
+        let p = PartitionId(3);
+        let key = |k: u8| vec![b'k', k];
+        let huge = {
+            let mut o = Object::new();
+            let value = Sibling::Value(Bytes::from(vec![0u8; MAX_VALUE_LEN + 1]));
+            o.update(&VersionVector::default(), Actor::new(NodeId(1), 1), value).unwrap();
+            o
+        };
+        for step in steps {
+            match step {
+                CacheStep::Put(k, v) => {
+                    let o = object(&format!("v{v}"));
+                    cached.put(p, &key(k), &o).unwrap();
+                    plain.put(p, &key(k), &o).unwrap();
+                }
+                CacheStep::Delete(k) => {
+                    cached.delete(p, &key(k)).unwrap();
+                    plain.delete(p, &key(k)).unwrap();
+                }
+                CacheStep::Get(k) => {
+                    prop_assert_eq!(cached.get(p, &key(k)).unwrap(), plain.get(p, &key(k)).unwrap());
+                }
+                CacheStep::RefusedBatch(a, b) => {
+                    let small = object("small");
+                    let batch = |store: &Store| store.apply(&[
+                        Change::Put { partition: p, key: &key(a), object: &small },
+                        Change::Put { partition: p, key: &key(b), object: &huge },
+                    ]);
+                    prop_assert!(batch(&cached).is_err());
+                    prop_assert!(batch(&plain).is_err());
+                }
+            }
+        }
+        // The engine underneath holds what the cached store shows.
+        let underneath = Store::new(engine);
+        for k in 0..6 {
+            prop_assert_eq!(underneath.get(p, &key(k)).unwrap(), plain.get(p, &key(k)).unwrap());
+            prop_assert_eq!(cached.get(p, &key(k)).unwrap(), plain.get(p, &key(k)).unwrap());
+        }
+        prop_assert!(cached.cached_bytes() <= 2_000 + 200);
+    }
+}

@@ -30,6 +30,7 @@ use crate::core::{Node, NodeError, Options};
 use crate::membership::Membership;
 use crate::membership::identity::{self, Identity, own_entry};
 use crate::resp::{Facts, Gateway, RespConfig, RespUpdater};
+use crate::storage::cache::DEFAULT_CACHE_BYTES;
 use crate::storage::{EngineKind, StorageError, Store, open_engine};
 
 /// Inputs queued for the driver before the transport waits.
@@ -210,7 +211,10 @@ pub fn run_blocking(config: NodeConfig) -> Result<(), DaemonError> {
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     let engine_dir = prepare_data_dir(&config.data_dir, config.engine)?;
-    let store = Store::new(open_engine(config.engine, &engine_dir)?);
+    let store = Store::with_cache(
+        open_engine(config.engine, &engine_dir)?,
+        DEFAULT_CACHE_BYTES,
+    );
     // Everything that can fail is checked before a new identity is written:
     // a failed first start must not stamp the directory with a random id.
     if let Some(existing) = identity::load(&store)? {

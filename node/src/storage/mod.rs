@@ -40,6 +40,7 @@
 //! to [`quorra_client::MAX_VALUE_LEN`] (16 MiB), all siblings of a key
 //! together up to [`MAX_RECORD_LEN`] (64 MiB).
 
+pub mod cache;
 pub mod commit;
 mod error;
 pub mod fjall_engine;

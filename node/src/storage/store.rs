@@ -12,6 +12,7 @@ use std::sync::Arc;
 use quorra_client::{MAX_KEY_LEN, MAX_VALUE_LEN};
 use quorra_ring::{NodeId, PartitionId};
 
+use super::cache::ObjectCache;
 use super::layout::{
     all_hints_prefix, all_tombs_prefix, data_key, data_prefix, hint_key, hint_prefix, meta_key,
     parse_data_key, parse_hint_key, parse_tomb_key, prefix_end, tomb_key,
@@ -98,6 +99,8 @@ pub enum Change<'a> {
 #[derive(Clone)]
 pub struct Store {
     engine: Arc<dyn Engine>,
+    /// Shared by clones; none for [`Store::new`].
+    cache: Option<Arc<ObjectCache>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -183,9 +186,27 @@ fn describe(partition: PartitionId, key: &[u8]) -> String {
 }
 
 impl Store {
-    /// A store over `engine`.
+    /// A store over `engine`, reading every object from it.
     pub fn new(engine: Arc<dyn Engine>) -> Self {
-        Self { engine }
+        Self {
+            engine,
+            cache: None,
+        }
+    }
+
+    /// A store over `engine` that keeps about `bytes` of the objects it
+    /// read or wrote last ([`super::cache`]). Only one store with a cache
+    /// may write to an engine.
+    pub fn with_cache(engine: Arc<dyn Engine>, bytes: usize) -> Self {
+        Self {
+            engine,
+            cache: Some(Arc::new(ObjectCache::new(bytes))),
+        }
+    }
+
+    /// Bytes its cache holds (0 without one).
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.bytes())
     }
 
     /// The engine underneath.
@@ -201,10 +222,19 @@ impl Store {
     /// The owned object at `key`, if any.
     pub fn get(&self, partition: PartitionId, key: &[u8]) -> Result<Option<Object>, StorageError> {
         check_key(key)?;
-        self.engine
-            .get(&data_key(partition, key))?
+        let at = data_key(partition, key);
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&at)) {
+            return Ok(hit);
+        }
+        let object = self
+            .engine
+            .get(&at)?
             .map(|bytes| decode_object(&bytes, || describe(partition, key)))
-            .transpose()
+            .transpose()?;
+        if let Some(cache) = &self.cache {
+            cache.insert(at, object.clone());
+        }
+        Ok(object)
     }
 
     /// Stores an owned object.
@@ -284,7 +314,27 @@ impl Store {
                 },
             });
         }
-        self.engine.write(ops)
+        let result = self.engine.write(ops);
+        if let Some(cache) = &self.cache {
+            for change in changes {
+                match *change {
+                    Change::Put {
+                        partition,
+                        key,
+                        object,
+                    } if result.is_ok() => {
+                        cache.insert(data_key(partition, key), Some(object.clone()))
+                    }
+                    Change::Put { partition, key, .. } => cache.remove(&data_key(partition, key)),
+                    Change::Delete { partition, key } if result.is_ok() => {
+                        cache.insert(data_key(partition, key), None)
+                    }
+                    Change::Delete { partition, key } => cache.remove(&data_key(partition, key)),
+                    _ => {}
+                }
+            }
+        }
+        result
     }
 
     /// Up to `limit` objects of `partition` in key order, starting after
