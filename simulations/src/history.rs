@@ -29,6 +29,8 @@ pub enum Kind {
         /// Values the context covered.
         saw: Vec<Bytes>,
     },
+    /// `INCR` of a counter key: an update adding 1.
+    Incr,
 }
 
 /// How an operation ended.
@@ -85,7 +87,7 @@ impl Record {
     /// The values its context covered (writes only).
     pub fn saw(&self) -> &[Bytes] {
         match &self.kind {
-            Kind::Get => &[],
+            Kind::Get | Kind::Incr => &[],
             Kind::Put { saw, .. } | Kind::Delete { saw } => saw,
         }
     }
@@ -96,6 +98,7 @@ impl Record {
             Kind::Get => "get".to_string(),
             Kind::Put { value, saw } => format!("put {} saw {}", show(value), show_all(saw)),
             Kind::Delete { saw } => format!("del saw {}", show_all(saw)),
+            Kind::Incr => "incr".to_string(),
         };
         let outcome = match &self.outcome {
             Outcome::Ok {

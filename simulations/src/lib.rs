@@ -11,11 +11,12 @@
 //!   was not flushed), clocks (offset and rate error), pauses.
 //! - [`faults`]: random crashes, pauses and partitions at the seed's rates.
 //! - [`workload`]: concurrent clients doing gets, puts with and without
-//!   context and deletes on a small key space, at mixed consistency levels.
+//!   context and deletes on a small key space, and increments of two
+//!   counters (the RESP gateway's `INCR`), at mixed consistency levels.
 //! - [`history`]: what every client operation did and saw.
 //! - [`runner`]: the safety phase, the liveness phase, the checks.
-//! - [`check`]: durability, no resurrection, causality, read-your-writes
-//!   (safety) and convergence (liveness), each its own module.
+//! - [`check`]: durability, no resurrection, causality, read-your-writes,
+//!   counters (safety) and convergence (liveness), each its own module.
 //! - [`trace`]: a fingerprint of every event, to catch hidden
 //!   nondeterminism by running a seed twice.
 //!

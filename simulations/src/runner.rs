@@ -33,7 +33,7 @@ use rand::RngExt;
 use crate::check::{Check, FinalState, Violation, check_all};
 use crate::params::Params;
 use crate::sim::{Event, Sim, WorldStats};
-use crate::workload::Workload;
+use crate::workload::{COUNTER_KEYS, Workload};
 
 /// Longest the cluster may take to form from its seeds.
 pub const BOOTSTRAP_LIMIT: Duration = Duration::from_secs(60);
@@ -265,7 +265,7 @@ pub fn run(params: Params, record_trace: bool) -> Report {
             break;
         }
         became_quiet = true;
-        if FinalState::read(&sim, params.keys).converged() {
+        if FinalState::read(&sim, params.keys + COUNTER_KEYS).converged() {
             break;
         }
         // Quiet but not converged: background repair runs on timers.
@@ -292,7 +292,7 @@ pub fn run(params: Params, record_trace: bool) -> Report {
     }
 
     workload.history.disk_losses = sim.disk_losses.clone();
-    let fin = FinalState::read(&sim, params.keys);
+    let fin = FinalState::read(&sim, params.keys + COUNTER_KEYS);
     let mut violations = check_all(&sim, &workload.history, &fin);
     if stuck.is_none() {
         violations.extend(change_membership(&mut sim, &mut workload));

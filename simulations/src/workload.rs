@@ -1,5 +1,7 @@
 //! Clients: concurrent gets, puts (with and without context) and deletes
-//! over a small key space, at mixed consistency levels.
+//! over a small key space, and increments of [`COUNTER_KEYS`] counters (the
+//! RESP gateway's `INCR`, an update the coordinating primary applies), at
+//! mixed consistency levels.
 //!
 //! Each client has one request in flight, sends it to a random node (clients
 //! do not know who is up), and gives up after a timeout. A client remembers
@@ -14,6 +16,8 @@ use bytes::Bytes;
 use quorra_client::{Consistency, Context, Level, Outcome as ClientOutcome, Request};
 use quorra_node::core::ClientTag;
 use rand::RngExt;
+
+use quorra_node::resp::update::{Op, Update};
 
 use crate::history::{History, Kind, Outcome, Record};
 use crate::sim::{Event, Sim};
@@ -46,6 +50,10 @@ pub struct Workload {
     in_flight: BTreeMap<ClientTag, InFlight>,
     client_timeout: Duration,
 }
+
+/// Counter keys, numbered after the ordinary keys; one operation in ten
+/// increments one of them.
+pub const COUNTER_KEYS: usize = 2;
 
 /// The name of key number `k`.
 pub fn key_name(k: usize) -> Bytes {
@@ -131,8 +139,21 @@ impl Workload {
             return;
         }
         self.issued += 1;
-        let key = sim.rng.random_range(0..self.keys);
         let consistency = Self::consistency(sim);
+        if sim.rng.random_range(0..10) == 0 {
+            let key = self.keys + sim.rng.random_range(0..COUNTER_KEYS);
+            let update = Update {
+                op: Op::Add(1),
+                now_ms: sim.now.as_millis() as u64,
+            };
+            let request = Request::Update {
+                key: key_name(key),
+                update: update.encode(),
+                consistency,
+            };
+            return self.send(sim, client, key, Kind::Incr, consistency, request);
+        }
+        let key = sim.rng.random_range(0..self.keys);
         let seen = self.clients[client].seen.get(&key).cloned();
         let roll: u32 = sim.rng.random_range(0..100);
         let (kind, request) = match (roll, seen) {
@@ -173,6 +194,19 @@ impl Workload {
                 },
             ),
         };
+        self.send(sim, client, key, kind, consistency, request);
+    }
+
+    /// Sends `request` for `client` to a random node, with its timeout.
+    fn send(
+        &mut self,
+        sim: &mut Sim,
+        client: usize,
+        key: usize,
+        kind: Kind,
+        consistency: Consistency,
+        request: Request,
+    ) {
         let node = sim.rng.random_range(0..sim.nodes.len());
         let tag = self.next_tag;
         self.next_tag += 1;
@@ -211,11 +245,19 @@ impl Workload {
         let key = flight.key;
         let recorded = match outcome {
             Ok(response) => {
-                self.clients[client]
-                    .seen
-                    .insert(key, (response.context.clone(), response.values.clone()));
+                if key < self.keys {
+                    self.clients[client]
+                        .seen
+                        .insert(key, (response.context.clone(), response.values.clone()));
+                }
                 Outcome::Ok {
-                    values: response.values,
+                    // A counter's values are envelopes no put wrote; the
+                    // counter check reads the final state instead.
+                    values: if key < self.keys {
+                        response.values
+                    } else {
+                        Vec::new()
+                    },
                     fallback: response.receipt.used_fallback(),
                     answered: response
                         .receipt

@@ -2,7 +2,7 @@
 //!
 //! Safety checks (exit code 10) look at the history and at the final state
 //! of every key on its primaries: [`durability`], [`resurrection`],
-//! [`causality`], [`read_your_writes`]. The liveness check (exit code 11),
+//! [`causality`], [`read_your_writes`], [`counters`]. The liveness check (exit code 11),
 //! [`convergence`], requires that after the healing phase every replica of
 //! every key holds the same state and no hint is left undelivered; a second
 //! one, [`Check::Membership`], that a join and a leave after the run reach
@@ -15,6 +15,7 @@
 
 pub mod causality;
 pub mod convergence;
+pub mod counters;
 pub mod durability;
 pub mod read_your_writes;
 pub mod resurrection;
@@ -41,6 +42,8 @@ pub enum Check {
     Causality,
     /// A read missed an acknowledged write despite R + W > N and no faults.
     ReadYourWrites,
+    /// A counter lost an acknowledged increment or counted one twice.
+    Counters,
     /// Replicas did not converge after healing.
     Convergence,
     /// Gossip did not bring every node to the same ring (at the start, or
@@ -62,6 +65,7 @@ impl std::fmt::Display for Check {
             Check::NoResurrection => "no resurrection",
             Check::Causality => "causality",
             Check::ReadYourWrites => "read-your-writes",
+            Check::Counters => "counters",
             Check::Convergence => "convergence",
             Check::Membership => "membership",
         })
@@ -144,6 +148,9 @@ pub fn check_all(sim: &Sim, history: &History, fin: &FinalState) -> Vec<Violatio
     if sim.params.faults == crate::params::FaultLevel::None {
         v.extend(read_your_writes::check(history, sim.params.replicas));
     }
+    let counter_keys: Vec<usize> =
+        (sim.params.keys..sim.params.keys + crate::workload::COUNTER_KEYS).collect();
+    v.extend(counters::check(history, fin, &counter_keys));
     v.extend(convergence::check(fin));
     v.sort_by_key(|x| (x.check, x.key));
     v
