@@ -15,7 +15,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::value::{Data, Hlc, PnCounter, Stored, resolve};
+use super::value::{Data, Hlc, PnCounter, Stored, resolve_decoded};
 use crate::core::update::{Applied, Change, Updater};
 use crate::version::Actor;
 
@@ -111,10 +111,17 @@ pub fn as_string(stored: &Stored) -> Bytes {
     }
 }
 
-/// The value a client sees among `values` at `now_ms`: resolved, and
-/// absent if expired.
+/// The value a client sees among `values` at `now_ms`: the siblings that
+/// have not expired, resolved. Each sibling expires on its own: an expired
+/// counter never joins a live one (its counts would come back), and a live
+/// sibling is not hidden by a concurrent one that expired.
 pub fn visible<'a>(values: impl IntoIterator<Item = &'a Bytes>, now_ms: u64) -> Option<Stored> {
-    resolve(values).filter(|s| !s.expired(now_ms))
+    resolve_decoded(
+        values
+            .into_iter()
+            .map(Stored::decode)
+            .filter(|s| !s.expired(now_ms)),
+    )
 }
 
 /// Redis's error for a value that is not an integer.
@@ -391,6 +398,36 @@ mod tests {
         // And the next increment, from all three, counts all four.
         let (_, a) = run(Op::Add(1), 30, &siblings, 2);
         assert_eq!(a, Answer::Counter(4));
+    }
+
+    #[test]
+    fn each_sibling_expires_on_its_own() {
+        // A counter that expired on one side of a partition, and one made
+        // afresh on the other: the old counts do not come back.
+        let (old, _) = run(Op::Add(40), 1, &[], 1);
+        let (old, _) = run(Op::Expire(Some(50)), 2, &[written(old).encode()], 1);
+        let (new, _) = run(Op::Add(2), 60, &[], 2);
+        let siblings = [written(old).encode(), written(new).encode()];
+        assert_eq!(
+            as_string(&visible(&siblings, 40).unwrap()),
+            Bytes::from("42")
+        );
+        assert_eq!(
+            as_string(&visible(&siblings, 70).unwrap()),
+            Bytes::from("2")
+        );
+        // A live string is not hidden by a later concurrent one that expired.
+        let (keep, _) = run(set("stays", SetExpiry::Never, None), 1, &[], 1);
+        let (gone, _) = run(set("goes", SetExpiry::At(50), None), 2, &[], 2);
+        let siblings = [written(keep).encode(), written(gone).encode()];
+        assert_eq!(
+            as_string(&visible(&siblings, 10).unwrap()),
+            Bytes::from("goes")
+        );
+        assert_eq!(
+            as_string(&visible(&siblings, 50).unwrap()),
+            Bytes::from("stays")
+        );
     }
 
     #[test]

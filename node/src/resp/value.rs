@@ -207,10 +207,15 @@ impl Stored {
 /// The value a Redis client sees among a key's siblings (see the module
 /// documentation), before expiry is applied. `None` for no siblings.
 pub fn resolve<'a>(siblings: impl IntoIterator<Item = &'a Bytes>) -> Option<Stored> {
+    resolve_decoded(siblings.into_iter().map(Stored::decode))
+}
+
+/// [`resolve`] of siblings already decoded.
+pub fn resolve_decoded(siblings: impl IntoIterator<Item = Stored>) -> Option<Stored> {
     // The joined counter, with the stamp and expiry of its latest change.
     let mut counter: Option<(PnCounter, Hlc, Option<u64>)> = None;
     let mut string: Option<Stored> = None;
-    for s in siblings.into_iter().map(Stored::decode) {
+    for s in siblings {
         match s.data {
             Data::Counter(c) => {
                 counter = Some(match counter.take() {
