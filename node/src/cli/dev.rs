@@ -204,8 +204,15 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
                 node.log.display(),
                 tail(&node.log, 15)
             );
+            let port_taken = tail(&node.log, 15).contains("cannot listen on");
             nodes.push(node);
             stop_all(&mut nodes).await;
+            if port_taken {
+                return Err(CliError::Failed(format!(
+                    "node {id} could not open its ports: choose others with --base-port \
+                     (QUIC, default 7401) or --resp-base-port (Redis, default 6379; 0 for none)"
+                )));
+            }
             return Err(CliError::Failed(format!("node {id} did not start")));
         }
         nodes.push(node);
