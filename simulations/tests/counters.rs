@@ -98,3 +98,63 @@ fn increments_through_forwarding_nodes_and_a_crash_all_count() {
         assert_eq!(read(&mut h, node, "visits"), acknowledged.to_string());
     }
 }
+
+fn update(h: &mut Harness, node: u64, key: &str, op: Op, c: Consistency) -> Answer {
+    let request = Request::Update {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        update: Update { op, now_ms: 2_000 }.encode(),
+        consistency: c,
+    };
+    let answer = ok(h.request(node, request)).answer.expect("an answer");
+    Answer::decode(&answer).expect("a gateway answer")
+}
+
+#[test]
+fn a_delete_through_a_node_that_missed_the_write_still_deletes() {
+    // Node 2 misses a SET acknowledged by nodes 1 and 3; a DEL through
+    // node 2 reads the quorum first, so it finds the value and deletes it.
+    let mut h = Harness::new(3);
+    h.isolate(2);
+    let set = Op::Set {
+        value: Bytes::from_static(b"v"),
+        expiry: quorra_node::resp::update::SetExpiry::Never,
+        present: None,
+        want_old: false,
+    };
+    update(&mut h, 1, "doc", set, Consistency::QUORUM);
+    h.heal();
+    assert!(
+        h.stored_values(2, "doc").is_empty(),
+        "node 2 missed the write"
+    );
+    let deleted = update(&mut h, 2, "doc", Op::Delete, Consistency::QUORUM);
+    assert_eq!(deleted, Answer::Changed(true));
+    assert_eq!(read(&mut h, 3, "doc"), "");
+}
+
+#[test]
+fn an_increment_after_a_delete_counts_beside_a_concurrent_one() {
+    let mut h = Harness::new(3);
+    let one = Consistency::ONE;
+    for _ in 0..10 {
+        incr(&mut h, 1, "n", 1, Consistency::ALL).unwrap();
+    }
+    // Node 2 cut off: it increments the counter it has, while node 1
+    // deletes the key and increments it again from nothing.
+    h.isolate(2);
+    assert_eq!(incr(&mut h, 2, "n", 1, one), Some(11));
+    assert_eq!(
+        update(&mut h, 1, "n", Op::Delete, one),
+        Answer::Changed(true)
+    );
+    assert_eq!(incr(&mut h, 1, "n", 1, one), Some(1));
+    h.heal();
+    h.run_for(Duration::from_secs(10));
+    // Node 2's counter kept the old ten alive (a PN-counter has no reset
+    // that wins over a concurrent increment), and both later increments
+    // count: node 1's came from a fresh writer, not from its entry of
+    // the old counter, which node 2's sibling holds at 10.
+    for node in 1..=3 {
+        assert_eq!(read(&mut h, node, "n"), "12");
+    }
+}

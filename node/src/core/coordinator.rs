@@ -171,12 +171,34 @@ impl Node {
                         return self.forward(now, reply_to, primary, request);
                     }
                 }
+                if let WriteOf::Update(update) = &write
+                    && self
+                        .options
+                        .updater
+                        .as_ref()
+                        .is_some_and(|u| u.reads_first(update))
+                {
+                    let read_quorum = match consistency.read_quorum(n) {
+                        Ok(q) => q,
+                        Err(e) => return self.reply(reply_to, Err(e.into())),
+                    };
+                    let then = (write, quorum);
+                    return self.start_read_then(
+                        now,
+                        reply_to,
+                        checked.partition,
+                        checked.key,
+                        read_quorum,
+                        Some(then),
+                    );
+                }
                 self.start_write(
                     now,
                     reply_to,
                     (checked.partition, checked.key),
                     write,
                     quorum,
+                    None,
                 );
             }
         }

@@ -21,7 +21,7 @@ use quorra_client::Quorum;
 use quorra_ring::{NodeId, PartitionId, ReplicaRole};
 use tracing::debug;
 
-use super::coordinator::{Op, ReplyTo, response};
+use super::coordinator::{Op, ReplyTo, WriteOf, response};
 use super::messages::{PeerMessage, ReplicaError, RequestId};
 use super::node::Node;
 use super::tally::Tally;
@@ -39,6 +39,9 @@ pub(crate) struct ReadOp {
     merged: Object,
     /// When the read started, by this node's clock.
     started: Duration,
+    /// For an update that reads first: the write to start with what was
+    /// read, instead of replying ([`super::update`]).
+    then: Option<(WriteOf, Quorum)>,
 }
 
 impl ReadOp {
@@ -64,6 +67,20 @@ impl Node {
         key: Bytes,
         quorum: Quorum,
     ) {
+        self.start_read_then(now, reply_to, partition, key, quorum, None);
+    }
+
+    /// A read; with `then`, the read of an update, which goes on with that
+    /// write once the read quorum answered.
+    pub(super) fn start_read_then(
+        &mut self,
+        now: Duration,
+        reply_to: ReplyTo,
+        partition: PartitionId,
+        key: Bytes,
+        quorum: Quorum,
+        then: Option<(WriteOf, Quorum)>,
+    ) {
         self.stats.reads += 1;
         let replicas = self.replica_set(partition);
         let tally = Tally::new(replicas.clone(), quorum);
@@ -80,6 +97,7 @@ impl Node {
             answers: Vec::new(),
             merged: Object::new(),
             started: now,
+            then,
         };
         for replica in &replicas {
             let hint_for = match replica.role {
@@ -129,7 +147,19 @@ impl Node {
             .decide()
             .map(|r| r.map(|receipt| response(&op.merged, receipt)));
         let (reply_to, settled) = (op.reply_to, op.tally.settled());
-        self.give_outcome(reply_to, outcome);
+        let then = if outcome.is_some() {
+            op.then.take()
+        } else {
+            None
+        };
+        match (then, outcome) {
+            (Some((write, quorum)), Some(Ok(_))) => {
+                let at = (op.partition, op.key.clone());
+                let read = op.merged.clone();
+                self.start_write(now, reply_to, at, write, quorum, Some(read));
+            }
+            (_, outcome) => self.give_outcome(reply_to, outcome),
+        }
         if settled && let Some(Op::Read(op)) = self.take_op(id) {
             self.finish_read(now, op);
         }

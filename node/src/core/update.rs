@@ -20,6 +20,20 @@
 //! value: increments through different nodes, or on both sides of a
 //! partition, are never lost when siblings are merged.
 //!
+//! An update whose result depends on what the key holds (a conditional
+//! write, a delete, an increment's answer) first **reads at the request's
+//! read quorum** ([`Updater::reads_first`]) and merges what the replicas
+//! answered into the coordinator's copy before applying it: a coordinator
+//! that missed a write (it was down, or cut off) still sees it, so `DEL`
+//! of a key written through another node deletes it, and R + W > N gives
+//! read-your-writes as for gets and puts. An update that replaces whatever
+//! is there (a plain `SET`) skips the read.
+//!
+//! An updater may also ask for a **fresh writer** ([`Applied::fresh_writer`])
+//! when it starts something anew: a counter created where the copy holds
+//! none may meet, when siblings merge, an older counter that a concurrent
+//! writer kept alive, and its entry must not be one this node used before.
+//!
 //! What an update means is not the core's business: the node is given an
 //! updater in its [`super::Options`] (the RESP gateway's, in the daemon),
 //! and a node without one refuses updates.
@@ -48,6 +62,9 @@ pub struct Applied {
     pub change: Change,
     /// What the client is told on success ([`quorra_client::Response::answer`]).
     pub answer: Bytes,
+    /// Issue the write under an actor this node never used before (the
+    /// core then applies the update again with it).
+    pub fresh_writer: bool,
 }
 
 /// Interprets updates. Implementations must be pure functions of their
@@ -59,4 +76,8 @@ pub trait Updater: Debug + Send + Sync {
     /// kind) and reaches it as [`quorra_client::RequestError::Invalid`]
     /// with this message.
     fn apply(&self, update: &[u8], values: &[Bytes], writer: Actor) -> Result<Applied, String>;
+
+    /// Whether `update` depends on what the key holds, so the coordinator
+    /// reads at the request's read quorum before applying it.
+    fn reads_first(&self, update: &[u8]) -> bool;
 }

@@ -128,17 +128,25 @@ impl Node {
         } else {
             self.fresh_actor()?
         };
+        let mut renewed = false;
         let mut exhausted = None;
-        // A second attempt when this epoch can issue no more dots for the key.
-        for _ in 0..2 {
+        // Again with a fresh actor when the updater asks for one, or when
+        // this epoch can issue no more dots for the key.
+        for _ in 0..3 {
             let (sibling, ctx, answer) = match write {
                 WriteOf::Given(sibling, ctx) => (sibling.clone(), ctx.clone(), None),
                 WriteOf::Update(update) => match self.run_updater(state, update, actor)? {
+                    Applied { fresh_writer, .. } if fresh_writer && !renewed => {
+                        actor = self.fresh_actor()?;
+                        renewed = true;
+                        continue;
+                    }
                     Applied {
                         change: Change::Keep,
                         answer,
+                        ..
                     } => return Ok(Applying::Kept(answer)),
-                    Applied { change, answer } => {
+                    Applied { change, answer, .. } => {
                         let sibling = match change {
                             Change::Put(value) => Sibling::Value(value),
                             _ => Sibling::Tombstone,
@@ -152,6 +160,7 @@ impl Node {
                 Err(e) => exhausted = Some(e),
             }
             actor = self.fresh_actor()?;
+            renewed = true;
         }
         Err(RequestError::Invalid(
             exhausted.map(|e| e.to_string()).unwrap_or_default(),
@@ -193,6 +202,7 @@ impl Node {
         (partition, key): (PartitionId, Bytes),
         write: WriteOf,
         quorum: Quorum,
+        read: Option<Object>,
     ) {
         self.stats.writes += 1;
         let replicas = self.replica_set(partition);
@@ -215,6 +225,10 @@ impl Node {
             Ok(k) => k,
             Err(e) => return self.reply(reply_to, Err(e)),
         };
+        if let Some(read) = &read {
+            // What an update's read found on the other replicas.
+            state.merge(read);
+        }
         let answer = match self.apply_write(&mut state, (partition, &key), primary, &write) {
             Ok(Applying::Written(answer)) => answer,
             Ok(Applying::Kept(answer)) => {

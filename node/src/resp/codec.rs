@@ -8,10 +8,13 @@
 //! are simply parsed one after the other.
 //!
 //! Limits are checked before anything is buffered for good: a bulk string
-//! longer than [`MAX_BULK_LEN`], more than [`MAX_ARGS`] arguments, or an
-//! inline line longer than [`MAX_INLINE_LEN`] is a [`ProtocolError`], and
-//! the connection answers `-ERR Protocol error: ...` and closes, as Redis
-//! does; the node serves everyone else on.
+//! longer than [`MAX_BULK_LEN`], more than [`MAX_ARGS`] arguments, bulk
+//! strings adding up to more than [`MAX_REQUEST_LEN`], or an inline line
+//! longer than [`MAX_INLINE_LEN`] is a [`ProtocolError`], and the
+//! connection answers `-ERR Protocol error: ...` and closes, as Redis does;
+//! the node serves everyone else on. A connection that has not
+//! authenticated yet gets Redis's tighter limits ([`Limits::UNAUTHENTICATED`]),
+//! so nobody without the password can make a node buffer much.
 //!
 //! Replies ([`Reply`]) are encoded for the connection's protocol version:
 //! RESP3 has real nulls, maps, booleans and doubles; RESP2 gets `$-1`,
@@ -27,6 +30,37 @@ pub const MAX_ARGS: usize = 65_536;
 
 /// Longest inline command line.
 pub const MAX_INLINE_LEN: usize = 64 * 1024;
+
+/// Most bytes of bulk strings in one request (an `MSET` of many values):
+/// what one connection can make a node buffer.
+pub const MAX_REQUEST_LEN: usize = 256 * 1024 * 1024;
+
+/// The limits a request is parsed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most arguments.
+    pub args: usize,
+    /// Longest bulk string.
+    pub bulk: usize,
+    /// Most bytes of bulk strings in all (checked as each one's length is
+    /// read, so at most this plus one bulk string is ever buffered).
+    pub request: usize,
+}
+
+impl Limits {
+    /// For an authenticated connection (or one that needs none).
+    pub const AUTHENTICATED: Limits = Limits {
+        args: MAX_ARGS,
+        bulk: MAX_BULK_LEN,
+        request: MAX_REQUEST_LEN,
+    };
+    /// Before `AUTH`, as Redis: 10 arguments of 16 KiB at most.
+    pub const UNAUTHENTICATED: Limits = Limits {
+        args: 10,
+        bulk: 16 * 1024,
+        request: 10 * 16 * 1024,
+    };
+}
 
 /// A malformed or oversized request; the connection is closed after the
 /// error reply.
@@ -57,26 +91,41 @@ fn length(line: &[u8], what: &str) -> Result<i64, ProtocolError> {
 /// Takes one complete request off the front of `buf`: its arguments, or
 /// `None` if more bytes are needed. Empty inline lines are skipped.
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    parse_request_within(buf, Limits::AUTHENTICATED)
+}
+
+/// [`parse_request`] under `limits`.
+pub fn parse_request_within(
+    buf: &mut BytesMut,
+    limits: Limits,
+) -> Result<Option<Vec<Bytes>>, ProtocolError> {
     loop {
         match buf.first() {
             None => return Ok(None),
-            Some(b'*') => match parse_multibulk(buf)? {
+            Some(b'*') => match parse_multibulk(buf, limits)? {
                 // `*0` and `*-1` carry no command: skipped, as Redis does.
                 Some(args) if args.is_empty() => continue,
                 other => return Ok(other),
             },
             Some(_) => {
-                let Some(end) = line_end(buf, 0) else {
+                // Inline lines may end in LF alone, as netcat sends them.
+                let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
                     if buf.len() > MAX_INLINE_LEN {
                         return Err(error("too big inline request"));
                     }
                     return Ok(None);
                 };
-                if end > MAX_INLINE_LEN {
+                if newline > MAX_INLINE_LEN {
                     return Err(error("too big inline request"));
                 }
-                let line = buf.split_to(end + 2).freeze();
-                let args = inline_args(&line[..end])?;
+                let line = buf.split_to(newline + 1).freeze();
+                let text = line[..newline]
+                    .strip_suffix(b"\r")
+                    .unwrap_or(&line[..newline]);
+                let args = inline_args(text)?;
+                if args.len() > limits.args {
+                    return Err(error("too many arguments"));
+                }
                 if !args.is_empty() {
                     return Ok(Some(args));
                 }
@@ -142,7 +191,10 @@ fn inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
     Ok(args)
 }
 
-fn parse_multibulk(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+fn parse_multibulk(
+    buf: &mut BytesMut,
+    limits: Limits,
+) -> Result<Option<Vec<Bytes>>, ProtocolError> {
     let Some(end) = line_end(buf, 1) else {
         return if buf.len() > 32 {
             Err(error("invalid multibulk length"))
@@ -151,7 +203,7 @@ fn parse_multibulk(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolErr
         };
     };
     let count = length(&buf[1..end], "multibulk")?;
-    if count > MAX_ARGS as i64 {
+    if count > limits.args as i64 {
         return Err(error("invalid multibulk length"));
     }
     if count <= 0 {
@@ -161,6 +213,7 @@ fn parse_multibulk(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolErr
     // First check that the whole request is here, then split it off.
     let mut at = end + 2;
     let mut spans = Vec::with_capacity(count as usize);
+    let mut total = 0usize;
     for _ in 0..count {
         match buf.get(at) {
             None => return Ok(None),
@@ -177,8 +230,12 @@ fn parse_multibulk(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolErr
             };
         };
         let len = length(&buf[at + 1..end], "bulk")?;
-        if len < 0 || len as usize > MAX_BULK_LEN {
+        if len < 0 || len as usize > limits.bulk {
             return Err(error("invalid bulk length"));
+        }
+        total += len as usize;
+        if total > limits.request {
+            return Err(error("request too big"));
         }
         let start = end + 2;
         let stop = start + len as usize;
@@ -323,6 +380,52 @@ mod tests {
         v.iter()
             .map(|s| Bytes::copy_from_slice(s.as_bytes()))
             .collect()
+    }
+
+    #[test]
+    fn inline_lines_may_end_in_lf_alone() {
+        let mut b = buf(b"PING\nECHO hi\r\nGET");
+        assert_eq!(parse_request(&mut b).unwrap(), Some(args(&["PING"])));
+        assert_eq!(parse_request(&mut b).unwrap(), Some(args(&["ECHO", "hi"])));
+        assert_eq!(parse_request(&mut b).unwrap(), None);
+    }
+
+    #[test]
+    fn requests_are_bounded_in_total_and_tighter_before_auth() {
+        let small = Limits {
+            args: 10,
+            bulk: 100,
+            request: 150,
+        };
+        let two = b"*3\r\n$100\r\n";
+        let mut b = BytesMut::from(&two[..]);
+        b.extend(std::iter::repeat_n(b'x', 100));
+        b.extend_from_slice(b"\r\n$40\r\n");
+        assert!(matches!(
+            parse_request_within(&mut b.clone(), small),
+            Ok(None)
+        ));
+        b.extend(std::iter::repeat_n(b'y', 40));
+        b.extend_from_slice(b"\r\n$11\r\n");
+        let e = parse_request_within(&mut b, small).unwrap_err();
+        assert!(e.0.contains("too big"), "{e}");
+
+        let eleven = b"*11\r\n".to_vec();
+        assert!(parse_request_within(&mut buf(&eleven), Limits::UNAUTHENTICATED).is_err());
+        assert!(matches!(
+            parse_request_within(&mut buf(&eleven), Limits::AUTHENTICATED),
+            Ok(None)
+        ));
+        let big = b"*2\r\n$4\r\nAUTH\r\n$20000\r\n";
+        assert!(parse_request_within(&mut buf(big), Limits::UNAUTHENTICATED).is_err());
+        let inline = "x ".repeat(11);
+        assert!(
+            parse_request_within(
+                &mut buf(format!("{inline}\r\n").as_bytes()),
+                Limits::UNAUTHENTICATED
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, debug_span};
 
-use super::codec::{self, Protocol, Reply};
+use super::codec::{self, Limits, Protocol, Reply};
 use super::command::{self, Command};
 use super::exec;
 use super::gateway::Gateway;
@@ -160,7 +160,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         let mut close = None;
         loop {
-            let args = match codec::parse_request(&mut input) {
+            let limits = if session.authenticated {
+                Limits::AUTHENTICATED
+            } else {
+                Limits::UNAUTHENTICATED
+            };
+            let args = match codec::parse_request_within(&mut input, limits) {
                 Ok(Some(args)) => args,
                 Ok(None) => break,
                 Err(e) => {

@@ -5,8 +5,9 @@
 //! ([`super::update::visible`]: the latest string or the joined counter,
 //! absent once expired by this node's clock). Everything that changes a key
 //! from what it holds (`SET`, `INCR` and friends, `EXPIRE`, `PERSIST`,
-//! `DEL`) is an update the coordinating primary applies to its own copy
-//! ([`super::update`]). `QUORRA.PUT` is a plain put with the client's
+//! `DEL`) is an update the coordinating primary applies to its own copy,
+//! after reading the key at the connection's read quorum unless the
+//! command replaces whatever is there ([`super::update`]). `QUORRA.PUT` is a plain put with the client's
 //! context. Multi-key commands fan out in parallel, one request per key;
 //! `MSET` is therefore not atomic: a failure leaves the keys that were
 //! written written, and the error says how many failed.
@@ -85,7 +86,11 @@ pub(super) async fn session(gateway: &Gateway, session: &mut Session, command: C
                     return Reply::error("NOPROTO unsupported protocol version");
                 }
             };
-            if let Some((user, password)) = credentials {
+            // Without a password the default user takes any (Redis's
+            // `nopass`): clients that always send credentials connect.
+            if let Some((user, password)) = credentials
+                && gateway.needs_auth()
+            {
                 let reply = auth(gateway, session, Some(&user), &password);
                 if matches!(reply, Reply::Error(_)) {
                     return reply;
@@ -98,7 +103,10 @@ pub(super) async fn session(gateway: &Gateway, session: &mut Session, command: C
                 );
             }
             if let Some(name) = name {
-                session.name = Some(name);
+                if let Err(e) = check_name(&name) {
+                    return e;
+                }
+                session.name = (!name.is_empty()).then_some(name);
             }
             session.protocol = protocol;
             info::hello(session)
@@ -108,10 +116,8 @@ pub(super) async fn session(gateway: &Gateway, session: &mut Session, command: C
             Reply::error("ERR DB index is out of range (Quorra has one keyspace: database 0)")
         }
         Command::ClientSetName(name) => {
-            if name.iter().any(|b| *b <= b' ' || *b > b'~') {
-                return Reply::error(
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                );
+            if let Err(e) = check_name(&name) {
+                return e;
             }
             session.name = (!name.is_empty()).then_some(name);
             Reply::ok()
@@ -129,6 +135,16 @@ pub(super) async fn session(gateway: &Gateway, session: &mut Session, command: C
         },
         other => Reply::error(format!("ERR not a connection command: {other:?}")),
     }
+}
+
+/// Redis's rule for connection names.
+fn check_name(name: &[u8]) -> Result<(), Reply> {
+    if name.iter().any(|b| *b <= b' ' || *b > b'~') {
+        return Err(Reply::error(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    Ok(())
 }
 
 fn auth(gateway: &Gateway, session: &mut Session, user: Option<&Bytes>, password: &[u8]) -> Reply {
@@ -263,16 +279,13 @@ async fn run(gateway: &Arc<Gateway>, c: Consistency, command: Command) -> Result
             let expiry = match expiry {
                 None => SetExpiry::Never,
                 Some(Expiry::Keep) => SetExpiry::Keep,
-                Some(Expiry::In(ms)) => SetExpiry::At(
-                    wall_ms()
-                        .checked_add(ms)
-                        .ok_or_else(|| Reply::error("ERR invalid expire time in 'set' command"))?,
-                ),
+                Some(Expiry::In(ms)) => SetExpiry::At(expiry_at(ms, "set")?),
             };
             let op = Op::Set {
                 value,
                 expiry,
                 present: condition.map(|c| c == Condition::Present),
+                want_old: get,
             };
             match update(gateway, &key, op, c).await? {
                 Answer::Set { old, .. } if get => old.map_or(Reply::Null, Reply::Bulk),
@@ -331,6 +344,7 @@ async fn run(gateway: &Arc<Gateway>, c: Consistency, command: Command) -> Result
                         value,
                         expiry: SetExpiry::Never,
                         present: None,
+                        want_old: false,
                     };
                     update(&g, &k, op, c).await
                 }
@@ -354,9 +368,7 @@ async fn run(gateway: &Arc<Gateway>, c: Consistency, command: Command) -> Result
             let at = if ms <= 0 {
                 0
             } else {
-                wall_ms()
-                    .checked_add(ms as u64)
-                    .ok_or_else(|| Reply::error("ERR invalid expire time in 'expire' command"))?
+                expiry_at(ms as u64, "expire")?
             };
             changed(update(gateway, &key, Op::Expire(Some(at)), c).await?)
         }
@@ -373,8 +385,12 @@ async fn run(gateway: &Arc<Gateway>, c: Consistency, command: Command) -> Result
                     expires_at_ms: Some(at),
                     ..
                 }) => {
-                    let left = at.saturating_sub(now) as i64;
-                    Reply::Integer(if millis { left } else { (left + 500) / 1000 })
+                    let left = i64::try_from(at.saturating_sub(now)).unwrap_or(i64::MAX);
+                    Reply::Integer(if millis {
+                        left
+                    } else {
+                        left.saturating_add(500) / 1000
+                    })
                 }
             }
         }
@@ -426,6 +442,15 @@ async fn run(gateway: &Arc<Gateway>, c: Consistency, command: Command) -> Result
         // keys() sends connection commands to session(), never here.
         connection => Reply::error(format!("ERR not a data command: {connection:?}")),
     })
+}
+
+/// The Unix millisecond `ms` from now, if it fits Redis's range (an
+/// `i64`), as Redis checks `SET ... PX` and `PEXPIRE`.
+fn expiry_at(ms: u64, command: &str) -> Result<u64, Reply> {
+    wall_ms()
+        .checked_add(ms)
+        .filter(|&at| i64::try_from(at).is_ok())
+        .ok_or_else(|| Reply::error(format!("ERR invalid expire time in '{command}' command")))
 }
 
 fn changed(answer: Answer) -> Reply {

@@ -32,6 +32,18 @@ use crate::storage::Store;
 /// with `-ERR max number of clients reached`, as Redis does.
 pub const MAX_CONNECTIONS: usize = 10_000;
 
+/// Longest a TLS handshake may take before the connection is dropped.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One counted connection; uncounted when dropped.
+struct ConnectionSlot(Arc<Gateway>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// How the gateway is set up.
 #[derive(Clone, Debug)]
 pub struct RespConfig {
@@ -159,8 +171,10 @@ impl Gateway {
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(self.config.listen);
         tokio::spawn(async move {
+            // Given back however the task ends, a panic included.
+            let slot = ConnectionSlot(self.clone());
             if self.connected.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
-                self.connected.fetch_sub(1, Ordering::Relaxed);
+                drop(slot);
                 super::connection::refuse(stream).await;
                 return;
             }
@@ -168,12 +182,19 @@ impl Gateway {
             let id = self.next_client.fetch_add(1, Ordering::Relaxed);
             match tls {
                 None => super::connection::serve(self.clone(), stream, id, peer, local).await,
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => super::connection::serve(self.clone(), s, id, peer, local).await,
-                    Err(e) => debug!(%peer, error = %e, "RESP TLS handshake failed"),
-                },
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(s)) => {
+                            super::connection::serve(self.clone(), s, id, peer, local).await
+                        }
+                        Ok(Err(e)) => debug!(%peer, error = %e, "RESP TLS handshake failed"),
+                        Err(_) => debug!(%peer, "RESP TLS handshake timed out"),
+                    }
+                }
             }
-            self.connected.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
         });
     }
 

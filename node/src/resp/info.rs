@@ -209,16 +209,32 @@ pub(super) async fn info(gateway: &Arc<Gateway>, sections: &[String]) -> Reply {
 }
 
 /// Whether `name` matches the glob `pattern` (`*`, `?`), as CONFIG GET's.
+/// Iterative, backtracking only to the last `*`: linear in practice and
+/// never deep, whatever a client sends.
 fn glob(pattern: &[u8], name: &[u8]) -> bool {
-    match (pattern.split_first(), name.split_first()) {
-        (None, None) => true,
-        (Some((b'*', rest)), _) => {
-            glob(rest, name) || (!name.is_empty() && glob(pattern, &name[1..]))
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
         }
-        (Some((b'?', rest)), Some((_, name_rest))) => glob(rest, name_rest),
-        (Some((p, rest)), Some((n, name_rest))) => p == n && glob(rest, name_rest),
-        _ => false,
     }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// The reply to `CONFIG GET pattern...`.
@@ -263,11 +279,15 @@ pub(super) fn config_get(gateway: &Gateway, patterns: &[String]) -> Reply {
         ),
     ];
     let mut out = Vec::new();
+    // A pattern with more than 64 characters besides `*` matches no
+    // parameter name: dropped before any matching.
+    let patterns: Vec<String> = patterns
+        .iter()
+        .filter(|p| p.bytes().filter(|&c| c != b'*').count() <= 64)
+        .map(|p| p.to_lowercase())
+        .collect();
     for (name, value) in &parameters {
-        if patterns
-            .iter()
-            .any(|p| glob(p.to_lowercase().as_bytes(), name.as_bytes()))
-        {
+        if patterns.iter().any(|p| glob(p.as_bytes(), name.as_bytes())) {
             out.push((Reply::bulk(*name), Reply::bulk(value.clone())));
         }
     }
@@ -286,5 +306,11 @@ mod tests {
         assert!(!glob(b"save", b"saved"));
         assert!(glob(b"*max*", b"proto-max-bulk-len"));
         assert!(!glob(b"", b"x"));
+        assert!(glob(b"", b""));
+        assert!(glob(b"a*b*c", b"axxbyyc"));
+        assert!(!glob(b"a*b*c", b"axxbyy"));
+        // A hostile pattern costs little.
+        let hostile = [b"*".repeat(100_000), b"x".to_vec()].concat();
+        assert!(!glob(&hostile, b"proto-max-bulk-len"));
     }
 }

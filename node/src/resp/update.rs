@@ -3,13 +3,17 @@
 //! own copy (see [`crate::core::update`]).
 //!
 //! Each command travels as an [`Update`]: the operation and the wall
-//! clock of the gateway that received it. The coordinator resolves its
-//! copy's siblings to the value a client sees ([`super::value::resolve`],
-//! expired values counting as absent), checks the command's condition,
+//! clock of the gateway that received it. Every command but a plain `SET`
+//! and the purge first reads the key at the request's read quorum and
+//! merges the answers into the coordinator's copy
+//! ([`Updater::reads_first`]). The coordinator resolves its copy's
+//! siblings to the value a client sees ([`visible`]: expired siblings
+//! left out), checks the command's condition,
 //! and writes the new value over everything it holds, stamped with the
 //! next hybrid-logical-clock stamp after every stamp in its copy. A
 //! counter's entry is the write's actor, so increments are never lost
-//! when siblings merge. The answer ([`Answer`]) tells the gateway what to
+//! when siblings merge; a counter created from nothing asks for a fresh
+//! actor ([`crate::core::update::Applied::fresh_writer`]). The answer ([`Answer`]) tells the gateway what to
 //! reply.
 
 use bytes::Bytes;
@@ -42,6 +46,8 @@ pub enum Op {
         expiry: SetExpiry,
         /// `XX` (`Some(true)`) or `NX` (`Some(false)`).
         present: Option<bool>,
+        /// `GET`: the old value is wanted.
+        want_old: bool,
     },
     /// `INCRBY` and friends.
     Add(i64),
@@ -137,27 +143,42 @@ impl Updater for RespUpdater {
             rmp_serde::from_slice(update).map_err(|e| format!("malformed update: {e}"))?;
         apply(&update, values, writer)
     }
+
+    /// Only a plain `SET` (no condition, no `GET`, no `KEEPTTL`) and the
+    /// sweeper's purge (which judges the coordinator's copy alone) go
+    /// without a read.
+    fn reads_first(&self, update: &[u8]) -> bool {
+        match rmp_serde::from_slice::<Update>(update).map(|u| u.op) {
+            Ok(Op::Set {
+                present: None,
+                want_old: false,
+                expiry,
+                ..
+            }) => expiry == SetExpiry::Keep,
+            Ok(Op::Purge) => false,
+            _ => true,
+        }
+    }
+}
+
+fn applied(change: Change, answer: Answer) -> Applied {
+    Applied {
+        change,
+        answer: answer.encode(),
+        fresh_writer: false,
+    }
 }
 
 fn keep(answer: Answer) -> Applied {
-    Applied {
-        change: Change::Keep,
-        answer: answer.encode(),
-    }
+    applied(Change::Keep, answer)
 }
 
 fn put(stored: Stored, answer: Answer) -> Applied {
-    Applied {
-        change: Change::Put(stored.encode()),
-        answer: answer.encode(),
-    }
+    applied(Change::Put(stored.encode()), answer)
 }
 
 fn delete(answer: Answer) -> Applied {
-    Applied {
-        change: Change::Delete,
-        answer: answer.encode(),
-    }
+    applied(Change::Delete, answer)
 }
 
 /// Applies `update` to the live `values` of the coordinator's copy as
@@ -178,6 +199,7 @@ pub fn apply(update: &Update, values: &[Bytes], writer: Actor) -> Result<Applied
             value,
             expiry,
             present,
+            ..
         } => {
             let old = current.as_ref().map(as_string);
             if present.is_some_and(|want| want != current.is_some()) {
@@ -199,9 +221,13 @@ pub fn apply(update: &Update, values: &[Bytes], writer: Actor) -> Result<Applied
             put(stored, Answer::Set { written: true, old })
         }
         Op::Add(by) => {
+            let created = current.is_none();
             let (mut counter, expires_at_ms) = match current {
                 // From nothing, on the oldest base: counters that several
-                // nodes create at once (none seeing the others) join.
+                // nodes create at once (none seeing the others) join. Under
+                // a fresh writer: an older counter kept alive by a
+                // concurrent writer may hold an entry of this node's
+                // current one, at a higher total.
                 None => (PnCounter::default(), None),
                 Some(Stored {
                     data: Data::Counter(c),
@@ -227,7 +253,10 @@ pub fn apply(update: &Update, values: &[Bytes], writer: Actor) -> Result<Applied
                 stamp,
                 expires_at_ms,
             };
-            put(stored, Answer::Counter(value))
+            Applied {
+                fresh_writer: created,
+                ..put(stored, Answer::Counter(value))
+            }
         }
         Op::Expire(at) => match (current, at) {
             (None, _) => keep(Answer::Changed(false)),
@@ -295,6 +324,7 @@ mod tests {
             value: Bytes::from(value.to_string()),
             expiry,
             present,
+            want_old: false,
         }
     }
 
