@@ -152,7 +152,7 @@ impl Node {
         let n = self.ring.effective_replicas();
         match checked.write {
             None => match consistency.read_quorum(n) {
-                Ok(q) => self.start_read(now, reply_to, checked.partition, checked.key, q),
+                Ok(q) => self.start_read(now, reply_to, checked.partition, checked.key, q, None),
                 Err(e) => self.reply(reply_to, Err(e.into())),
             },
             Some(write) => {
@@ -183,7 +183,7 @@ impl Node {
                         Err(e) => return self.reply(reply_to, Err(e.into())),
                     };
                     let then = (write, quorum);
-                    return self.start_read_then(
+                    return self.start_read(
                         now,
                         reply_to,
                         checked.partition,

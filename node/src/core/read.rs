@@ -59,20 +59,9 @@ impl ReadOp {
 }
 
 impl Node {
-    pub(super) fn start_read(
-        &mut self,
-        now: Duration,
-        reply_to: ReplyTo,
-        partition: PartitionId,
-        key: Bytes,
-        quorum: Quorum,
-    ) {
-        self.start_read_then(now, reply_to, partition, key, quorum, None);
-    }
-
     /// A read; with `then`, the read of an update, which goes on with that
     /// write once the read quorum answered.
-    pub(super) fn start_read_then(
+    pub(super) fn start_read(
         &mut self,
         now: Duration,
         reply_to: ReplyTo,

@@ -128,7 +128,8 @@ impl Node {
         } else {
             self.fresh_actor()?
         };
-        let mut renewed = false;
+        // A coordinator that is not a primary starts on a fresh actor.
+        let mut renewed = !primary;
         let mut exhausted = None;
         // Again with a fresh actor when the updater asks for one, or when
         // this epoch can issue no more dots for the key.
