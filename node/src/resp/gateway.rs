@@ -200,9 +200,7 @@ impl Gateway {
 
     /// Hands `request` to the core and waits for its outcome.
     pub async fn call(&self, request: Request) -> Outcome {
-        let (reply, mut answers) = mpsc::channel(1);
-        let message = ClientMessage::Request { id: 0, request };
-        match self.ask(message, reply, &mut answers).await {
+        match self.ask(ClientMessage::Request { id: 0, request }).await {
             Some(NodeMessage::Outcome { outcome, .. }) => outcome,
             _ => Err(RequestError::Unavailable(
                 "the node is shutting down".into(),
@@ -212,11 +210,7 @@ impl Gateway {
 
     /// The node's view of the cluster.
     pub async fn status(&self) -> Option<ClusterStatus> {
-        let (reply, mut answers) = mpsc::channel(1);
-        match self
-            .ask(ClientMessage::Status { id: 0 }, reply, &mut answers)
-            .await
-        {
+        match self.ask(ClientMessage::Status { id: 0 }).await {
             Some(NodeMessage::Status { status, .. }) => Some(status),
             _ => None,
         }
@@ -224,22 +218,15 @@ impl Gateway {
 
     /// The node's routing table.
     pub async fn routing(&self) -> Option<RoutingTable> {
-        let (reply, mut answers) = mpsc::channel(1);
-        match self
-            .ask(ClientMessage::Routing { id: 0 }, reply, &mut answers)
-            .await
-        {
+        match self.ask(ClientMessage::Routing { id: 0 }).await {
             Some(NodeMessage::Routing { table, .. }) => Some(table),
             _ => None,
         }
     }
 
-    async fn ask(
-        &self,
-        message: ClientMessage,
-        reply: mpsc::Sender<NodeMessage>,
-        answers: &mut mpsc::Receiver<NodeMessage>,
-    ) -> Option<NodeMessage> {
+    /// Sends `message` into the driver's inbox and waits for its one answer.
+    async fn ask(&self, message: ClientMessage) -> Option<NodeMessage> {
+        let (reply, mut answers) = mpsc::channel(1);
         self.inbox
             .send(Input::Client { message, reply })
             .await

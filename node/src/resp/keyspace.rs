@@ -78,9 +78,11 @@ fn count(store: &Store, partition: PartitionId, now_ms: u64) -> (u64, u64) {
 /// The partitions `node` replicates (`first_only`: of which it is the
 /// first primary), from the gateway's routing table.
 async fn partitions_of(gateway: &Gateway, first_only: bool) -> Option<(u32, Vec<PartitionId>)> {
-    let status = gateway.status().await?;
     let table = gateway.routing().await?;
-    let me = table.members.iter().position(|m| m.id == status.node)? as u32;
+    let me = table
+        .members
+        .iter()
+        .position(|m| m.id == gateway.facts.node)? as u32;
     let n = table.replicas as usize;
     let mine = (0..table.partitions)
         .filter(|&p| {

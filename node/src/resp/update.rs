@@ -185,14 +185,11 @@ fn delete(answer: Answer) -> Applied {
 /// `writer` (see the module documentation).
 pub fn apply(update: &Update, values: &[Bytes], writer: Actor) -> Result<Applied, String> {
     let now = update.now_ms;
-    let current = visible(values, now);
+    let held: Vec<Stored> = values.iter().map(Stored::decode).collect();
     // After every stamp held, expired values included, so the write wins
     // over all of them on every node.
-    let last = values
-        .iter()
-        .map(|v| Stored::decode(v).stamp)
-        .max()
-        .unwrap_or_default();
+    let last = held.iter().map(|s| s.stamp).max().unwrap_or_default();
+    let current = resolve_decoded(held.into_iter().filter(|s| !s.expired(now)));
     let stamp = Hlc::next(last, now, writer.node.0);
     Ok(match &update.op {
         Op::Set {
