@@ -198,11 +198,14 @@ impl std::str::FromStr for EngineKind {
     }
 }
 
-/// Opens (or creates) an engine of `kind` in `dir` (ignored for memory).
+/// Opens (or creates) an engine of `kind` in `dir` (ignored for memory),
+/// with its records in the current layout ([`layout::upgrade`]).
 pub fn open_engine(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, StorageError> {
-    Ok(match kind {
+    let engine: Arc<dyn Engine> = match kind {
         EngineKind::Fjall => Arc::new(fjall_engine::FjallEngine::open(dir)?),
         EngineKind::Sled => Arc::new(sled_engine::SledEngine::open(dir)?),
         EngineKind::Memory => Arc::new(memory::MemoryEngine::new()),
-    })
+    };
+    layout::upgrade(engine.as_ref())?;
+    Ok(engine)
 }
