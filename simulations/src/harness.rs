@@ -49,6 +49,7 @@ impl Harness {
         params.latency_min = Duration::from_millis(1);
         params.latency_max = Duration::from_millis(1);
         params.max_flush = Duration::from_micros(100);
+        params.read_fanout = quorra_node::core::ReadFanout::Quorum;
         adjust(&mut params);
         let mut h = Self {
             sim: Sim::new(params, false),
@@ -76,6 +77,11 @@ impl Harness {
             self.replies.insert(tag, outcome);
         }
         true
+    }
+
+    /// The simulated time now.
+    pub fn now(&self) -> Duration {
+        self.sim.now
     }
 
     /// Lets `duration` of simulated time pass.

@@ -177,7 +177,7 @@ fn reproduce(seed: u64, args: &Args) -> String {
 fn summary(r: &Report) -> String {
     format!(
         "{} ops ({} ok), {:.1}s simulated in {:.0}ms; {} msgs, {} dropped, {} crashes ({} disks lost), {} pauses, {} partitions; \
-         {} hints stored/{} delivered, {} read repairs, {} purged, {} forwarded; \
+         {} hints stored/{} delivered, {} read repairs, {} reserve reads, {} purged, {} forwarded; \
          anti-entropy {} exchanges ({} in sync), {} keys repaired; \
          gossip {} msgs, {} down verdicts",
         r.ops,
@@ -193,6 +193,7 @@ fn summary(r: &Report) -> String {
         r.nodes.hints_stored,
         r.nodes.hints_delivered,
         r.nodes.read_repairs,
+        r.nodes.reserve_reads,
         r.nodes.tombstones_purged,
         r.nodes.forwarded,
         r.nodes.ae_exchanges,

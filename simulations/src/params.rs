@@ -7,6 +7,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use quorra_node::core::ReadFanout;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
@@ -113,6 +114,9 @@ pub struct Params {
     pub max_flush: Duration,
     /// Read repair on.
     pub read_repair: bool,
+    /// Whom reads ask: their quorum (reserves on failure or after a
+    /// delay), or every replica. One seed in four asks every replica.
+    pub read_fanout: ReadFanout,
     /// Sloppy quorum and hinted handoff on.
     pub hinted_handoff: bool,
     /// Merkle anti-entropy on.
@@ -179,6 +183,7 @@ impl Params {
             max_offset: Duration::ZERO,
             max_flush: us(rng.random_range(50..20_000)),
             read_repair: !overrides.no_read_repair,
+            read_fanout: ReadFanout::Quorum,
             hinted_handoff: !overrides.no_hinted_handoff,
             anti_entropy: !overrides.no_anti_entropy,
             request_timeout: ms(500),
@@ -213,6 +218,10 @@ impl Params {
                 p.max_offset = ms(rng.random_range(0..2_000));
             }
         }
+        // Drawn last, so the draws above are what they were before it.
+        if rng.random_range(0..4) == 0 {
+            p.read_fanout = ReadFanout::All;
+        }
         p
     }
 
@@ -224,7 +233,8 @@ impl Params {
             "seed={} nodes={} replicas={} partitions={} tokens={} keys={} clients={} ops={} faults={} \
              latency={}..{}us tail={:.3}@{}ms loss={:.3} dup={:.3} fault_interval={}ms \
              max_down={}ms max_pause={}ms max_partition={}ms drift<={}ppm offset<={}ms flush<={}us \
-             read_repair={} hinted_handoff={} anti_entropy={} request_timeout={}ms tombstone_grace={}ms",
+             read_repair={} read_fanout={:?} hinted_handoff={} anti_entropy={} request_timeout={}ms \
+             tombstone_grace={}ms",
             self.seed,
             self.nodes,
             self.replicas,
@@ -248,6 +258,7 @@ impl Params {
             self.max_offset.as_millis(),
             self.max_flush.as_micros(),
             self.read_repair,
+            self.read_fanout,
             self.hinted_handoff,
             self.anti_entropy,
             self.request_timeout.as_millis(),

@@ -373,6 +373,7 @@ impl Sim {
             purge_interval: Duration::from_millis(500),
             tombstone_grace: self.params.tombstone_grace,
             read_repair: self.params.read_repair,
+            read_fanout: self.params.read_fanout,
             hinted_handoff: self.params.hinted_handoff,
             anti_entropy: self.params.anti_entropy,
             anti_entropy_interval: ANTI_ENTROPY_INTERVAL,

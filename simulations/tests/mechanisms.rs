@@ -1,11 +1,13 @@
 //! Each mechanism of the node core on its own, as a short story on a
 //! hand-driven simulated cluster: quorum reached, quorum failed, fallback
-//! used and hint delivered, read repair applied (also after the reply), and
+//! used and hint delivered, read repair applied (also after the reply), a
+//! quorum read asking only its quorum and a reserve when one is silent, and
 //! tombstones purged only once every replica holds them and no hint is left.
 
 use std::time::Duration;
 
 use quorra_client::{Consistency, Context, RequestError};
+use quorra_node::core::ReadFanout;
 use quorra_simulations::harness::{Harness, ok, values};
 
 const QUORUM: Consistency = Consistency::QUORUM;
@@ -87,7 +89,10 @@ fn a_fallback_holds_a_hint_and_hands_it_over() {
 
 #[test]
 fn read_repair_fixes_a_stale_replica_also_after_the_reply() {
-    let mut h = Harness::with(3, |p| p.hinted_handoff = false);
+    let mut h = Harness::with(3, |p| {
+        p.hinted_handoff = false;
+        p.read_fanout = ReadFanout::All;
+    });
     let primaries = h.primaries("k");
     let (a, stale) = (primaries[0], primaries[2]);
     h.isolate(stale);
@@ -104,6 +109,32 @@ fn read_repair_fixes_a_stale_replica_also_after_the_reply() {
     h.run_for(Duration::from_millis(50));
     assert_eq!(h.stored_values(stale, "k"), ["v1"]);
     assert!(h.node(a).stats().read_repairs >= 1);
+}
+
+#[test]
+fn a_quorum_read_asks_only_its_quorum_and_a_reserve_when_one_is_silent() {
+    let mut h = Harness::with(3, |p| p.anti_entropy = false);
+    let primaries = h.primaries("k");
+    let a = primaries[0];
+    ok(h.put(a, "k", "v1", Context::empty(), QUORUM));
+    h.run_for(Duration::from_millis(50));
+
+    // Healthy: the coordinator's own copy and one other replica's.
+    let sent = h.node(a).stats().messages_sent;
+    assert_eq!(values(&ok(h.get(a, "k", QUORUM))), ["v1"]);
+    assert_eq!(h.node(a).stats().messages_sent - sent, 1, "one read sent");
+    assert_eq!(h.node(a).stats().reserve_reads, 0);
+
+    // A replica goes silent and is still believed up. The reads that ask
+    // it (the other replicas take turns) ask the reserve after a short
+    // wait instead of failing at the request timeout.
+    h.isolate(primaries[1]);
+    for _ in 0..4 {
+        let started = h.now();
+        assert_eq!(values(&ok(h.get(a, "k", QUORUM))), ["v1"]);
+        assert!(h.now() - started < Duration::from_millis(50));
+    }
+    assert!(h.node(a).stats().reserve_reads >= 1);
 }
 
 #[test]

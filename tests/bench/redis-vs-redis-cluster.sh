@@ -35,8 +35,20 @@ done
 cargo build --release --locked -p quorra-node --bin quorra --manifest-path "$ROOT/Cargo.toml" >&2
 QUORRA="$ROOT/target/release/quorra"
 
+# Waits until nothing listens on TCP port $1 (a cluster of the previous
+# run may still be closing): a benchmark must never reach a stale cluster.
+port_free() {
+    for _ in $(seq 1 100); do
+        ss -ltn | grep -q ":$1 " || return 0
+        sleep 0.2
+    done
+    echo "port $1 is still taken" >&2
+    exit 1
+}
+
 quorra_run() { # fsync mode
     local dir="$WORK/quorra-$1"
+    port_free 6601
     "$QUORRA" dev --data-dir "$dir" --base-port 7601 --resp-base-port 6601 --fsync "$1" >"$dir.out" 2>&1 &
     local pid=$!
     for _ in $(seq 1 300); do
@@ -46,8 +58,9 @@ quorra_run() { # fsync mode
     grep -q "cluster of 3 nodes is up" "$dir.out" || { cat "$dir.out" >&2; exit 1; }
     echo "== quorra dev, 3 nodes, N=3 quorum, --fsync $1 (one node's RESP port) =="
     redis-benchmark -p 6601 "${BENCH[@]}"
-    kill -INT "$pid"
+    kill -TERM "$pid"
     wait "$pid" || true
+    port_free 6601
 }
 
 redis_cluster_run() {

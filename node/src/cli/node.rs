@@ -12,7 +12,7 @@ use quorra_ring::{DEFAULT_PARTITIONS, DEFAULT_REPLICAS, DEFAULT_TOKENS_PER_NODE,
 use serde::Deserialize;
 
 use super::CliError;
-use quorra_node::core::Options;
+use quorra_node::core::{Options, ReadFanout};
 use quorra_node::resp::RespConfig;
 use quorra_node::resp::gateway::DEFAULT_SWEEP_INTERVAL;
 use quorra_node::runtime::daemon::{NodeConfig, run_blocking};
@@ -72,6 +72,14 @@ pub(crate) struct NodeArgs {
     /// Coordinator request timeout in milliseconds [default: 2000].
     #[arg(long)]
     request_timeout_ms: Option<u64>,
+    /// Replicas a read asks: quorum (default: R of them, the others when
+    /// one fails or is slow) or all (every replica, as Dynamo and Riak).
+    #[arg(long, env = "QUORRA_READ_FANOUT")]
+    read_fanout: Option<String>,
+    /// With --read-fanout quorum: milliseconds a read waits for its quorum
+    /// before it asks the other replicas too [default: 10].
+    #[arg(long, env = "QUORRA_SPECULATIVE_READ_MS")]
+    speculative_read_ms: Option<u64>,
     /// On SIGINT/SIGTERM, announce `leaving` then `left` before stopping
     /// (the node's data is not moved: see the README).
     #[arg(long, env = "QUORRA_LEAVE_ON_SHUTDOWN")]
@@ -133,6 +141,8 @@ struct FileConfig {
     replicas: Option<usize>,
     tokens: Option<usize>,
     request_timeout_ms: Option<u64>,
+    read_fanout: Option<String>,
+    speculative_read_ms: Option<u64>,
     leave_on_shutdown: Option<bool>,
     gossip_interval_ms: Option<u64>,
     anti_entropy: Option<String>,
@@ -199,6 +209,18 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
     };
     if let Some(ms) = args.request_timeout_ms.or(file.request_timeout_ms) {
         options.request_timeout = Duration::from_millis(ms.max(1));
+    }
+    match args.read_fanout.or(file.read_fanout).as_deref() {
+        None | Some("quorum") => {}
+        Some("all") => options.read_fanout = ReadFanout::All,
+        Some(other) => {
+            return Err(CliError::Usage(format!(
+                "--read-fanout must be quorum or all, not {other:?}"
+            )));
+        }
+    }
+    if let Some(ms) = args.speculative_read_ms.or(file.speculative_read_ms) {
+        options.speculative_read_after = Duration::from_millis(ms);
     }
     match args.anti_entropy.or(file.anti_entropy).as_deref() {
         None | Some("on") => {}
@@ -335,6 +357,24 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:7000".parse().unwrap());
         assert_eq!(c.zone, "b");
         assert!(matches!(c.options.sync, SyncMode::Periodic { .. }));
+        assert_eq!(c.options.read_fanout, ReadFanout::Quorum);
+
+        let c = config(NodeArgs {
+            config: Some(file.clone()),
+            read_fanout: Some("all".into()),
+            speculative_read_ms: Some(25),
+            ..NodeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(c.options.read_fanout, ReadFanout::All);
+        assert_eq!(c.options.speculative_read_after, Duration::from_millis(25));
+        let err = config(NodeArgs {
+            config: Some(file.clone()),
+            read_fanout: Some("some".into()),
+            ..NodeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("quorum or all"), "{err}");
 
         std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nbogus = 1\n").unwrap();
         let err = config(NodeArgs {

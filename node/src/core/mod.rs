@@ -82,6 +82,6 @@ pub use messages::{
     VoteState,
 };
 pub use node::{ClientTag, Node, NodeError};
-pub use options::Options;
+pub use options::{Options, ReadFanout};
 pub use stats::Stats;
 pub use update::{Applied, Change, Updater};

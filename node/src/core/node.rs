@@ -86,6 +86,8 @@ pub struct Node {
     pub(super) peers: Peers,
     pub(super) ops: BTreeMap<RequestId, Op>,
     deadlines: BTreeSet<(Duration, RequestId)>,
+    /// When reads that asked only their quorum ask their other replicas.
+    pub(super) speculative_reads: BTreeSet<(Duration, RequestId)>,
     next_id: RequestId,
     outbox: VecDeque<(NodeId, PeerMessage)>,
     replies: VecDeque<(ClientTag, Outcome)>,
@@ -178,6 +180,7 @@ impl Node {
             peers,
             ops: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            speculative_reads: BTreeSet::new(),
             // Ids are unique across incarnations, so a late reply to a
             // request of an earlier life never matches a new request.
             next_id: (u64::from(incarnation) << 32) | 1,
@@ -370,6 +373,13 @@ impl Node {
                 self.expire(now, op);
             }
         }
+        while let Some(&(at, id)) = self.speculative_reads.first() {
+            if at > now {
+                break;
+            }
+            self.speculative_reads.pop_first();
+            self.read_speculatively(now, id);
+        }
         if now >= self.next_probe {
             self.probe(now);
             self.next_probe = now + self.jittered(self.options.probe_interval);
@@ -441,6 +451,9 @@ impl Node {
         }
         if let Some(&(deadline, _)) = self.deadlines.first() {
             next = next.min(deadline);
+        }
+        if let Some(&(at, _)) = self.speculative_reads.first() {
+            next = next.min(at);
         }
         if let Some(at) = self
             .commit

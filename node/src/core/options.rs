@@ -34,6 +34,12 @@ pub struct Options {
     /// Read repair (default on): after a read, replicas that answered with a
     /// stale or missing version are sent the merged one.
     pub read_repair: bool,
+    /// Which replicas a read asks at first (default [`ReadFanout::Quorum`]).
+    pub read_fanout: ReadFanout,
+    /// How long a read that asked only its quorum waits for it before it
+    /// asks the other replicas too (default 10 ms; a replica's failure
+    /// brings in the next one at once).
+    pub speculative_read_after: Duration,
     /// How long a key must have been a tombstone on a replica before it may
     /// be purged (default 60 s). Must exceed the longest time a message can
     /// spend in flight, so no stale copy can arrive after the purge.
@@ -66,6 +72,24 @@ pub struct Options {
     pub updater: Option<Arc<dyn Updater>>,
 }
 
+/// Which replicas a read asks.
+///
+/// Dynamo and Riak ask all N replicas and reply after the first R; Cassandra
+/// asks R and keeps the rest for a speculative retry. Asking R does a third
+/// less messaging for a quorum read of N = 3, and half of it when the
+/// coordinator is a replica (its own answer is free). What it gives up:
+/// read repair reaches only the replicas asked, so a stale replica that a
+/// read did not ask waits for anti-entropy or a later read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFanout {
+    /// Ask as many replicas as the quorum needs (this node first when it is
+    /// one, the others taking turns); ask the rest when one fails or after
+    /// [`Options::speculative_read_after`].
+    Quorum,
+    /// Ask every replica at once.
+    All,
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -78,6 +102,8 @@ impl Default for Options {
             max_hints: 100_000,
             max_hint_bytes: 256 * 1024 * 1024,
             read_repair: true,
+            read_fanout: ReadFanout::Quorum,
+            speculative_read_after: Duration::from_millis(10),
             tombstone_grace: Duration::from_secs(60),
             purge_interval: Duration::from_secs(1),
             purge_batch: 128,

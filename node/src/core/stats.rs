@@ -15,6 +15,9 @@ pub struct Stats {
     pub quorum_failures: u64,
     /// Read repairs sent (or applied locally).
     pub read_repairs: u64,
+    /// Reserve replicas a read asked because one it asked failed or its
+    /// quorum was slow to answer ([`super::ReadFanout::Quorum`]).
+    pub reserve_reads: u64,
     /// Hints stored here for other nodes.
     pub hints_stored: u64,
     /// Hints delivered to their owner and deleted here.
@@ -77,6 +80,7 @@ impl Stats {
             forwarded,
             quorum_failures,
             read_repairs,
+            reserve_reads,
             hints_stored,
             hints_delivered,
             hints_overflowed,
@@ -107,6 +111,7 @@ impl Stats {
         self.forwarded += forwarded;
         self.quorum_failures += quorum_failures;
         self.read_repairs += read_repairs;
+        self.reserve_reads += reserve_reads;
         self.hints_stored += hints_stored;
         self.hints_delivered += hints_delivered;
         self.hints_overflowed += hints_overflowed;

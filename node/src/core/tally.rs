@@ -6,6 +6,13 @@
 //! primaries), when it has become impossible, and when every replica has
 //! answered, so the coordinator can reply at quorum and keep tracking the
 //! stragglers for read repair and statistics.
+//!
+//! A replica may be held back ([`Tally::hold_back`]): a read asks only as
+//! many replicas as its quorum needs and keeps the others in reserve
+//! ([`super::read`]). A held-back replica still counts as one that could
+//! answer (so the quorum is not impossible while reserves remain), is never
+//! waited for (the tally settles without it) and is not blamed when the
+//! request times out.
 
 use quorra_client::{Quorum, Receipt, ReplicaAnswer, RequestError};
 use quorra_ring::{NodeId, Replica, ReplicaRole};
@@ -19,6 +26,8 @@ pub enum Answer {
     Ok,
     /// Answered with an error, or timed out.
     Failed,
+    /// Not asked (yet): a reserve.
+    Unasked,
 }
 
 /// The answers of one request's replicas.
@@ -73,6 +82,26 @@ impl Tally {
         true
     }
 
+    /// Holds `node` back: it is not asked until [`Tally::ask`].
+    pub fn hold_back(&mut self, node: NodeId) {
+        if let Some(i) = self.slot(node)
+            && self.replicas[i].1 == Answer::Pending
+        {
+            self.replicas[i].1 = Answer::Unasked;
+        }
+    }
+
+    /// Takes the first held-back replica (in the order given at creation)
+    /// into the request: from now on its answer is waited for.
+    pub fn ask(&mut self) -> Option<Replica> {
+        let (replica, answer) = self
+            .replicas
+            .iter_mut()
+            .find(|(_, a)| *a == Answer::Unasked)?;
+        *answer = Answer::Pending;
+        Some(*replica)
+    }
+
     /// Records every replica that has not answered as failed (the request
     /// timed out) and returns them.
     pub fn give_up(&mut self) -> Vec<NodeId> {
@@ -96,6 +125,11 @@ impl Tally {
             .iter()
             .filter(|(r, a)| *a == answer && (!primaries_only || r.role == ReplicaRole::Primary))
             .count()
+    }
+
+    /// Whether the outcome has been given.
+    pub fn decided(&self) -> bool {
+        self.decided
     }
 
     /// The outcome, the first time it is known: `Some(Ok(receipt))` once the
@@ -134,14 +168,17 @@ impl Tally {
     }
 
     /// Whether the quorum can no longer be reached, even if every pending
-    /// replica answers successfully.
+    /// or held-back replica answers successfully.
     pub fn impossible(&self) -> bool {
-        let ok = self.count(Answer::Ok, false) + self.count(Answer::Pending, false);
-        let ok_primaries = self.count(Answer::Ok, true) + self.count(Answer::Pending, true);
-        ok < self.quorum.total || ok_primaries < self.quorum.primaries
+        let could = |primaries| {
+            self.count(Answer::Ok, primaries)
+                + self.count(Answer::Pending, primaries)
+                + self.count(Answer::Unasked, primaries)
+        };
+        could(false) < self.quorum.total || could(true) < self.quorum.primaries
     }
 
-    /// Whether every replica has answered or failed.
+    /// Whether every replica asked has answered or failed.
     pub fn settled(&self) -> bool {
         self.replicas.iter().all(|(_, a)| *a != Answer::Pending)
     }
@@ -218,6 +255,45 @@ mod tests {
         assert_eq!(t.pending().collect::<Vec<_>>(), vec![NodeId(2)]);
         assert!(t.receipt().used_fallback());
         assert_eq!(t.receipt().answered[0].node, 4);
+    }
+
+    #[test]
+    fn held_back_replicas_are_reserves_not_stragglers() {
+        let mut t = Tally::new(
+            replicas(),
+            Quorum {
+                total: 2,
+                primaries: 0,
+            },
+        );
+        t.hold_back(NodeId(4));
+        assert!(
+            !t.record(NodeId(4), true),
+            "a reserve's answer is not expected"
+        );
+        assert!(t.record(NodeId(1), true));
+        assert!(t.record(NodeId(2), false));
+        assert!(!t.impossible(), "the reserve can still make the quorum");
+        assert!(t.settled(), "nothing asked is outstanding");
+        assert_eq!(t.ask().map(|r| r.node), Some(NodeId(4)));
+        assert_eq!(t.ask(), None);
+        assert!(!t.settled());
+        assert!(t.record(NodeId(4), true));
+        assert!(t.reached() && t.settled());
+
+        // Timed out with a reserve never asked: only the asked are late.
+        let mut t = Tally::new(
+            replicas(),
+            Quorum {
+                total: 2,
+                primaries: 0,
+            },
+        );
+        t.hold_back(NodeId(4));
+        t.record(NodeId(1), true);
+        let (failure, late) = t.expire();
+        assert!(failure.is_some());
+        assert_eq!(late, vec![NodeId(2)]);
     }
 
     #[test]
