@@ -24,30 +24,22 @@
 //!
 //! **Layout versions.** Layout 1 stored objects under `d` and tombstone
 //! marks under `t`, each with a 4-byte partition. The tags changed with the
-//! width, so the two layouts never share a key: [`upgrade`] (run whenever
-//! an engine is opened) moves layout-1 records to layout 2 in atomic
-//! batches, and a crash half-way leaves each record in exactly one of them.
+//! width, so the two layouts never share a key, and
+//! [`super::upgrade`] moves layout-1 records whenever an engine is opened.
 
 use quorra_ring::{MAX_PARTITIONS, NodeId, PartitionId};
-
-use super::{Engine, StorageError, WriteOp};
 
 const DATA: u8 = b'D';
 const HINT: u8 = b'h';
 const META: u8 = b'm';
 const TOMB: u8 = b'T';
 
-/// Layout 1's tags of objects and tombstone marks (4-byte partitions).
-const LEGACY_DATA: u8 = b'd';
-const LEGACY_TOMB: u8 = b't';
-
-/// Records moved per atomic batch by [`upgrade`].
-const UPGRADE_BATCH: usize = 1024;
-
 // Every partition of every ring fits three bytes.
 const _: () = assert!(MAX_PARTITIONS <= 1 << 24);
 
-/// The partition as the three bytes of the layout.
+/// The partition as the three bytes of the layout. Every partition the
+/// store is given is one of the ring's (requests and peer messages naming
+/// another are refused before they reach it), so none is 2^24 or more.
 fn partition_bytes(partition: PartitionId) -> [u8; 3] {
     debug_assert!(partition.0 < MAX_PARTITIONS);
     let p = partition.0.to_be_bytes();
@@ -146,53 +138,6 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
-}
-
-/// Moves every layout-1 object and tombstone mark to layout 2; returns how
-/// many records moved (0 on every start after the first).
-pub fn upgrade(engine: &dyn Engine) -> Result<u64, StorageError> {
-    use std::ops::Bound;
-    let mut moved = 0;
-    for (legacy, tag) in [(LEGACY_DATA, DATA), (LEGACY_TOMB, TOMB)] {
-        let end = [legacy + 1];
-        loop {
-            let found = engine.scan(
-                Bound::Included(&[legacy]),
-                Bound::Excluded(&end),
-                UPGRADE_BATCH,
-            )?;
-            if found.is_empty() {
-                break;
-            }
-            let mut ops = Vec::with_capacity(2 * found.len());
-            for (old, value) in found {
-                let [_, p0, a, b, c, key @ ..] = old.as_slice() else {
-                    return Err(StorageError::Corrupt {
-                        what: format!("layout-1 record {old:?}"),
-                        reason: "shorter than its tag and partition".into(),
-                    });
-                };
-                if *p0 != 0 {
-                    return Err(StorageError::Corrupt {
-                        what: format!("layout-1 record {old:?}"),
-                        reason: "partition beyond the largest ring".into(),
-                    });
-                }
-                let mut new = Vec::with_capacity(old.len() - 1);
-                new.extend_from_slice(&[tag, *a, *b, *c]);
-                new.extend_from_slice(key);
-                ops.push(WriteOp::Put { key: new, value });
-                ops.push(WriteOp::Delete { key: old });
-            }
-            moved += (ops.len() / 2) as u64;
-            engine.write(ops)?;
-        }
-    }
-    if moved > 0 {
-        engine.flush()?;
-        tracing::info!(records = moved, "storage layout upgraded from 1 to 2");
-    }
-    Ok(moved)
 }
 
 #[cfg(test)]

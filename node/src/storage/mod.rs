@@ -49,6 +49,7 @@ mod lsn;
 pub mod memory;
 pub mod sled_engine;
 pub mod store;
+pub mod upgrade;
 
 use std::ops::Bound;
 use std::path::Path;
@@ -199,13 +200,13 @@ impl std::str::FromStr for EngineKind {
 }
 
 /// Opens (or creates) an engine of `kind` in `dir` (ignored for memory),
-/// with its records in the current layout ([`layout::upgrade`]).
+/// with its records in the current layout ([`upgrade`]).
 pub fn open_engine(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, StorageError> {
     let engine: Arc<dyn Engine> = match kind {
         EngineKind::Fjall => Arc::new(fjall_engine::FjallEngine::open(dir)?),
         EngineKind::Sled => Arc::new(sled_engine::SledEngine::open(dir)?),
         EngineKind::Memory => Arc::new(memory::MemoryEngine::new()),
     };
-    layout::upgrade(engine.as_ref())?;
+    upgrade::upgrade(engine.as_ref())?;
     Ok(engine)
 }
