@@ -77,7 +77,9 @@ pub(crate) struct NodeArgs {
     #[arg(long, env = "QUORRA_READ_FANOUT")]
     read_fanout: Option<String>,
     /// With --read-fanout quorum: milliseconds a read waits for its quorum
-    /// before it asks the other replicas too [default: 10].
+    /// before it asks the other replicas too; at least 1, and at or beyond
+    /// the request timeout they are asked only when a replica fails
+    /// [default: 10].
     #[arg(long, env = "QUORRA_SPECULATIVE_READ_MS")]
     speculative_read_ms: Option<u64>,
     /// On SIGINT/SIGTERM, announce `leaving` then `left` before stopping
@@ -220,6 +222,11 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
         }
     }
     if let Some(ms) = args.speculative_read_ms.or(file.speculative_read_ms) {
+        if ms == 0 {
+            return Err(CliError::Usage(
+                "--speculative-read-ms must be at least 1 (use --read-fanout all to ask every replica at once)".into(),
+            ));
+        }
         options.speculative_read_after = Duration::from_millis(ms);
     }
     match args.anti_entropy.or(file.anti_entropy).as_deref() {
@@ -375,6 +382,13 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("quorum or all"), "{err}");
+        let err = config(NodeArgs {
+            config: Some(file.clone()),
+            speculative_read_ms: Some(0),
+            ..NodeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
 
         std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nbogus = 1\n").unwrap();
         let err = config(NodeArgs {

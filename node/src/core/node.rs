@@ -88,6 +88,8 @@ pub struct Node {
     deadlines: BTreeSet<(Duration, RequestId)>,
     /// When reads that asked only their quorum ask their other replicas.
     pub(super) speculative_reads: BTreeSet<(Duration, RequestId)>,
+    /// Reads coordinated so far: whose turn it is among a key's replicas.
+    pub(super) read_turn: u64,
     next_id: RequestId,
     outbox: VecDeque<(NodeId, PeerMessage)>,
     replies: VecDeque<(ClientTag, Outcome)>,
@@ -181,6 +183,7 @@ impl Node {
             ops: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             speculative_reads: BTreeSet::new(),
+            read_turn: 0,
             // Ids are unique across incarnations, so a late reply to a
             // request of an earlier life never matches a new request.
             next_id: (u64::from(incarnation) << 32) | 1,

@@ -52,6 +52,9 @@ pub(crate) struct ReadOp {
     /// For an update that reads first: the write to start with what was
     /// read, instead of replying ([`super::update`]).
     then: Option<(WriteOf, Quorum)>,
+    /// When the reserves are asked, until the outcome is given (then the
+    /// timer is cancelled: a finished read does not wake the node).
+    speculative_at: Option<Duration>,
 }
 
 impl ReadOp {
@@ -115,19 +118,21 @@ impl Node {
         then: Option<(WriteOf, Quorum)>,
     ) {
         self.stats.reads += 1;
-        let id = self.next_request_id();
-        let replicas = read_order(self.id, self.replica_set(partition), id);
+        self.read_turn = self.read_turn.wrapping_add(1);
+        let replicas = read_order(self.id, self.replica_set(partition), self.read_turn);
         let mut tally = Tally::new(replicas.clone(), quorum);
         if let Some(e) = Self::too_few(&tally) {
             self.stats.quorum_failures += 1;
             return self.reply(reply_to, Err(e));
         }
+        let id = self.next_request_id();
         let asked = first_asked(&self.options, quorum).min(replicas.len());
         for reserve in &replicas[asked..] {
             tally.hold_back(reserve.node);
         }
-        if asked < replicas.len() {
-            let at = now + self.options.speculative_read_after;
+        let speculative_at =
+            (asked < replicas.len()).then(|| now + self.options.speculative_read_after);
+        if let Some(at) = speculative_at {
             self.speculative_reads.insert((at, id));
         }
         let mut op = ReadOp {
@@ -139,6 +144,7 @@ impl Node {
             merged: Object::new(),
             started: now,
             then,
+            speculative_at,
         };
         let mut failed_here = 0;
         for &replica in &replicas[..asked] {
@@ -231,11 +237,14 @@ impl Node {
             .decide()
             .map(|r| r.map(|receipt| response(&op.merged, receipt)));
         let (reply_to, settled) = (op.reply_to, op.tally.settled());
-        let then = if outcome.is_some() {
-            op.then.take()
+        let (then, no_more_reserves) = if outcome.is_some() {
+            (op.then.take(), op.speculative_at.take())
         } else {
-            None
+            (None, None)
         };
+        if let Some(at) = no_more_reserves {
+            self.speculative_reads.remove(&(at, id));
+        }
         match (then, outcome) {
             (Some((write, quorum)), Some(Ok(_))) => {
                 let at = (op.partition, op.key.clone());
@@ -250,6 +259,8 @@ impl Node {
     }
 
     pub(super) fn read_expired(&mut self, now: Duration, mut op: ReadOp) {
+        // A speculative timer still set (it outlasts the request timeout)
+        // finds no read when it fires, and does nothing.
         self.settle_expired(&mut op.tally, op.reply_to);
         self.finish_read(now, op);
     }
