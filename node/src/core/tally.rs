@@ -259,14 +259,17 @@ mod tests {
 
     #[test]
     fn held_back_replicas_are_reserves_not_stragglers() {
-        let mut t = Tally::new(
-            replicas(),
-            Quorum {
+        // Quorum 2 of {1, 2, 4}, with 4 held in reserve.
+        let with_reserve = || {
+            let quorum = Quorum {
                 total: 2,
                 primaries: 0,
-            },
-        );
-        t.hold_back(NodeId(4));
+            };
+            let mut t = Tally::new(replicas(), quorum);
+            t.hold_back(NodeId(4));
+            t
+        };
+        let mut t = with_reserve();
         assert!(
             !t.record(NodeId(4), true),
             "a reserve's answer is not expected"
@@ -281,15 +284,8 @@ mod tests {
         assert!(t.record(NodeId(4), true));
         assert!(t.reached() && t.settled());
 
-        // Timed out with a reserve never asked: only the asked are late.
-        let mut t = Tally::new(
-            replicas(),
-            Quorum {
-                total: 2,
-                primaries: 0,
-            },
-        );
-        t.hold_back(NodeId(4));
+        // Timed out with the reserve never asked: only the asked are late.
+        let mut t = with_reserve();
         t.record(NodeId(1), true);
         let (failure, late) = t.expire();
         assert!(failure.is_some());
