@@ -35,14 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port_free() {
-    for _ in $(seq 1 100); do
-        ss -ltn | grep -q ":$1 " || return 0
-        sleep 0.2
-    done
-    echo "port $1 is still taken" >&2
-    exit 1
-}
+# shellcheck source=common.sh
+source "$(dirname "$0")/common.sh"
 
 port_free 6601
 "$QUORRA" dev --data-dir "$WORK/d" --base-port 7601 --resp-base-port 6601 --fsync "$FSYNC" \

@@ -10,7 +10,7 @@
 //! **Whom a read asks** ([`ReadFanout`]). By default a read asks only the
 //! R replicas its quorum needs: primaries before fallbacks, this node first
 //! when it is one (its answer costs no message), the others taking turns
-//! by request so the load spreads. The rest are reserves: one is asked at
+//! read after read so the load spreads. The rest are reserves: one is asked at
 //! once for each asked replica that fails, and all of them when the quorum
 //! has not answered after [`Options::speculative_read_after`]
 //! (Cassandra's speculative retry). A reserve is never waited for once the
