@@ -63,6 +63,13 @@ pub fn make_tls(dir: &Path) {
     issue(dir, "client", Role::Client).expect("client certificate");
 }
 
+/// The last `lines` lines of a log file (for failure messages).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// One `quorra node` process.
 pub struct NodeProc {
     /// Node id.
@@ -285,27 +292,43 @@ impl TestCluster {
         }
     }
 
-    /// Waits until every running node sees `expected` members as normal.
+    /// Waits until every running node sees `expected` members as normal;
+    /// past 30 s, fails naming each node that does not, with its log's end.
     pub async fn wait_converged(&self, expected: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = self.client().await;
         loop {
-            let mut all = true;
+            let mut behind = Vec::new();
             for n in self.nodes.iter().filter(|n| n.child.is_some()) {
-                let normal = client
+                let seen = client
                     .status_of(n.addr)
                     .await
-                    .map(|s| s.members.iter().filter(|m| m.state == "normal").count())
-                    .unwrap_or(0);
-                all &= normal == expected;
+                    .map(|s| s.members.iter().filter(|m| m.state == "normal").count());
+                match seen {
+                    Ok(normal) if normal == expected => {}
+                    Ok(normal) => behind.push((n, format!("sees {normal} normal"))),
+                    Err(e) => behind.push((n, format!("status failed: {e}"))),
+                }
             }
-            if all {
+            if behind.is_empty() {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "membership did not converge to {expected} nodes"
-            );
+            if Instant::now() >= deadline {
+                let report: Vec<String> = behind
+                    .iter()
+                    .map(|(n, what)| {
+                        format!(
+                            "node {} {what}; its log ends:\n{}",
+                            n.id,
+                            log_tail(&n.log, 8)
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "membership did not converge to {expected} nodes within 30 s:\n{}",
+                    report.join("\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
