@@ -178,8 +178,10 @@ proptest! {
         let states = &world.replicas;
         for a in states {
             prop_assert_eq!(&DvvSet::merged(a, a), a);
+            prop_assert!(a.includes(a));
             for b in states {
                 prop_assert_eq!(DvvSet::merged(a, b), DvvSet::merged(b, a));
+                prop_assert_eq!(a.includes(b), &DvvSet::merged(a, b) == a);
                 for c in states {
                     let left = DvvSet::merged(&DvvSet::merged(a, b), c);
                     let right = DvvSet::merged(a, &DvvSet::merged(b, c));

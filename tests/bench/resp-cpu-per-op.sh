@@ -11,6 +11,9 @@
 #   bash tests/bench/resp-cpu-per-op.sh [fsync] [tests] [requests] [quorra binary]
 #   e.g.  bash tests/bench/resp-cpu-per-op.sh periodic set,get 200000 /tmp/quorra-before
 #
+# QUORRA_DEV_ARGS adds flags to `quorra dev`, e.g. "--engine memory" to see
+# what the cluster costs without storage.
+#
 # Needs redis-benchmark (Debian: redis-tools) and ss (iproute2). Ports:
 # QUIC 7601-7603, RESP 6601-6603.
 set -euo pipefail
@@ -40,7 +43,7 @@ source "$(dirname "$0")/common.sh"
 
 port_free 6601
 "$QUORRA" dev --data-dir "$WORK/d" --base-port 7601 --resp-base-port 6601 --fsync "$FSYNC" \
-    >"$WORK/out" 2>&1 &
+    ${QUORRA_DEV_ARGS:-} >"$WORK/out" 2>&1 &
 pid=$!
 for _ in $(seq 1 300); do
     grep -q "cluster of 3 nodes is up" "$WORK/out" 2>/dev/null && break
@@ -54,13 +57,23 @@ ticks() { # user + system clock ticks of the node processes
     echo "$t"
 }
 hz=$(getconf CLK_TCK)
+udp_out() { # UDP datagrams this machine sent (the nodes' QUIC packets)
+    awk '/^Udp:/ { if (h) print $5; h = 1 }' /proc/net/snmp
+}
+udp_dropped() { # UDP datagrams dropped for a full receive buffer
+    awk '/^Udp:/ { if (h) print $6; h = 1 }' /proc/net/snmp
+}
 echo "== $QUORRA, --fsync $FSYNC, $N requests per test"
 for test in ${TESTS//,/ }; do
     before=$(ticks)
+    udp_before=$(udp_out)
+    dropped_before=$(udp_dropped)
     line=$(redis-benchmark -p 6601 -t "$test" -n "$N" -c 50 -d 100 -r 100000 --csv | tail -1)
     after=$(ticks)
-    echo "$line" | awk -F'"' -v t=$((after - before)) -v hz="$hz" -v n="$N" \
-        '{printf "%-6s %9.0f req/s  p50 %s ms  p99 %s ms  node CPU %.1f us/request\n", $2, $4, $10, $14, t * 1e6 / hz / n}'
+    udp=$(($(udp_out) - udp_before))
+    dropped=$(($(udp_dropped) - dropped_before))
+    echo "$line" | awk -F'"' -v t=$((after - before)) -v hz="$hz" -v n="$N" -v udp="$udp" -v dropped="$dropped" \
+        '{printf "%-6s %9.0f req/s  p50 %s ms  p99 %s ms  node CPU %.1f us/request  %.2f datagrams/request (%d dropped)\n", $2, $4, $10, $14, t * 1e6 / hz / n, udp / n, dropped}'
 done
 kill -TERM "$pid"
 wait "$pid" || true
