@@ -54,7 +54,8 @@ pub enum WireError {
 
 /// Encodes `message` as one frame.
 pub fn encode<T: Serialize>(message: &T) -> Result<Bytes, WireError> {
-    let mut out = BytesMut::with_capacity(64);
+    // Most frames (a read, a reply with a small value) fit without growing.
+    let mut out = BytesMut::with_capacity(256);
     out.put_u32(0);
     out.put_u8(PROTOCOL_VERSION);
     let mut writer = out.writer();
