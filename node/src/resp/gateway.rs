@@ -21,11 +21,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quorra_client::protocol::{ClientMessage, ClusterStatus, NodeMessage, RoutingTable};
 use quorra_client::{Outcome, Request, RequestError, TlsFiles};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::value::Hlc;
-use crate::runtime::transport::Input;
+use crate::runtime::transport::{Input, ReplyTo};
 use crate::storage::Store;
 
 /// Most RESP connections a node serves at once; more are closed at once
@@ -226,12 +226,15 @@ impl Gateway {
 
     /// Sends `message` into the driver's inbox and waits for its one answer.
     async fn ask(&self, message: ClientMessage) -> Option<NodeMessage> {
-        let (reply, mut answers) = mpsc::channel(1);
+        let (reply, answer) = oneshot::channel();
         self.inbox
-            .send(Input::Client { message, reply })
+            .send(Input::Client {
+                message,
+                reply: ReplyTo::Once(reply),
+            })
             .await
             .ok()?;
-        answers.recv().await
+        answer.await.ok()
     }
 
     /// A stamp for a value written without an update (`QUORRA.PUT`): after

@@ -29,7 +29,7 @@ use quorra_ring::NodeId;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use super::transport::{Input, PeerFrame, Transport};
+use super::transport::{Input, PeerFrame, ReplyTo, Transport};
 use crate::core::{ClientTag, Node};
 use crate::membership::{LEAVE_STEP, Membership};
 use crate::storage::{Lsn, StorageError, Store};
@@ -67,7 +67,7 @@ pub struct Driver {
     shutdown: watch::Receiver<bool>,
     leave_on_shutdown: bool,
     origin: Instant,
-    clients: HashMap<ClientTag, (mpsc::Sender<NodeMessage>, u64)>,
+    clients: HashMap<ClientTag, (ReplyTo, u64)>,
     next_tag: ClientTag,
     flush_tx: mpsc::Sender<Result<Lsn, StorageError>>,
     flush_rx: mpsc::Receiver<Result<Lsn, StorageError>>,
@@ -175,15 +175,15 @@ impl Driver {
                 }
                 ClientMessage::Routing { id } => {
                     let table = self.routing_table();
-                    let _ = reply.try_send(NodeMessage::Routing { id, table });
+                    reply.send(NodeMessage::Routing { id, table });
                 }
                 ClientMessage::Status { id } => {
                     let status = self.status();
-                    let _ = reply.try_send(NodeMessage::Status { id, status });
+                    reply.send(NodeMessage::Status { id, status });
                 }
                 ClientMessage::Admin { id, command } => {
                     let result = self.admin(command);
-                    let _ = reply.try_send(NodeMessage::Admin { id, result });
+                    reply.send(NodeMessage::Admin { id, result });
                 }
             },
         }
@@ -239,8 +239,7 @@ impl Driver {
         }
         while let Some((tag, outcome)) = self.node.poll_reply() {
             if let Some((reply, id)) = self.clients.remove(&tag) {
-                // A full or closed client queue means the client is gone.
-                let _ = reply.try_send(NodeMessage::Outcome { id, outcome });
+                reply.send(NodeMessage::Outcome { id, outcome });
             }
         }
         let now = self.now();

@@ -40,7 +40,7 @@ use quorra_client::protocol::{ClientMessage, NodeMessage};
 use quorra_client::wire::{self, ALPN_CLIENT, ALPN_PEER, NODE_SERVER_NAME};
 use quorra_ring::{NodeId, RingConfig};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::tls::{alpn, presented_node_certificate};
@@ -98,9 +98,36 @@ pub enum Input {
     Client {
         /// The message.
         message: ClientMessage,
-        /// The client stream's answer queue.
-        reply: mpsc::Sender<NodeMessage>,
+        /// Where its answer goes.
+        reply: ReplyTo,
     },
+}
+
+/// Where the driver sends the answer to a client message.
+#[derive(Debug)]
+pub enum ReplyTo {
+    /// A QUIC client stream's answer queue, shared by all its requests.
+    Stream(mpsc::Sender<NodeMessage>),
+    /// One caller waiting for one answer (the RESP gateway). A channel per
+    /// request allocated a block of 32 slots (several KiB, past the
+    /// allocator's per-thread cache) for every GET and SET; a oneshot is
+    /// one small allocation.
+    Once(oneshot::Sender<NodeMessage>),
+}
+
+impl ReplyTo {
+    /// Delivers `message`. A full or closed stream queue, or a caller that
+    /// stopped waiting, means the client is gone: the answer is dropped.
+    pub fn send(self, message: NodeMessage) {
+        match self {
+            ReplyTo::Stream(queue) => {
+                let _ = queue.try_send(message);
+            }
+            ReplyTo::Once(caller) => {
+                let _ = caller.send(message);
+            }
+        }
+    }
 }
 
 /// Our sending side towards one peer.
@@ -534,7 +561,7 @@ async fn client_stream(
             Ok(Some(message)) => {
                 let input = Input::Client {
                     message,
-                    reply: tx.clone(),
+                    reply: ReplyTo::Stream(tx.clone()),
                 };
                 if inbox.send(input).await.is_err() {
                     break;
