@@ -86,6 +86,7 @@ fn apply(store: &Store, batch: &mut Vec<(quorra_ring::PartitionId, Vec<u8>, Obje
             partition: *p,
             key: k,
             object: o,
+            encoded: None,
         })
         .collect();
     store.apply(&changes).expect("memory store");

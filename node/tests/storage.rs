@@ -294,11 +294,13 @@ fn limits_are_typed_errors_and_nothing_is_written() {
                 partition: p,
                 key: b"first",
                 object: &ok,
+                encoded: None,
             },
             Change::Put {
                 partition: p,
                 key: b"second",
                 object: &huge,
+                encoded: None,
             },
         ]);
         assert!(
@@ -593,8 +595,8 @@ proptest! {
                 CacheStep::RefusedBatch(a, b) => {
                     let small = object("small");
                     let batch = |store: &Store| store.apply(&[
-                        Change::Put { partition: p, key: &key(a), object: &small },
-                        Change::Put { partition: p, key: &key(b), object: &huge },
+                        Change::Put { partition: p, key: &key(a), object: &small, encoded: None },
+                        Change::Put { partition: p, key: &key(b), object: &huge, encoded: None },
                     ]);
                     prop_assert!(batch(&cached).is_err());
                     prop_assert!(batch(&plain).is_err());

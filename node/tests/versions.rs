@@ -182,6 +182,9 @@ proptest! {
             for b in states {
                 prop_assert_eq!(DvvSet::merged(a, b), DvvSet::merged(b, a));
                 prop_assert_eq!(a.includes(b), &DvvSet::merged(a, b) == a);
+                let mut m = a.clone();
+                let changed = m.merge(b);
+                prop_assert_eq!(changed, &m != a, "merge's answer to whether it changed");
                 for c in states {
                     let left = DvvSet::merged(&DvvSet::merged(a, b), c);
                     let right = DvvSet::merged(a, &DvvSet::merged(b, c));

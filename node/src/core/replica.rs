@@ -10,12 +10,14 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use quorra_merkle::leaf_hash;
 use quorra_ring::{NodeId, PartitionId};
 use tracing::debug;
 
+use super::anti_entropy::object_hash;
 use super::messages::{PeerMessage, ReplicaError, RequestId};
 use super::node::{Node, Pending};
-use crate::storage::store::Change;
+use crate::storage::store::{Change, encode_object};
 use crate::storage::{Lsn, StorageError};
 use crate::version::Object;
 
@@ -135,9 +137,15 @@ impl Node {
         incoming: &Object,
     ) -> Result<Merged, StorageError> {
         let existing = self.store.get(partition, key)?;
-        let mut state = existing.clone().unwrap_or_default();
-        state.merge(incoming);
-        if state.is_empty() || existing.as_ref() == Some(&state) {
+        // The key's Merkle leaf, if its partition's tree is kept, taken
+        // before the state is merged in place.
+        let tracked = self.tree_kept(partition);
+        let old_leaf = match &existing {
+            Some(old) if tracked => object_hash(key, old).map(Some),
+            _ => Ok(None),
+        };
+        let mut state = existing.unwrap_or_default();
+        if !state.merge(incoming) {
             // Nothing new (or nothing at all: an empty state is never
             // stored): no write, and a tombstone keeps its age. Whoever
             // waits for durability waits for everything applied so far,
@@ -148,12 +156,15 @@ impl Node {
                 changed: false,
             });
         }
+        // Encoded once, for storage and the new leaf alike.
+        let encoded = encode_object(&state)?;
         let tombstone = state.is_tombstone();
         let marked = self.tombstones.contains(partition, key);
         let mut changes = vec![Change::Put {
             partition,
             key,
             object: &state,
+            encoded: Some(&encoded),
         }];
         if tombstone {
             changes.push(Change::PutTombMark { partition, key });
@@ -162,7 +173,9 @@ impl Node {
         }
         let lsn = self.store.apply(&changes)?;
         self.tombstones.note(partition, key, tombstone, now, lsn);
-        self.trees_note(partition, key, existing.as_ref(), Some(&state));
+        if tracked {
+            self.trees_update(partition, key, old_leaf, Some(leaf_hash(key, &encoded)));
+        }
         Ok(Merged {
             lsn,
             state,

@@ -44,6 +44,9 @@ pub enum Change<'a> {
         key: &'a [u8],
         /// New state.
         object: &'a Object,
+        /// `object` as [`encode_object`] encodes it, when the caller has
+        /// it already (it hashed it for a Merkle leaf): not encoded again.
+        encoded: Option<&'a [u8]>,
     },
     /// Remove an owned object (tombstone purge).
     Delete {
@@ -256,6 +259,7 @@ impl Store {
             partition,
             key,
             object,
+            encoded: None,
         }])
     }
 
@@ -274,11 +278,19 @@ impl Store {
                     partition,
                     key,
                     object,
+                    encoded,
                 } => {
                     check_key(key)?;
+                    let value = match encoded {
+                        Some(bytes) => {
+                            debug_assert_eq!(encode_object(object).ok().as_deref(), Some(bytes));
+                            bytes.to_vec()
+                        }
+                        None => encode_object(object)?,
+                    };
                     WriteOp::Put {
                         key: data_key(partition, key),
-                        value: encode_object(object)?,
+                        value,
                     }
                 }
                 Change::Delete { partition, key } => {
@@ -330,6 +342,7 @@ impl Store {
                         partition,
                         key,
                         object,
+                        ..
                     } if result.is_ok() => {
                         cache.insert(data_key(partition, key), Some(object.clone()))
                     }

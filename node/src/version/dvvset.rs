@@ -246,10 +246,13 @@ impl<V> DvvSet<V> {
 
 impl<V: Clone> DvvSet<V> {
     /// Merges another replica's state of the same key into this one.
-    pub fn merge(&mut self, other: &DvvSet<V>) {
+    /// Returns whether this state changed (a replica then has something to
+    /// store; the merge itself says so more cheaply than comparing).
+    pub fn merge(&mut self, other: &DvvSet<V>) -> bool {
         if other.entries.is_empty() {
-            return;
+            return false;
         }
+        let mut changed = false;
         let mut merged = Vec::with_capacity(self.entries.len().max(other.entries.len()));
         let mut ours = std::mem::take(&mut self.entries).into_iter().peekable();
         let mut theirs = other.entries.iter().peekable();
@@ -259,16 +262,22 @@ impl<V: Clone> DvvSet<V> {
                 (Some(a), Some(b)) if a.actor == b.actor => {
                     let a = ours.next().expect("peeked");
                     let b = theirs.next().expect("peeked");
+                    changed |= a.counter < b.counter || merge_truncates(&a, b);
                     merged.push(merge_entry(a, b));
                 }
                 (Some(a), Some(b)) if a.actor > b.actor => {
                     merged.push(theirs.next().expect("peeked").clone());
+                    changed = true;
                 }
                 (Some(_), _) => merged.push(ours.next().expect("peeked")),
-                (None, Some(_)) => merged.push(theirs.next().expect("peeked").clone()),
+                (None, Some(_)) => {
+                    merged.push(theirs.next().expect("peeked").clone());
+                    changed = true;
+                }
             }
         }
         self.entries = merged;
+        changed
     }
 
     /// `a` merged with `b`, leaving both untouched.
@@ -283,18 +292,38 @@ impl<V: Clone + PartialEq> DvvSet<V> {
     /// Whether `self` already knows everything `other` knows, so sending
     /// `other` to a replica holding `self` would change nothing.
     pub fn includes(&self, other: &Self) -> bool {
-        // Replicas that agree (the usual case of a read) need no merge: a
-        // state merged with itself is itself.
-        self == other || &Self::merged(self, other) == self
+        // What `merge` would do, without building the result: per actor of
+        // `other`, ours must be known, at least as far, and keep no value
+        // `other` knows obsolete.
+        let mut ours = self.entries.iter().peekable();
+        for theirs in &other.entries {
+            while ours.next_if(|a| a.actor < theirs.actor).is_some() {}
+            let Some(a) = ours.next_if(|a| a.actor == theirs.actor) else {
+                return false;
+            };
+            if a.counter < theirs.counter || merge_truncates(a, theirs) {
+                return false;
+            }
+        }
+        true
     }
+}
+
+/// The highest dot of an entry's actor that `e` knows obsolete.
+fn floor<V>(e: &Entry<V>) -> u64 {
+    e.counter - e.values.len() as u64
+}
+
+/// Whether merging `theirs` into `ours` (same actor, ours at least as far)
+/// drops values of ours that theirs knows obsolete.
+fn merge_truncates<V>(ours: &Entry<V>, theirs: &Entry<V>) -> bool {
+    ours.counter >= theirs.counter && floor(theirs) > floor(ours)
 }
 
 /// Merges two entries of the same actor: the larger counter, and the dots
 /// live on both sides (a dot is obsolete if either side knows it obsolete).
 fn merge_entry<V: Clone>(ours: Entry<V>, theirs: &Entry<V>) -> Entry<V> {
-    let floor_ours = ours.counter - ours.values.len() as u64;
-    let floor_theirs = theirs.counter - theirs.values.len() as u64;
-    let floor = floor_ours.max(floor_theirs);
+    let floor = floor(&ours).max(floor(theirs));
     if ours.counter >= theirs.counter {
         let live = (ours.counter - floor) as usize;
         let mut ours = ours;

@@ -60,6 +60,7 @@ use quorra_ring::PartitionId;
 use self::budget::Budget;
 use self::exchange::Exchange;
 use self::trees::Trees;
+pub(super) use self::trees::object_hash;
 use super::messages::AeStep;
 use super::node::Node;
 use crate::storage::StorageError;
@@ -112,10 +113,34 @@ impl Node {
         old: Option<&Object>,
         new: Option<&Object>,
     ) {
-        if let Err(e) = self.ae.trees.note(partition, key, old, new) {
+        let noted = self.ae.trees.note(partition, key, old, new);
+        self.tree_noted(noted);
+    }
+
+    /// [`Node::trees_note`] for a caller that has the leaf hashes: `old`
+    /// as taken before the change, `new` after it.
+    pub(super) fn trees_update(
+        &mut self,
+        partition: PartitionId,
+        key: &[u8],
+        old: Result<Option<u64>, StorageError>,
+        new: Option<u64>,
+    ) {
+        let noted = self.ae.trees.update(partition, key, old, Ok(new));
+        self.tree_noted(noted);
+    }
+
+    fn tree_noted(&mut self, noted: Result<(), StorageError>) {
+        if let Err(e) = noted {
             self.stats.storage_errors += 1;
             tracing::debug!(error = %e, "anti-entropy tree dropped; rebuilt when next needed");
         }
+    }
+
+    /// Whether `partition`'s Merkle tree is kept (built, and so updated on
+    /// every change of its keys).
+    pub(super) fn tree_kept(&self, partition: PartitionId) -> bool {
+        self.ae.trees.is_built(partition)
     }
 
     /// Builds now the tree of every partition this node replicates that has

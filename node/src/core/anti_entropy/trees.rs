@@ -100,6 +100,12 @@ impl Trees {
         }
     }
 
+    /// Whether `partition`'s tree is built, and so kept in step with every
+    /// change of its keys.
+    pub(crate) fn is_built(&self, partition: PartitionId) -> bool {
+        self.built.contains_key(&partition)
+    }
+
     /// An owned key of `partition` went from `old` to `new` in storage.
     pub(crate) fn note(
         &mut self,
@@ -108,11 +114,26 @@ impl Trees {
         old: Option<&Object>,
         new: Option<&Object>,
     ) -> Result<(), StorageError> {
+        if !self.is_built(partition) {
+            return Ok(());
+        }
+        let old = old.map(|o| object_hash(key, o)).transpose();
+        let new = new.map(|o| object_hash(key, o)).transpose();
+        self.update(partition, key, old, new)
+    }
+
+    /// An owned key of `partition` went from leaf hash `old` to `new`
+    /// (`None`: absent; an error: a state that could not be hashed).
+    pub(crate) fn update(
+        &mut self,
+        partition: PartitionId,
+        key: &[u8],
+        old: Result<Option<u64>, StorageError>,
+        new: Result<Option<u64>, StorageError>,
+    ) -> Result<(), StorageError> {
         let Some(tree) = self.built.get_mut(&partition) else {
             return Ok(());
         };
-        let old = old.map(|o| object_hash(key, o)).transpose();
-        let new = new.map(|o| object_hash(key, o)).transpose();
         match (old, new) {
             (Ok(old), Ok(new)) => {
                 tree.update(key, old, new);
