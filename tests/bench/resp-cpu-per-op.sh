@@ -12,7 +12,10 @@
 #   e.g.  bash tests/bench/resp-cpu-per-op.sh periodic set,get 200000 /tmp/quorra-before
 #
 # QUORRA_DEV_ARGS adds flags to `quorra dev`, e.g. "--engine memory" to see
-# what the cluster costs without storage.
+# what the cluster costs without storage. WARMUP=SECONDS waits that long
+# after the cluster is up (e.g. 45, so that anti-entropy has built its
+# Merkle trees and writes pay for keeping them, as in a cluster that has
+# been running).
 #
 # Needs redis-benchmark (Debian: redis-tools) and ss (iproute2). Ports:
 # QUIC 7601-7603, RESP 6601-6603.
@@ -50,6 +53,7 @@ for _ in $(seq 1 300); do
     sleep 0.2
 done
 grep -q "cluster of 3 nodes is up" "$WORK/out" || { cat "$WORK/out" >&2; exit 1; }
+sleep "${WARMUP:-0}"
 nodes=$(pgrep -f -- "--data-dir $WORK/d/node")
 ticks() { # user + system clock ticks of the node processes
     local t=0
