@@ -43,11 +43,7 @@ quorra_run() { # fsync mode
     port_free 6601
     "$QUORRA" dev --data-dir "$dir" --base-port 7601 --resp-base-port 6601 --fsync "$1" >"$dir.out" 2>&1 &
     local pid=$!
-    for _ in $(seq 1 300); do
-        grep -q "cluster of 3 nodes is up" "$dir.out" 2>/dev/null && break
-        sleep 0.2
-    done
-    grep -q "cluster of 3 nodes is up" "$dir.out" || { cat "$dir.out" >&2; exit 1; }
+    cluster_up "$dir.out"
     echo "== quorra dev, 3 nodes, N=3 quorum, --fsync $1 (one node's RESP port) =="
     redis-benchmark -p 6601 "${BENCH[@]}"
     kill -TERM "$pid"

@@ -48,11 +48,7 @@ port_free 6601
 "$QUORRA" dev --data-dir "$WORK/d" --base-port 7601 --resp-base-port 6601 --fsync "$FSYNC" \
     ${QUORRA_DEV_ARGS:-} >"$WORK/out" 2>&1 &
 pid=$!
-for _ in $(seq 1 300); do
-    grep -q "cluster of 3 nodes is up" "$WORK/out" 2>/dev/null && break
-    sleep 0.2
-done
-grep -q "cluster of 3 nodes is up" "$WORK/out" || { cat "$WORK/out" >&2; exit 1; }
+cluster_up "$WORK/out"
 sleep "${WARMUP:-0}"
 nodes=$(pgrep -f -- "--data-dir $WORK/d/node")
 ticks() { # user + system clock ticks of the node processes
