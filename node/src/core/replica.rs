@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use quorra_merkle::leaf_hash;
 use quorra_ring::{NodeId, PartitionId};
 use tracing::debug;
 
@@ -174,7 +173,7 @@ impl Node {
         let lsn = self.store.apply(&changes)?;
         self.tombstones.note(partition, key, tombstone, now, lsn);
         if tracked {
-            self.trees_update(partition, key, old_leaf, Some(leaf_hash(key, &encoded)));
+            self.trees_update(partition, key, old_leaf, &encoded);
         }
         Ok(Merged {
             lsn,

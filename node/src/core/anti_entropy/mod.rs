@@ -117,16 +117,19 @@ impl Node {
         self.tree_noted(noted);
     }
 
-    /// [`Node::trees_note`] for a caller that has the leaf hashes: `old`
-    /// as taken before the change, `new` after it.
+    /// [`Node::trees_note`] for a caller that has done part of the work:
+    /// `old` is the key's leaf hash taken before the change
+    /// ([`object_hash`]), `new` the new state as
+    /// [`encode_object`](crate::storage::store::encode_object) encoded it.
     pub(super) fn trees_update(
         &mut self,
         partition: PartitionId,
         key: &[u8],
         old: Result<Option<u64>, StorageError>,
-        new: Option<u64>,
+        new: &[u8],
     ) {
-        let noted = self.ae.trees.update(partition, key, old, Ok(new));
+        let new = Ok(Some(quorra_merkle::leaf_hash(key, new)));
+        let noted = self.ae.trees.update(partition, key, old, new);
         self.tree_noted(noted);
     }
 
