@@ -1,10 +1,17 @@
 //! Redis values inside Quorra: counters count every increment whatever
 //! the order replicas merge in, and a key's siblings resolve to the same
-//! value on every node.
+//! value on every node, at every moment: the latest sibling decides, and
+//! once it has expired, no older one shows.
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use quorra_node::resp::value::{Data, Hlc, PnCounter, Stored, resolve};
+use quorra_node::resp::update::visible;
+use quorra_node::resp::value::{Data, Hlc, PnCounter, Stored};
+
+/// What a client sees of `siblings` before anything can have expired.
+fn resolve<'a>(siblings: impl IntoIterator<Item = &'a Bytes>) -> Option<Stored> {
+    visible(siblings, 0)
+}
 
 fn stamp(wall_ms: u64, node: u64) -> Hlc {
     Hlc {
@@ -57,12 +64,16 @@ proptest! {
 
     #[test]
     fn siblings_resolve_the_same_whatever_their_order(
-        values in prop::collection::vec((0..5u64, 1..4u64, any::<bool>(), 0..20i64), 1..6),
+        values in prop::collection::vec(
+            (0..5u64, 1..4u64, any::<bool>(), 0..20i64, prop::option::of(1..8u64)),
+            1..6,
+        ),
         seed in any::<u64>(),
+        now in 0..10u64,
     ) {
-        let siblings: Vec<Bytes> = values
+        let decoded: Vec<Stored> = values
             .iter()
-            .map(|&(at, node, is_counter, n)| {
+            .map(|&(at, node, is_counter, n, expires)| {
                 let data = if is_counter {
                     let mut c = PnCounter::starting_at(0, stamp(0, 1));
                     c.add((node, 1), n).unwrap();
@@ -70,14 +81,30 @@ proptest! {
                 } else {
                     Data::Str(Bytes::from(format!("s{n}")))
                 };
-                Stored { data, stamp: stamp(at, node), expires_at_ms: None }.encode()
+                Stored { data, stamp: stamp(at, node), expires_at_ms: expires }
             })
             .collect();
+        let siblings: Vec<Bytes> = decoded.iter().map(Stored::encode).collect();
         let mut shuffled = siblings.clone();
         let k = shuffled.len();
         shuffled.rotate_left((seed % k as u64) as usize);
         shuffled.reverse();
-        prop_assert_eq!(resolve(&siblings), resolve(&shuffled));
+        let shown = visible(&siblings, now);
+        prop_assert_eq!(&shown, &visible(&shuffled, now));
+        // Nothing older than the latest sibling shows; once that one has
+        // expired, nothing does.
+        let latest = decoded.iter().map(|s| s.stamp).max().unwrap();
+        let latest_expired = decoded
+            .iter()
+            .filter(|s| s.stamp == latest)
+            .any(|s| s.expired(now));
+        match &shown {
+            Some(s) => {
+                prop_assert_eq!(s.stamp, latest);
+                prop_assert!(!s.expired(now));
+            }
+            None => prop_assert!(latest_expired),
+        }
     }
 }
 

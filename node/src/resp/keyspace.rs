@@ -16,12 +16,15 @@
 //! already read as absent everywhere; the sweeper turns them into
 //! tombstones so they stop taking space. Each node walks the partitions
 //! it is the *first* primary of (so one node sweeps each partition), and
-//! for each key whose every value has expired sends a purge update: the
-//! coordinating primary checks expiry again on its own copy and writes a
-//! tombstone covering exactly what it holds, which replicates, is
-//! repaired by anti-entropy like any delete, and is purged after its grace.
-//! A value written meanwhile is not covered and survives; an expired value
-//! a replica still holds stays expired, so nothing comes back.
+//! for each key whose latest value has expired sends a purge update: the
+//! coordinating primary reads the key at quorum, merges what it got into
+//! its own copy, checks expiry again there and writes a tombstone covering
+//! exactly what it then holds, which replicates, is repaired by
+//! anti-entropy like any delete, and is purged after its grace. The read
+//! matters: a tombstone of only the coordinator's copy would leave an older
+//! sibling it had missed, which the expired value was hiding, and that
+//! value would show again. A value written meanwhile is not covered and
+//! survives; an expired value a replica still holds stays hidden.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,9 +163,11 @@ pub struct SweepStats {
     pub sweeps: AtomicU64,
 }
 
-/// Keys of `partition` whose every value has expired, after `after`;
-/// and the last key read (`None`: the partition is done).
-fn expired_in(
+/// Keys of `partition` (after `after`, one batch of a walk) that hold
+/// values but show none at `now_ms` (their latest value has expired), and
+/// the last key read (`None`: the partition is done). The sweeper's choice,
+/// which the simulator's sweepers make too.
+pub fn expired_in(
     store: &Store,
     partition: PartitionId,
     after: Option<&[u8]>,

@@ -4,11 +4,14 @@
 //!
 //! Each command travels as an [`Update`]: the operation and the wall
 //! clock of the gateway that received it. Every command but a plain `SET`
-//! and the purge first reads the key at the request's read quorum and
-//! merges the answers into the coordinator's copy
-//! ([`Updater::reads_first`]). The coordinator resolves its copy's
-//! siblings to the value a client sees ([`visible`]: expired siblings
-//! left out), checks the command's condition,
+//! (with or without an expiry) first reads the key at the request's read
+//! quorum and merges the answers into the coordinator's copy
+//! ([`Updater::reads_first`]); the sweeper's purge does too, so that its
+//! tombstone covers every value a quorum holds (a purge of only the
+//! coordinator's copy would leave an older sibling it had missed, and
+//! that value would show again). The coordinator resolves its copy's
+//! siblings to the value a client sees ([`visible`]: the latest sibling,
+//! if it has not expired), checks the command's condition,
 //! and writes the new value over everything it holds, stamped with the
 //! next hybrid-logical-clock stamp after every stamp in its copy. A
 //! counter's entry is the write's actor, so increments are never lost
@@ -19,7 +22,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::value::{Data, Hlc, PnCounter, Stored, resolve_decoded};
+use super::value::{Data, Hlc, PnCounter, Stored, resolve_at};
 use crate::core::update::{Applied, Change, Updater};
 use crate::version::Actor;
 
@@ -117,17 +120,12 @@ pub fn as_string(stored: &Stored) -> Bytes {
     }
 }
 
-/// The value a client sees among `values` at `now_ms`: the siblings that
-/// have not expired, resolved. Each sibling expires on its own: an expired
-/// counter never joins a live one (its counts would come back), and a live
-/// sibling is not hidden by a concurrent one that expired.
+/// The value a client sees among `values` at `now_ms`: the latest sibling,
+/// if it has not expired ([`resolve_at`]: expiry applies to the winner, so
+/// a value replaced by a later one never comes back when that one
+/// expires; an expired counter never joins a live one).
 pub fn visible<'a>(values: impl IntoIterator<Item = &'a Bytes>, now_ms: u64) -> Option<Stored> {
-    resolve_decoded(
-        values
-            .into_iter()
-            .map(Stored::decode)
-            .filter(|s| !s.expired(now_ms)),
-    )
+    resolve_at(values.into_iter().map(Stored::decode), now_ms)
 }
 
 /// Redis's error for a value that is not an integer.
@@ -144,9 +142,10 @@ impl Updater for RespUpdater {
         apply(&update, values, writer)
     }
 
-    /// Only a plain `SET` (no condition, no `GET`, no `KEEPTTL`) and the
-    /// sweeper's purge (which judges the coordinator's copy alone) go
-    /// without a read.
+    /// Only a plain `SET` (no condition, no `GET`, no `KEEPTTL`; an
+    /// expiry is allowed) goes without a read: it replaces whatever is
+    /// there, and a value it missed stays a sibling that its later stamp
+    /// hides for good ([`visible`]).
     fn reads_first(&self, update: &[u8]) -> bool {
         match rmp_serde::from_slice::<Update>(update).map(|u| u.op) {
             Ok(Op::Set {
@@ -155,7 +154,6 @@ impl Updater for RespUpdater {
                 expiry,
                 ..
             }) => expiry == SetExpiry::Keep,
-            Ok(Op::Purge) => false,
             _ => true,
         }
     }
@@ -189,7 +187,7 @@ pub fn apply(update: &Update, values: &[Bytes], writer: Actor) -> Result<Applied
     // After every stamp held, expired values included, so the write wins
     // over all of them on every node.
     let last = held.iter().map(|s| s.stamp).max().unwrap_or_default();
-    let current = resolve_decoded(held.into_iter().filter(|s| !s.expired(now)));
+    let current = resolve_at(held, now);
     let stamp = Hlc::next(last, now, writer.node.0);
     Ok(match &update.op {
         Op::Set {
@@ -428,7 +426,7 @@ mod tests {
     }
 
     #[test]
-    fn each_sibling_expires_on_its_own() {
+    fn an_expired_counter_never_joins_a_live_one() {
         // A counter that expired on one side of a partition, and one made
         // afresh on the other: the old counts do not come back.
         let (old, _) = run(Op::Add(40), 1, &[], 1);
@@ -443,18 +441,70 @@ mod tests {
             as_string(&visible(&siblings, 70).unwrap()),
             Bytes::from("2")
         );
-        // A live string is not hidden by a later concurrent one that expired.
+    }
+
+    #[test]
+    fn a_set_with_an_expiry_that_missed_an_older_value_hides_it_for_good() {
+        // The issue-15 story: `SET k v3` acknowledged through node 2 at
+        // t=100; node 1, which missed it, coordinates `SET k v2 EX` at
+        // t=200 without reading, so v2 becomes a sibling of v3.
+        let (v3, _) = run(set("v3", SetExpiry::Never, None), 100, &[], 2);
+        let (v2, _) = run(set("v2", SetExpiry::At(300), None), 200, &[], 1);
+        let siblings = [written(v3).encode(), written(v2).encode()];
+        assert_eq!(as_string(&visible(&siblings, 250).unwrap()), "v2");
+        // v2 expires: the key is gone, v3 does not come back...
+        assert_eq!(visible(&siblings, 300), None);
+        assert_eq!(visible(&siblings, 10_000), None);
+        // ...and the sweeper's purge removes both.
+        assert_eq!(
+            run(Op::Purge, 300, &siblings, 1),
+            (Change::Delete, Answer::Changed(true))
+        );
+        // Commands that read see the key as absent, as GET does.
+        let (c, a) = run(set("x", SetExpiry::Never, Some(true)), 300, &siblings, 1);
+        assert_eq!(c, Change::Keep, "XX of an expired key writes nothing");
+        assert_eq!(
+            a,
+            Answer::Set {
+                written: false,
+                old: None
+            }
+        );
+    }
+
+    #[test]
+    fn the_latest_sibling_decides_even_against_a_live_older_one() {
+        // Two concurrent SETs: the later stamp shows; once it expires, the
+        // key is absent rather than showing the value it had beaten.
         let (keep, _) = run(set("stays", SetExpiry::Never, None), 1, &[], 1);
         let (gone, _) = run(set("goes", SetExpiry::At(50), None), 2, &[], 2);
         let siblings = [written(keep).encode(), written(gone).encode()];
-        assert_eq!(
-            as_string(&visible(&siblings, 10).unwrap()),
-            Bytes::from("goes")
-        );
-        assert_eq!(
-            as_string(&visible(&siblings, 50).unwrap()),
-            Bytes::from("stays")
-        );
+        assert_eq!(as_string(&visible(&siblings, 10).unwrap()), "goes");
+        assert_eq!(visible(&siblings, 50), None);
+        // An earlier stamp with an expiry never hides a later live value.
+        let (early, _) = run(set("early", SetExpiry::At(50), None), 1, &[], 1);
+        let (late, _) = run(set("late", SetExpiry::Never, None), 2, &[], 2);
+        let siblings = [written(early).encode(), written(late).encode()];
+        assert_eq!(as_string(&visible(&siblings, 10).unwrap()), "late");
+        assert_eq!(as_string(&visible(&siblings, 60).unwrap()), "late");
+        // A later string beats a live counter, and its expiry hides it too.
+        let (counter, _) = run(Op::Add(5), 1, &[], 1);
+        let (string, _) = run(set("s", SetExpiry::At(50), None), 2, &[], 2);
+        let siblings = [written(counter).encode(), written(string).encode()];
+        assert_eq!(as_string(&visible(&siblings, 10).unwrap()), "s");
+        assert_eq!(visible(&siblings, 50), None);
+    }
+
+    #[test]
+    fn only_a_plain_set_skips_the_read() {
+        let reads = |op: Op| RespUpdater.reads_first(&Update { op, now_ms: 1 }.encode());
+        assert!(!reads(set("v", SetExpiry::Never, None)));
+        assert!(!reads(set("v", SetExpiry::At(9), None)));
+        assert!(reads(set("v", SetExpiry::Keep, None)));
+        assert!(reads(set("v", SetExpiry::Never, Some(false))));
+        for op in [Op::Add(1), Op::Expire(None), Op::Delete, Op::Purge] {
+            assert!(reads(op.clone()), "{op:?}");
+        }
     }
 
     #[test]

@@ -9,17 +9,24 @@
 //! (written through the SDK or the CLI) read as plain strings, with no
 //! expiry, older than anything the gateway wrote.
 //!
-//! ## Resolution ([`resolve`])
+//! ## Resolution ([`resolve_at`])
 //!
-//! - Counter siblings are **joined** ([`PnCounter::join`]): a PN-counter
-//!   keeps one increment and one decrement total per node, so concurrent
-//!   `INCR`s through different nodes, or on both sides of a partition, are
-//!   all counted.
-//! - String siblings: the one with the latest stamp wins (the stamp orders
-//!   by wall time, then a logical counter, then node id: the same choice on
+//! - Counter siblings that have not expired are **joined**
+//!   ([`PnCounter::join`]): a PN-counter keeps one increment and one
+//!   decrement total per node, so concurrent `INCR`s through different
+//!   nodes, or on both sides of a partition, are all counted. An expired
+//!   counter never joins: its counts do not come back.
+//! - String siblings: the one with the latest stamp (the stamp orders by
+//!   wall time, then a logical counter, then node id: the same choice on
 //!   every node), but all stay stored until a write replaces them.
-//! - Between the joined counter and the latest string, the later stamp
-//!   wins.
+//! - The **latest** of the latest string, the joined counter and the latest
+//!   expired counter decides, and **expiry applies to it**: if it has
+//!   expired, the key is absent, whatever older siblings still hold. A
+//!   `SET k v EX n` that became a sibling of an older value (it skipped
+//!   the read, and its coordinator had missed that value) therefore hides
+//!   the older value for good: once `v` has shown, the older value never
+//!   shows again, not even after `v` expires. A sibling with an earlier
+//!   stamp never outlives a later one.
 //!
 //! The choice depends only on the set of siblings, never on their order.
 
@@ -204,54 +211,56 @@ impl Stored {
     }
 }
 
-/// The value a Redis client sees among a key's siblings (see the module
-/// documentation), before expiry is applied. `None` for no siblings.
-pub fn resolve<'a>(siblings: impl IntoIterator<Item = &'a Bytes>) -> Option<Stored> {
-    resolve_decoded(siblings.into_iter().map(Stored::decode))
-}
-
-/// [`resolve`] of siblings already decoded.
-pub fn resolve_decoded(siblings: impl IntoIterator<Item = Stored>) -> Option<Stored> {
-    // The joined counter, with the stamp and expiry of its latest change.
-    let mut counter: Option<(PnCounter, Hlc, Option<u64>)> = None;
+/// The value a Redis client sees at `now_ms` among a key's decoded
+/// siblings (see the module documentation): the latest sibling decides,
+/// and expiry applies to it. `None`: absent (no siblings, or the latest has
+/// expired).
+pub fn resolve_at(siblings: impl IntoIterator<Item = Stored>, now_ms: u64) -> Option<Stored> {
+    let mut live_counters = Vec::new();
+    let mut expired_counter: Option<Stored> = None;
     let mut string: Option<Stored> = None;
     for s in siblings {
-        match s.data {
-            Data::Counter(c) => {
-                counter = Some(match counter.take() {
-                    None => (c, s.stamp, s.expires_at_ms),
-                    Some((held, stamp, expiry)) => {
-                        let (stamp, expiry) = if s.stamp > stamp {
-                            (s.stamp, s.expires_at_ms)
-                        } else {
-                            (stamp, expiry)
-                        };
-                        (held.join(&c), stamp, expiry)
-                    }
-                });
+        let slot = match s.data {
+            Data::Counter(_) if !s.expired(now_ms) => {
+                live_counters.push(s);
+                continue;
             }
-            Data::Str(_) => {
-                if string.as_ref().is_none_or(|held| later(&s, held)) {
-                    string = Some(s);
-                }
-            }
+            Data::Counter(_) => &mut expired_counter,
+            Data::Str(_) => &mut string,
+        };
+        if slot.as_ref().is_none_or(|held| later(&s, held)) {
+            *slot = Some(s);
         }
     }
-    let counter = counter.map(|(c, stamp, expires_at_ms)| Stored {
-        data: Data::Counter(c),
-        stamp,
-        expires_at_ms,
-    });
-    match (counter, string) {
-        (Some(c), Some(s)) => Some(if later(&s, &c) { s } else { c }),
-        (c, s) => c.or(s),
-    }
+    let winner = [join_counters(live_counters), string, expired_counter]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| if later(&b, &a) { b } else { a })?;
+    (!winner.expired(now_ms)).then_some(winner)
+}
+
+/// The join of counter siblings, with the stamp and expiry of the latest
+/// change. `None` for none.
+fn join_counters(counters: Vec<Stored>) -> Option<Stored> {
+    counters.into_iter().reduce(|held, s| {
+        let (Data::Counter(a), Data::Counter(b)) = (&held.data, &s.data) else {
+            unreachable!("only counters are joined");
+        };
+        let joined = Data::Counter(a.join(b));
+        let latest = if later(&s, &held) { &s } else { &held };
+        Stored {
+            data: joined,
+            stamp: latest.stamp,
+            expires_at_ms: latest.expires_at_ms,
+        }
+    })
 }
 
 /// Whether `a` is later than `b`: by stamp, then (equal stamps only come
-/// from plain values) by bytes, so the choice is the same on every node.
+/// from plain values, or from copies of one write) by bytes and expiry, so
+/// the choice is the same on every node whatever the siblings' order.
 fn later(a: &Stored, b: &Stored) -> bool {
-    (a.stamp, encoded_data(a)) > (b.stamp, encoded_data(b))
+    (a.stamp, encoded_data(a), a.expires_at_ms) > (b.stamp, encoded_data(b), b.expires_at_ms)
 }
 
 fn encoded_data(s: &Stored) -> Vec<u8> {
