@@ -324,3 +324,86 @@ fn request_ids_differ_across_restarts() {
         "a late reply from before the restart must not match"
     );
 }
+
+#[test]
+fn a_primary_that_just_received_a_tombstone_does_not_vote_to_purge_it_yet() {
+    use quorra_node::core::messages::{PurgeItem, VoteState};
+    use quorra_node::storage::store::encode_object;
+    use quorra_node::version::{Actor, Object, Sibling, VersionVector};
+
+    let ring = three_node_ring();
+    let engine = Arc::new(MemoryEngine::new());
+    let options = Options::default();
+    let grace = options.tombstone_grace;
+    let mut node = Node::new(
+        NodeId(1),
+        ring.clone(),
+        Store::new(engine.clone()),
+        options,
+        Duration::ZERO,
+    )
+    .unwrap();
+    let key = Bytes::from_static(b"k");
+    let partition = ring.partition_of_key(&key);
+    // A value node 2 wrote, then deleted: the tombstone covers it.
+    let writer = Actor::new(NodeId(2), 1 << 32);
+    let mut tombstone = Object::new();
+    tombstone
+        .update(
+            &VersionVector::new(),
+            writer,
+            Sibling::Value(Bytes::from("v")),
+        )
+        .unwrap();
+    let context = tombstone.context();
+    tombstone
+        .update(&context, writer, Sibling::Tombstone)
+        .unwrap();
+
+    // Node 1 receives the tombstone (a purge round's repair), durably.
+    let received = Duration::from_secs(100);
+    node.handle_message(
+        received,
+        NodeId(2),
+        PeerMessage::Repair {
+            partition,
+            key: key.clone(),
+            object: tombstone,
+        },
+    );
+    assert!(node.poll_flush(received));
+    node.store().flush().unwrap();
+    node.handle_flushed(received);
+    let held = node.store().get(partition, &key).unwrap().unwrap();
+    assert!(held.is_tombstone());
+    let digest = *blake3::hash(&encode_object(&held).unwrap()).as_bytes();
+
+    let vote_at = |node: &mut Node, now: Duration, id| {
+        let item = PurgeItem {
+            partition,
+            key: key.clone(),
+            digest,
+        };
+        node.handle_message(
+            now,
+            NodeId(2),
+            PeerMessage::PurgeCheck {
+                id,
+                items: vec![item],
+            },
+        );
+        match node.poll_transmit() {
+            Some((_, PeerMessage::PurgeCheckReply { votes, .. })) => votes[0].state.clone(),
+            other => panic!("expected a vote, got {other:?}"),
+        }
+    };
+    // At once: the state it held before may still be in flight somewhere.
+    let early = vote_at(&mut node, received + Duration::from_millis(600), 1);
+    assert!(
+        !matches!(early, VoteState::Same),
+        "voted Same at once: {early:?}"
+    );
+    // After a grace period of its own, it agrees.
+    let late = vote_at(&mut node, received + grace, 2);
+    assert!(matches!(late, VoteState::Same), "{late:?}");
+}

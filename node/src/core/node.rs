@@ -345,7 +345,7 @@ impl Node {
             PeerMessage::HandoffReply { id, stored } => {
                 self.on_handoff_reply(now, from, id, stored)
             }
-            PeerMessage::PurgeCheck { id, items } => self.on_purge_check(from, id, items),
+            PeerMessage::PurgeCheck { id, items } => self.on_purge_check(now, from, id, items),
             PeerMessage::PurgeCheckReply { id, votes } => {
                 self.on_purge_check_reply(now, from, id, votes)
             }

@@ -17,7 +17,10 @@
 //!    one grace period, the k-th after k+1, so the others act only when the
 //!    first cannot.
 //! 3. If every member answered, nobody holds a hint, and every other primary
-//!    holds exactly the same tombstone durably, it deletes its copy and
+//!    holds exactly the same tombstone durably, and has held it for a grace
+//!    period by its own mark (a primary that was just sent the tombstone
+//!    may have sent its older state somewhere a moment before, and that
+//!    state may still be in flight), it deletes its copy and
 //!    tells the other primaries to delete theirs (`Purge`), each comparing
 //!    the digest of its state first: a key written meanwhile is not purged.
 //! 4. Otherwise, if primaries hold nothing or something else, it merges what
@@ -234,19 +237,29 @@ impl Node {
         self.track(now, id, Op::PurgeCheck(round));
     }
 
-    fn vote(&self, item: &PurgeItem, durable: Lsn) -> PurgeVote {
+    /// This node's vote on purging `item`: `Same` only if it holds exactly
+    /// that tombstone, durably, and has held it for a whole grace period
+    /// by its own mark. A tombstone it received a moment ago (a purge
+    /// round's repair, say) does not count yet: a state it sent before,
+    /// still in flight (an anti-entropy push, a read reply that a
+    /// coordinator turns into a repair), could reach a primary after the
+    /// purge and bring the value back. The grace outlasts anything in
+    /// flight, so once it has passed since this node's copy became the
+    /// tombstone, nothing older that it sent can still arrive.
+    fn vote(&self, now: Duration, item: &PurgeItem, durable: Lsn) -> PurgeVote {
+        let grace = self.options.tombstone_grace;
         let state = if !self.is_primary(item.partition) {
             VoteState::NotReplica
         } else {
             match self.store.get(item.partition, &item.key) {
                 Ok(None) => VoteState::Nothing,
                 Ok(Some(state)) => {
-                    let durable_mark = self
+                    let settled_mark = self
                         .tombstones
                         .marks
                         .get(&(item.partition, item.key.clone()))
-                        .is_some_and(|m| m.lsn <= durable);
-                    if durable_mark && digest(&state).ok() == Some(item.digest) {
+                        .is_some_and(|m| m.lsn <= durable && m.since + grace <= now);
+                    if settled_mark && digest(&state).ok() == Some(item.digest) {
                         VoteState::Same
                     } else {
                         VoteState::Other(state)
@@ -262,9 +275,18 @@ impl Node {
         }
     }
 
-    pub(super) fn on_purge_check(&mut self, from: NodeId, id: RequestId, items: Vec<PurgeItem>) {
+    pub(super) fn on_purge_check(
+        &mut self,
+        now: Duration,
+        from: NodeId,
+        id: RequestId,
+        items: Vec<PurgeItem>,
+    ) {
         let durable = self.store.durable_lsn();
-        let votes = items.iter().map(|item| self.vote(item, durable)).collect();
+        let votes = items
+            .iter()
+            .map(|item| self.vote(now, item, durable))
+            .collect();
         self.send(from, PeerMessage::PurgeCheckReply { id, votes });
     }
 
