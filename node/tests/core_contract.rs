@@ -109,6 +109,33 @@ fn every_start_is_a_new_incarnation() {
 }
 
 #[test]
+fn incarnation_and_identity_survive_a_power_loss_whatever_the_engine() {
+    use quorra_node::membership::identity::{self, Identity};
+
+    // An engine whose flush reaches only the OS (sled's): a power loss
+    // undoes what was flushed but not synced.
+    let engine = Arc::new(MemoryEngine::with_os_buffers());
+    let first = start(&engine, SyncMode::Always).started_as();
+    engine.power_loss();
+    let second = start(&engine, SyncMode::Always).started_as();
+    assert_eq!(second, first + 1, "an incarnation was run twice");
+
+    let store = Store::new(engine.clone());
+    let me = Identity {
+        node: NodeId(7),
+        cluster: "c".into(),
+        settings: RingConfig::default(),
+        zone: "z1".into(),
+        tokens: Vec::new(),
+        version: 3,
+        left: false,
+    };
+    identity::save(&store, &me).unwrap();
+    engine.power_loss();
+    assert_eq!(identity::load(&store).unwrap(), Some(me));
+}
+
+#[test]
 fn bad_requests_get_typed_errors_and_the_node_keeps_serving() {
     let engine = Arc::new(MemoryEngine::new());
     let mut node = start(

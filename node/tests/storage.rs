@@ -447,8 +447,18 @@ fn reopened_engines_return_flushed_writes() {
             }
             s.put_meta("tokens", b"1,2,3").unwrap();
             s.flush().unwrap();
+            // A sync (what incarnation and identity records get) makes
+            // later writes durable too, and reports how far.
+            s.put_meta("incarnation", &7u32.to_be_bytes()).unwrap();
+            let applied = s.applied_lsn();
+            assert_eq!(s.sync_all().unwrap(), applied, "{kind}");
         }
         let s = Store::new(reopen(kind, dir.path()));
+        assert_eq!(
+            s.get_meta("incarnation").unwrap(),
+            Some(7u32.to_be_bytes().to_vec()),
+            "{kind}"
+        );
         for i in 0..200u32 {
             let got = s
                 .get(PartitionId(i % 7), format!("key{i}").as_bytes())

@@ -33,6 +33,17 @@ use crate::storage::{GroupCommit, Lsn, StorageError, Store};
 /// Metadata key of the persisted incarnation.
 pub(super) const INCARNATION_KEY: &str = "incarnation";
 
+/// Records `incarnation` as the node's, so that a power loss cannot take
+/// it back whatever the engine ([`Store::sync_all`]: sled's flush alone
+/// would not do). Dots are unique only because a node never runs an
+/// incarnation twice: a node that came back from a power cut as an
+/// incarnation it had already used would issue dots it had issued before,
+/// to other values, and replicas would disagree for good.
+pub(super) fn persist_incarnation(store: &Store, incarnation: u32) -> Result<(), StorageError> {
+    store.put_meta(INCARNATION_KEY, &incarnation.to_be_bytes())?;
+    store.sync_all().map(|_| ())
+}
+
 /// A tag the driver attaches to a client request; the reply carries it back.
 pub type ClientTag = u64;
 
@@ -119,7 +130,8 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// Starts node `id` on `store`: bumps and persists its incarnation
-    /// (durably, before anything else), and loads the hint and tombstone
+    /// (so that even a power loss keeps it, before anything else:
+    /// [`persist_incarnation`]), and loads the hint and tombstone
     /// bookkeeping from storage.
     pub fn new(
         id: NodeId,
@@ -144,8 +156,7 @@ impl Node {
             None => 0,
         };
         let incarnation = previous.wrapping_add(1);
-        store.put_meta(INCARNATION_KEY, &incarnation.to_be_bytes())?;
-        store.flush()?;
+        persist_incarnation(&store, incarnation)?;
         let hints = HintBook::load(&store)?;
         let tombstones = Tombstones::load(&store, now)?;
         let peers = Peers::new(id, ring.node_ids());
@@ -222,9 +233,7 @@ impl Node {
         if incarnation <= self.incarnation {
             return Ok(());
         }
-        self.store
-            .put_meta(INCARNATION_KEY, &incarnation.to_be_bytes())?;
-        self.store.flush()?;
+        persist_incarnation(&self.store, incarnation)?;
         debug!(node = self.id.0, incarnation, "incarnation raised");
         self.incarnation = incarnation;
         self.started_as = incarnation;

@@ -28,7 +28,7 @@ use tracing::debug;
 
 use super::coordinator::{Op, ReplyTo, WriteOf, response};
 use super::messages::{PeerMessage, ReplicaError, RequestId};
-use super::node::{INCARNATION_KEY, Node, Pending};
+use super::node::{Node, Pending, persist_incarnation};
 use super::tally::Tally;
 use super::update::{Applied, Change};
 use crate::version::{Actor, Object, Sibling};
@@ -80,9 +80,7 @@ impl Node {
             // Out of fresh epochs in this incarnation: move to the next one,
             // durably, before issuing anything from it.
             let next = self.incarnation.wrapping_add(1);
-            self.store
-                .put_meta(INCARNATION_KEY, &next.to_be_bytes())
-                .and_then(|_| self.store.flush())
+            persist_incarnation(&self.store, next)
                 .map_err(|e| RequestError::Storage(e.to_string()))?;
             self.incarnation = next;
             self.next_epoch = 1;

@@ -1,10 +1,13 @@
 //! What a node remembers about itself and the cluster across restarts.
 //!
-//! Stored in the node's own store (metadata keyspace), flushed on change:
-//! its id, the cluster's name and fixed settings (Q, N), its zone and
-//! tokens (chosen once, kept for life), the version of its gossip
-//! information, and the member entries it last knew, so a restarted node
-//! has a ring at once and finds its peers without seeds.
+//! Stored in the node's own store (metadata keyspace): its id, the
+//! cluster's name and fixed settings (Q, N), its zone and tokens (chosen
+//! once, kept for life), the version of its gossip information, and the
+//! member entries it last knew, so a restarted node has a ring at once and
+//! finds its peers without seeds. The identity is synced on change so that
+//! it survives even a power loss on every engine ([`Store::sync_all`]:
+//! sled's flush alone would not); the member table is flushed with it or
+//! by the next flush.
 
 use quorra_gossip::{Entry, Info, Status};
 use quorra_ring::{NodeId, RingConfig, Token};
@@ -49,11 +52,13 @@ pub fn load(store: &Store) -> Result<Option<Identity>, StorageError> {
         .transpose()
 }
 
-/// Stores the identity durably.
+/// Stores the identity so that even a power loss keeps it, whatever the
+/// engine ([`Store::sync_all`]): a node that came back without it would
+/// join again under a new id and new tokens, or forget that it left.
 pub fn save(store: &Store, identity: &Identity) -> Result<(), StorageError> {
     let bytes = rmp_serde::to_vec(identity).map_err(|e| corrupt(IDENTITY_KEY, e))?;
     store.put_meta(IDENTITY_KEY, &bytes)?;
-    store.flush().map(|_| ())
+    store.sync_all().map(|_| ())
 }
 
 /// The stored member entries.

@@ -38,4 +38,11 @@ impl LsnClock {
     pub(crate) fn roll_back_to_durable(&self) {
         self.applied.store(self.durable(), Ordering::SeqCst);
     }
+
+    /// Forgets writes after `lsn`, durable ones too (a power loss of an
+    /// engine whose flush is weaker than an fsync).
+    pub(crate) fn roll_back_to(&self, lsn: Lsn) {
+        self.durable.store(lsn, Ordering::SeqCst);
+        self.applied.store(lsn, Ordering::SeqCst);
+    }
 }

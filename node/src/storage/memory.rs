@@ -5,6 +5,11 @@
 //! replays it backwards, which is exactly the simulator's crash model:
 //! everything applied but not flushed is lost, everything flushed stays.
 //! Outside the simulator nothing survives the process ([`Durability::Memory`]).
+//!
+//! [`MemoryEngine::with_os_buffers`] models an engine whose flush only
+//! reaches the OS (sled's): flushed writes survive [`MemoryEngine::crash`]
+//! but not [`MemoryEngine::power_loss`], which also undoes everything since
+//! the last [`Engine::sync_all`]. Tests use it to show what must be synced.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -18,6 +23,8 @@ use super::{Durability, Engine, Lsn, Pair, StorageError, WriteOp};
 pub struct MemoryEngine {
     inner: Mutex<Inner>,
     lsn: LsnClock,
+    /// A flush reaches the OS only (see the module documentation).
+    os_buffers: bool,
 }
 
 #[derive(Debug, Default)]
@@ -26,12 +33,44 @@ struct Inner {
     /// `(lsn, key, previous value)` for every key written since the last
     /// flush, oldest first.
     undo: Vec<(Lsn, Vec<u8>, Option<Vec<u8>>)>,
+    /// With OS buffers: the same for writes flushed since the last sync.
+    unsynced: Vec<(Lsn, Vec<u8>, Option<Vec<u8>>)>,
+    /// With OS buffers: the LSN the last sync covered.
+    synced: Lsn,
 }
 
 impl MemoryEngine {
     /// An empty engine.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty engine whose flush reaches only the OS's buffers: a
+    /// [`MemoryEngine::power_loss`] undoes what was not synced.
+    pub fn with_os_buffers() -> Self {
+        Self {
+            os_buffers: true,
+            ..Self::default()
+        }
+    }
+
+    /// Simulates a power loss: a crash, and with OS buffers every write
+    /// since the last [`Engine::sync_all`] is lost too. Returns how many
+    /// key writes were undone.
+    pub fn power_loss(&self) -> usize {
+        let crashed = self.crash();
+        let mut inner = self.lock();
+        let undone = inner.unsynced.len();
+        while let Some((_, key, previous)) = inner.unsynced.pop() {
+            match previous {
+                Some(value) => inner.map.insert(key, value),
+                None => inner.map.remove(&key),
+            };
+        }
+        if self.os_buffers {
+            self.lsn.roll_back_to(inner.synced);
+        }
+        crashed + undone
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -62,7 +101,13 @@ impl MemoryEngine {
     pub fn flush_upto(&self, lsn: Lsn) -> Lsn {
         let mut inner = self.lock();
         let lsn = lsn.min(self.lsn.applied());
-        inner.undo.retain(|(l, _, _)| *l > lsn);
+        let (flushed, volatile): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.undo)
+            .into_iter()
+            .partition(|(l, _, _)| *l <= lsn);
+        inner.undo = volatile;
+        if self.os_buffers {
+            inner.unsynced.extend(flushed);
+        }
         self.lsn.mark_durable(lsn)
     }
 
@@ -88,7 +133,11 @@ impl Engine for MemoryEngine {
     }
 
     fn durability(&self) -> Durability {
-        Durability::Memory
+        if self.os_buffers {
+            Durability::OsBuffers
+        } else {
+            Durability::Memory
+        }
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -136,6 +185,14 @@ impl Engine for MemoryEngine {
         Ok(self.flush_upto(self.lsn.applied()))
     }
 
+    fn sync_all(&self) -> Result<Lsn, StorageError> {
+        let lsn = self.flush()?;
+        let mut inner = self.lock();
+        inner.unsynced.clear();
+        inner.synced = lsn;
+        Ok(lsn)
+    }
+
     fn durable_lsn(&self) -> Lsn {
         self.lsn.durable()
     }
@@ -171,6 +228,30 @@ mod tests {
         assert_eq!(e.get(b"c").unwrap(), None);
         assert_eq!(e.applied_lsn(), 1);
         assert_eq!(e.durable_lsn(), 1);
+    }
+
+    #[test]
+    fn with_os_buffers_a_power_loss_keeps_only_what_was_synced() {
+        let e = MemoryEngine::with_os_buffers();
+        e.write(vec![put("a", "1")]).unwrap();
+        e.sync_all().unwrap();
+        e.write(vec![put("a", "2"), put("b", "2")]).unwrap();
+        e.flush().unwrap();
+        e.write(vec![put("c", "3")]).unwrap();
+        // A process crash keeps what was flushed...
+        assert_eq!(e.crash(), 1);
+        assert_eq!(e.get(b"a").unwrap(), Some(b"2".to_vec()));
+        // ...a power loss only what was synced.
+        assert_eq!(e.power_loss(), 2);
+        assert_eq!(e.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(e.get(b"b").unwrap(), None);
+        assert_eq!((e.applied_lsn(), e.durable_lsn()), (1, 1));
+        // Without OS buffers a flush is as good as a sync.
+        let plain = MemoryEngine::new();
+        plain.write(vec![put("a", "1")]).unwrap();
+        plain.flush().unwrap();
+        assert_eq!(plain.power_loss(), 0);
+        assert_eq!(plain.get(b"a").unwrap(), Some(b"1".to_vec()));
     }
 
     #[test]

@@ -19,7 +19,10 @@
 //! - [`sled_engine`]: sled 0.34, which the design card names. Its flush is
 //!   `sync_file_range` on Linux, which writes the data out but does not flush
 //!   file metadata or the drive's cache: it survives a process crash, *not*
-//!   necessarily a power loss, whatever sled's documentation says.
+//!   necessarily a power loss, whatever sled's documentation says. Its
+//!   [`Engine::sync_all`] adds an fsync of every file, for the few records
+//!   that must survive power loss on every engine (a node's incarnation and
+//!   identity: see [`crate::core::node`]).
 //! - [`memory`]: a `BTreeMap`, for the simulator and a cache mode. Nothing
 //!   survives the process; the simulator's crash model rolls it back to its
 //!   last flush.
@@ -136,6 +139,16 @@ pub trait Engine: Send + Sync {
     /// Makes every write applied before the call durable (as far as
     /// [`Engine::durability`] goes) and returns the LSN now durable.
     fn flush(&self) -> Result<Lsn, StorageError>;
+
+    /// Like [`Engine::flush`], but the writes also survive a power loss,
+    /// whatever [`Engine::durability`] says: for the records whose loss a
+    /// node could not notice and that must never go back (its incarnation
+    /// and identity). The default is the flush itself, for engines whose
+    /// flush is an fsync (fjall) or that keep nothing anyway (memory);
+    /// sled, whose flush is `sync_file_range`, also fsyncs its files.
+    fn sync_all(&self) -> Result<Lsn, StorageError> {
+        self.flush()
+    }
 
     /// The highest LSN known durable.
     fn durable_lsn(&self) -> Lsn;

@@ -9,10 +9,12 @@
 //! starts and waits for writeback of the written range but does not flush
 //! file metadata or the drive's volatile cache. Flushed data survives a
 //! process crash (`kill -9`); it is not guaranteed to survive a power loss.
-//! Reported as [`Durability::OsBuffers`].
+//! Reported as [`Durability::OsBuffers`]. [`Engine::sync_all`], for the few
+//! records that must survive a power loss on every engine, flushes and then
+//! fsyncs every file of the database and its directories.
 
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::lsn::LsnClock;
 use super::{Durability, Engine, Lsn, Pair, StorageError, WriteOp};
@@ -22,6 +24,7 @@ const NAME: &str = "sled";
 /// A sled database used as an ordered map.
 pub struct SledEngine {
     db: sled::Db,
+    dir: PathBuf,
     lsn: LsnClock,
 }
 
@@ -35,9 +38,30 @@ impl SledEngine {
             .map_err(|e| StorageError::engine(NAME, format!("opening {}: {e}", dir.display())))?;
         Ok(Self {
             db,
+            dir: dir.to_path_buf(),
             lsn: LsnClock::default(),
         })
     }
+}
+
+/// fsyncs `path` and, for a directory, everything under it (the directory
+/// itself last, so new entries in it are durable too).
+fn fsync_tree(path: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for entry in entries {
+            fsync_tree(&entry)?;
+        }
+    } else if !meta.is_file() {
+        return Ok(());
+    }
+    // fsync works on a descriptor opened for reading: it flushes the
+    // file's dirty pages and metadata whoever wrote them.
+    std::fs::File::open(path)?.sync_all()
 }
 
 impl Engine for SledEngine {
@@ -93,6 +117,14 @@ impl Engine for SledEngine {
         let applied = self.lsn.applied();
         self.db.flush().map_err(|e| StorageError::engine(NAME, e))?;
         Ok(self.lsn.mark_durable(applied))
+    }
+
+    fn sync_all(&self) -> Result<Lsn, StorageError> {
+        let lsn = self.flush()?;
+        fsync_tree(&self.dir).map_err(|e| {
+            StorageError::engine(NAME, format!("fsync of {}: {e}", self.dir.display()))
+        })?;
+        Ok(lsn)
     }
 
     fn durable_lsn(&self) -> Lsn {

@@ -475,6 +475,12 @@ impl Store {
         self.engine.flush()
     }
 
+    /// Flushes so that even a power loss keeps what was written, whatever
+    /// the engine ([`Engine::sync_all`]).
+    pub fn sync_all(&self) -> Result<Lsn, StorageError> {
+        self.engine.sync_all()
+    }
+
     /// The highest durable LSN.
     pub fn durable_lsn(&self) -> Lsn {
         self.engine.durable_lsn()
