@@ -72,8 +72,8 @@ pub enum NodeMessage {
     Status {
         /// The request's id.
         id: u64,
-        /// The status.
-        status: ClusterStatus,
+        /// The status (boxed: it is far larger than every other message).
+        status: Box<ClusterStatus>,
     },
     /// The outcome of an operator's command.
     Admin {
@@ -139,6 +139,10 @@ pub struct MemberStatus {
     pub state: String,
     /// Fraction of all partition-replicas it holds.
     pub share: f64,
+    /// Its storage failed: it serves reads but takes no writes until it
+    /// recovers (as gossip tells).
+    #[serde(default)]
+    pub storage_failing: bool,
 }
 
 /// The cluster as one node sees it.
@@ -163,6 +167,29 @@ pub struct ClusterStatus {
     /// What Merkle anti-entropy has done on this node since it started.
     #[serde(default)]
     pub anti_entropy: AntiEntropyStatus,
+    /// The answering node's storage.
+    #[serde(default)]
+    pub storage: StorageStatus,
+}
+
+/// One node's storage: healthy, or failing and recovering.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    /// The engine's name.
+    pub engine: String,
+    /// The first error of the failure going on now (`None`: healthy).
+    pub failure: Option<String>,
+    /// Seconds since the failure began.
+    pub failing_for_secs: u64,
+    /// Flushes that failed since it began.
+    pub failed_flushes: u64,
+    /// Checks for free space made since it began.
+    pub probes: u64,
+    /// Why the last check failed.
+    pub last_probe_error: Option<String>,
+    /// Failures this process recovered from (each a reopen of the engine
+    /// and a new incarnation of the node).
+    pub recoveries: u64,
 }
 
 /// Anti-entropy on one node since it started: repair progress.

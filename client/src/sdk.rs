@@ -325,7 +325,7 @@ impl Client {
             .call(&targets, |id| ClientMessage::Status { id }, true)
             .await?
         {
-            (_, NodeMessage::Status { status, .. }) => Ok(status),
+            (_, NodeMessage::Status { status, .. }) => Ok(*status),
             (node, other) => Err(ClientError::Protocol {
                 node,
                 message: format!("expected a status, got {other:?}"),
@@ -339,7 +339,7 @@ impl Client {
             .call(&[node], |id| ClientMessage::Status { id }, false)
             .await?
         {
-            (_, NodeMessage::Status { status, .. }) => Ok(status),
+            (_, NodeMessage::Status { status, .. }) => Ok(*status),
             (node, other) => Err(ClientError::Protocol {
                 node,
                 message: format!("expected a status, got {other:?}"),

@@ -54,7 +54,8 @@ impl Status {
     }
 }
 
-/// A member's information: what changes rarely and moves data when it does.
+/// A member's information: what changes rarely (the first four move data
+/// when they do).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Info {
     /// Life-cycle status.
@@ -65,6 +66,11 @@ pub struct Info {
     pub zone: String,
     /// Tokens (empty while joining).
     pub tokens: Vec<Token>,
+    /// Its storage failed (a full disk, an I/O error): it serves reads but
+    /// acknowledges no write until it has recovered. For operators; routing
+    /// does not depend on it (writes route around the node by its errors).
+    #[serde(default)]
+    pub storage_failing: bool,
 }
 
 /// Gossip's entry for one member.

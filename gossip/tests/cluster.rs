@@ -20,6 +20,7 @@ fn entry(id: u64) -> Entry {
             address: format!("node{id}"),
             zone: "z".into(),
             tokens: vec![Token(id * 1000)],
+            storage_failing: false,
         },
     }
 }

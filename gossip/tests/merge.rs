@@ -36,6 +36,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                     address: format!("10.0.0.{addr}:7401"),
                     zone: "z".into(),
                     tokens: tokens.into_iter().map(Token).collect(),
+                    storage_failing: false,
                 },
             },
         )

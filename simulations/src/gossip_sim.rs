@@ -79,6 +79,7 @@ fn entry(id: u64, started: bool) -> Entry {
             address: format!("n{id}"),
             zone: "z".into(),
             tokens: (0..8).map(|t| Token(id << 16 | t)).collect(),
+            storage_failing: false,
         },
     }
 }

@@ -127,6 +127,24 @@ impl TestCluster {
         cluster
     }
 
+    /// Like [`TestCluster::start`], calling `prepare(i, data_dir)` before
+    /// node `i` first starts (to mount something on its data directory).
+    pub async fn start_prepared(
+        n: usize,
+        extra: &[&str],
+        mut prepare: impl FnMut(usize, &Path),
+    ) -> Self {
+        let mut cluster = Self::empty();
+        for _ in 0..n {
+            let i = cluster.define_node(extra);
+            std::fs::create_dir_all(&cluster.nodes[i].data).expect("data directory");
+            prepare(i, &cluster.nodes[i].data);
+            cluster.restart(i).await;
+        }
+        cluster.wait_converged(n).await;
+        cluster
+    }
+
     /// Starts `n` nodes at once, each given only the first as its seed,
     /// without waiting for any; returns when every node sees all `n` normal,
     /// with the time that took.
@@ -368,6 +386,46 @@ impl TestCluster {
     /// The log of node `i`.
     pub fn log_of(&self, i: usize) -> String {
         std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+}
+
+/// A tmpfs of a given size mounted on a directory the test made, to fill a
+/// node's disk; unmounted when dropped. Needs root (CI runs as root).
+pub struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `mib` MiB on `path`; the reason if it cannot.
+    pub fn mount(path: &Path, mib: u64) -> Result<Self, String> {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(path)
+            .status()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !status.success() {
+            return Err(format!("mount -t tmpfs failed ({status}): not root?"));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Grows (or shrinks) it to `mib` MiB, as freeing space would.
+    pub fn resize(&self, mib: u64) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={mib}m")])
+            .arg(&self.path)
+            .status()
+            .expect("mount -o remount");
+        assert!(status.success(), "resizing the tmpfs failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: a process may still hold files in it.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
 

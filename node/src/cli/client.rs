@@ -294,7 +294,8 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
             .members
             .iter()
             .map(|m| {
-                json!({"id": m.id, "address": m.address, "zone": m.zone, "state": m.state, "share": m.share})
+                json!({"id": m.id, "address": m.address, "zone": m.zone, "state": m.state, "share": m.share,
+                       "storage_failing": m.storage_failing})
             })
             .collect();
         writeln!(
@@ -303,7 +304,7 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
             json!({"node": status.node, "cluster": status.cluster, "partitions": status.partitions,
                    "replicas": status.replicas, "members": members,
                    "gossip_datagrams": status.gossip_datagrams, "gossip_streamed": status.gossip_streamed,
-                   "anti_entropy": status.anti_entropy})
+                   "anti_entropy": status.anti_entropy, "storage": status.storage})
         )?;
     } else {
         writeln!(
@@ -313,19 +314,47 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
         )?;
         writeln!(
             out,
-            "{:>20}  {:<22} {:<10} {:<8} {:>7}",
+            "{:>20}  {:<22} {:<10} {:<8} {:>7}  storage",
             "id", "address", "zone", "state", "share"
         )?;
         for m in &status.members {
             writeln!(
                 out,
-                "{:>20}  {:<22} {:<10} {:<8} {:>6.2}%",
+                "{:>20}  {:<22} {:<10} {:<8} {:>6.2}%  {}",
                 m.id,
                 m.address,
                 m.zone,
                 m.state,
-                m.share * 100.0
+                m.share * 100.0,
+                if m.storage_failing { "FAILING" } else { "ok" }
             )?;
+        }
+        let st = &status.storage;
+        match &st.failure {
+            None => writeln!(
+                out,
+                "storage of node {} ({}): ok{}",
+                status.node,
+                st.engine,
+                match st.recoveries {
+                    0 => String::new(),
+                    n => format!(", recovered from {n} failure(s) since it started"),
+                }
+            )?,
+            Some(error) => writeln!(
+                out,
+                "storage of node {} ({}): FAILING for {} s: {error}\n  it takes no writes; \
+                 {} flush(es) failed, {} check(s) for free space{}",
+                status.node,
+                st.engine,
+                st.failing_for_secs,
+                st.failed_flushes,
+                st.probes,
+                st.last_probe_error
+                    .as_ref()
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
+            )?,
         }
         writeln!(
             out,

@@ -160,16 +160,26 @@ impl Node {
                     Ok(q) => q,
                     Err(e) => return self.reply(reply_to, Err(e.into())),
                 };
+                // A node whose storage failed coordinates no write: it hands
+                // the write to a primary that can, or refuses it.
+                let healthy = self.storage_failure.is_none();
                 let coordinate_here = matches!(reply_to, ReplyTo::Forwarded { .. })
-                    || self.is_primary(checked.partition);
+                    || (healthy && self.is_primary(checked.partition));
                 if !coordinate_here {
                     let primary = self
                         .ring
                         .primaries(checked.partition)
-                        .find(|&n| self.peers.is_up(n));
+                        .find(|&n| n != self.id && self.peers.is_up(n));
                     if let Some(primary) = primary {
                         return self.forward(now, reply_to, primary, request);
                     }
+                }
+                if let Some(reason) = &self.storage_failure {
+                    let e = RequestError::Storage(format!(
+                        "node {}'s storage failed ({reason}); it takes no writes until it recovers",
+                        self.id
+                    ));
+                    return self.reply(reply_to, Err(e));
                 }
                 if let WriteOf::Update(update) = &write
                     && self

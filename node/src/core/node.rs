@@ -116,6 +116,8 @@ pub struct Node {
     next_purge: Duration,
     pub(super) stats: Stats,
     pub(super) ae: AntiEntropy,
+    /// Why the store failed, if it did (see [`Node::handle_storage_failed`]).
+    pub(super) storage_failure: Option<String>,
 }
 
 impl std::fmt::Debug for Node {
@@ -210,6 +212,7 @@ impl Node {
             next_purge,
             stats: Stats::default(),
             ae,
+            storage_failure: None,
         };
         node.ae_ring_changed();
         Ok(node)
@@ -433,11 +436,22 @@ impl Node {
         self.release_acknowledgements();
     }
 
+    /// The store failed (a full disk, an I/O error: the driver saw an
+    /// engine error). From now on this node coordinates no write: it
+    /// forwards each to another primary or refuses it, so that a client
+    /// learns at once rather than from a timeout. Reads are still served.
+    /// There is no way back for this core: the driver recovers the store
+    /// and starts a new core on it (as after a crash).
+    pub fn handle_storage_failed(&mut self, reason: String) {
+        self.storage_failure.get_or_insert(reason);
+    }
+
     /// The driver's flush failed (full disk, I/O error). Nothing waiting
-    /// for durability is released; the next `poll_flush` asks again.
+    /// for durability is released; `poll_flush` asks again after
+    /// [`crate::storage::commit::FLUSH_RETRY`].
     pub fn handle_flush_failed(&mut self, now: Duration) {
         self.stats.flush_failures += 1;
-        self.commit.flushed(now);
+        self.commit.failed(now);
     }
 
     // ---- outputs ----

@@ -94,6 +94,7 @@ pub fn own_entry(identity: &Identity, address: &str, generation: u32) -> Entry {
             address: address.to_string(),
             zone: identity.zone.clone(),
             tokens: identity.tokens.clone(),
+            storage_failing: false,
         },
     }
 }

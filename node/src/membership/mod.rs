@@ -366,6 +366,19 @@ impl Membership {
         identity::save(&self.store, &self.identity)
     }
 
+    /// Tells the cluster whether this node's storage is failing (see
+    /// [`quorra_gossip::Info::storage_failing`]). Not saved: a node whose
+    /// storage recovers starts a new life with it cleared.
+    pub fn set_storage_failing(&mut self, failing: bool) {
+        if self.gossip.own().info.storage_failing == failing {
+            return;
+        }
+        let mut info = self.gossip.own().info.clone();
+        info.storage_failing = failing;
+        self.gossip.set_info(info);
+        self.gossip.announce();
+    }
+
     fn set_status(&mut self, status: Status) {
         let mut info = self.gossip.own().info.clone();
         info.status = status;

@@ -211,7 +211,7 @@ impl Gateway {
     /// The node's view of the cluster.
     pub async fn status(&self) -> Option<ClusterStatus> {
         match self.ask(ClientMessage::Status { id: 0 }).await {
-            Some(NodeMessage::Status { status, .. }) => Some(status),
+            Some(NodeMessage::Status { status, .. }) => Some(*status),
             _ => None,
         }
     }

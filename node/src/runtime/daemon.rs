@@ -31,7 +31,8 @@ use crate::membership::Membership;
 use crate::membership::identity::{self, Identity, own_entry};
 use crate::resp::{Facts, Gateway, RespConfig, RespUpdater};
 use crate::storage::cache::DEFAULT_CACHE_BYTES;
-use crate::storage::{EngineKind, StorageError, Store, open_engine};
+use crate::storage::reopen::Reopenable;
+use crate::storage::{EngineKind, StorageError, Store};
 
 /// Inputs queued for the driver before the transport waits.
 const INBOX: usize = 64 * 1024;
@@ -199,6 +200,63 @@ fn load_identity(store: &Store, config: &NodeConfig) -> Result<Identity, DaemonE
     }
 }
 
+/// Builds the node core and its membership on the store, from the identity
+/// and member table it holds: at start-up, and again after the store
+/// recovered from a failure (a new life, as after a crash).
+struct CoreFactory {
+    advertise: SocketAddr,
+    seeds: Vec<SocketAddr>,
+    options: Options,
+    gossip: GossipConfig,
+    tokens: usize,
+}
+
+impl CoreFactory {
+    fn build(
+        &self,
+        store: &Store,
+        now: std::time::Duration,
+    ) -> Result<(Node, Membership), DaemonError> {
+        let identity = identity::load(store)?
+            .ok_or_else(|| DaemonError::Config("the data directory holds no identity".into()))?;
+        let remembered = identity::load_members(store)?;
+        let provisional_ring = Ring::new(
+            identity.settings,
+            [Member::new(
+                identity.node,
+                identity.zone.clone(),
+                identity.tokens.clone(),
+            )],
+        )
+        .map_err(|e| DaemonError::Config(e.to_string()))?;
+        let node = Node::new(
+            identity.node,
+            provisional_ring,
+            store.clone(),
+            self.options.clone(),
+            now,
+        )?;
+        let mut gossip = Gossiper::new(
+            own_entry(&identity, &self.advertise.to_string(), node.started_as()),
+            identity.cluster.clone(),
+            settings_hash(identity.settings.partitions, identity.settings.replicas),
+            self.seeds.iter().map(ToString::to_string).collect(),
+            self.gossip.clone(),
+            self.options.rng_seed ^ u64::from(node.started_as()),
+            now,
+        );
+        gossip.remember(remembered);
+        let membership = Membership::new(
+            identity,
+            gossip,
+            store.clone(),
+            !self.seeds.is_empty(),
+            self.tokens,
+        );
+        Ok((node, membership))
+    }
+}
+
 /// Runs a node until SIGINT or SIGTERM.
 pub fn run_blocking(config: NodeConfig) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -211,10 +269,8 @@ pub fn run_blocking(config: NodeConfig) -> Result<(), DaemonError> {
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     let engine_dir = prepare_data_dir(&config.data_dir, config.engine)?;
-    let store = Store::with_cache(
-        open_engine(config.engine, &engine_dir)?,
-        DEFAULT_CACHE_BYTES,
-    );
+    let engine = Arc::new(Reopenable::open(config.engine, &engine_dir)?);
+    let store = Store::with_cache(engine.clone(), DEFAULT_CACHE_BYTES);
     // Everything that can fail is checked before a new identity is written:
     // a failed first start must not stamp the directory with a random id.
     if let Some(existing) = identity::load(&store)? {
@@ -289,38 +345,19 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     }
 
     let origin = Instant::now();
-    let provisional_ring = Ring::new(
-        identity.settings,
-        [Member::new(
-            identity.node,
-            identity.zone.clone(),
-            identity.tokens.clone(),
-        )],
-    )
-    .map_err(|e| DaemonError::Config(e.to_string()))?;
     // Every node applies the gateway's updates: a gateway on another node
     // forwards them to whichever primary coordinates the key.
-    let options = Options {
-        updater: Some(Arc::new(RespUpdater)),
-        ..config.options.clone()
+    let factory = CoreFactory {
+        advertise,
+        seeds: config.seeds.clone(),
+        options: Options {
+            updater: Some(Arc::new(RespUpdater)),
+            ..config.options.clone()
+        },
+        gossip: config.gossip.clone(),
+        tokens: config.tokens,
     };
-    let node = Node::new(
-        identity.node,
-        provisional_ring,
-        store.clone(),
-        options,
-        origin.elapsed(),
-    )?;
-    let mut gossip = Gossiper::new(
-        own_entry(&identity, &advertise.to_string(), node.started_as()),
-        identity.cluster.clone(),
-        settings_hash(identity.settings.partitions, identity.settings.replicas),
-        config.seeds.iter().map(ToString::to_string).collect(),
-        config.gossip.clone(),
-        config.options.rng_seed ^ u64::from(node.started_as()),
-        origin.elapsed(),
-    );
-    gossip.remember(remembered);
+    let (node, membership) = factory.build(&store, origin.elapsed())?;
     info!(
         node = identity.node.0,
         cluster = %identity.cluster,
@@ -354,13 +391,7 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         let _ = stop_tx.send(true);
     });
 
-    let membership = Membership::new(
-        identity,
-        gossip,
-        store.clone(),
-        !config.seeds.is_empty(),
-        config.tokens,
-    );
+    let rebuild_store = store.clone();
     let driver = Driver::new(DriverParts {
         node,
         store,
@@ -370,11 +401,13 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         shutdown,
         leave_on_shutdown: config.leave_on_shutdown,
         origin,
+        engine,
+        rebuild: Box::new(move |now| factory.build(&rebuild_store, now)),
     });
     let result = driver.run().await;
     transport.close().await;
     info!("stopped");
-    result.map_err(DaemonError::from)
+    result
 }
 
 async fn wait_for_signal() {

@@ -13,12 +13,19 @@
 //! What gossip means for the core (ring, peer opinions, joining, leaving)
 //! is decided by [`Membership`], which the simulator drives too; the driver
 //! only carries its messages and stops the node once it has departed.
+//!
+//! When the storage fails (a full disk, an I/O error) the driver keeps the
+//! node up: the core takes no more writes, reads are still served, and once
+//! there is space again the engine is reopened and a new core started on it,
+//! as after a crash ([`super::storage_watch`]). Clients waiting on the old
+//! core are told that their request's outcome is unknown.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use quorra_client::RequestError;
 use quorra_client::protocol::{
     AdminCommand, AntiEntropyStatus, ClientMessage, ClusterStatus, MemberStatus, NodeMessage,
     RoutingMember, RoutingTable,
@@ -27,12 +34,19 @@ use quorra_client::wire;
 use quorra_gossip::Target;
 use quorra_ring::NodeId;
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
+use super::daemon::DaemonError;
+use super::storage_watch::{PROBE_BYTES, StorageWatch};
 use super::transport::{Input, PeerFrame, ReplyTo, Transport};
 use crate::core::{ClientTag, Node};
 use crate::membership::{LEAVE_STEP, Membership};
-use crate::storage::{Lsn, StorageError, Store};
+use crate::storage::reopen::Reopenable;
+use crate::storage::{Engine, Lsn, StorageError, Store};
+
+/// Builds a new core and its membership on the store (after the engine was
+/// reopened), given the driver's clock.
+pub type Rebuild = Box<dyn FnMut(Duration) -> Result<(Node, Membership), DaemonError> + Send>;
 
 /// Inputs handled per wake-up before outputs are sent and a flush asked.
 const BATCH: usize = 1024;
@@ -55,6 +69,10 @@ pub struct DriverParts {
     pub leave_on_shutdown: bool,
     /// The origin of the core's and the gossiper's clock.
     pub origin: Instant,
+    /// The engine under `store`, reopened after a failure.
+    pub engine: Arc<Reopenable>,
+    /// Makes a new core and membership once the engine is reopened.
+    pub rebuild: Rebuild,
 }
 
 /// The driver's state.
@@ -72,12 +90,18 @@ pub struct Driver {
     flush_tx: mpsc::Sender<Result<Lsn, StorageError>>,
     flush_rx: mpsc::Receiver<Result<Lsn, StorageError>>,
     flushing: bool,
+    engine: Arc<Reopenable>,
+    rebuild: Rebuild,
+    watch: StorageWatch,
+    probe_tx: mpsc::Sender<Result<(), String>>,
+    probe_rx: mpsc::Receiver<Result<(), String>>,
 }
 
 impl Driver {
     /// A driver over `parts`.
     pub fn new(parts: DriverParts) -> Self {
         let (flush_tx, flush_rx) = mpsc::channel(4);
+        let (probe_tx, probe_rx) = mpsc::channel(1);
         Self {
             node: parts.node,
             store: parts.store,
@@ -92,6 +116,11 @@ impl Driver {
             flush_tx,
             flush_rx,
             flushing: false,
+            engine: parts.engine,
+            rebuild: parts.rebuild,
+            watch: StorageWatch::default(),
+            probe_tx,
+            probe_rx,
         }
     }
 
@@ -101,7 +130,7 @@ impl Driver {
 
     /// Runs until shutdown (or until the node has left); then makes
     /// everything durable.
-    pub async fn run(mut self) -> Result<(), StorageError> {
+    pub async fn run(mut self) -> Result<(), DaemonError> {
         // The ring of the members remembered from the last run, at once.
         self.membership.start(&mut self.node)?;
         self.outputs()?;
@@ -109,6 +138,12 @@ impl Driver {
         loop {
             let next = self.node.poll_timeout().min(self.membership.poll_timeout());
             let deadline = tokio::time::Instant::from_std(self.origin + next);
+            let probe_at = self
+                .watch
+                .failing
+                .as_ref()
+                .filter(|f| !f.probing)
+                .map(|f| tokio::time::Instant::from_std(f.next_probe));
             tokio::select! {
                 biased;
                 changed = shutdown.changed(), if !self.membership.departing() => {
@@ -126,10 +161,20 @@ impl Driver {
                     match result {
                         Ok(_) => self.node.handle_flushed(now),
                         Err(e) => {
-                            error!(error = %e, "flush failed; acknowledgements wait for the next one");
                             self.node.handle_flush_failed(now);
+                            if self.watch.failing.is_none() {
+                                self.enter_failure(&e.to_string());
+                            }
+                            self.watch.flush_failed(Instant::now());
                         }
                     }
+                }
+                Some(probe) = self.probe_rx.recv() => match probe {
+                    Ok(()) => self.recover().await?,
+                    Err(e) => self.watch.probe_failed(&e, Instant::now()),
+                },
+                _ = tokio::time::sleep_until(probe_at.unwrap_or(deadline)), if probe_at.is_some() => {
+                    self.start_probe();
                 }
                 Some(input) = self.inbox.recv() => {
                     self.input(input)?;
@@ -156,8 +201,95 @@ impl Driver {
         if self.flushing {
             let _ = self.flush_rx.recv().await;
         }
+        if let Some(f) = &self.watch.failing {
+            // Nothing can be saved on a failed store: what was flushed
+            // before the failure is what the next start finds.
+            warn!(error = %f.error, "stopping with failed storage: nothing more is saved");
+            return Ok(());
+        }
         self.membership.save()?;
         self.store.flush()?;
+        Ok(())
+    }
+
+    /// Notices an engine failure the store reported since the last look,
+    /// and tells the core and the cluster.
+    fn watch_storage(&mut self) {
+        if self.watch.failing.is_some() {
+            return;
+        }
+        if let Some(failure) = self.engine.failure() {
+            self.enter_failure(&failure.to_string());
+        }
+    }
+
+    fn enter_failure(&mut self, error: &str) {
+        self.watch.fail(error, Instant::now());
+        self.node.handle_storage_failed(error.to_string());
+        self.membership.set_storage_failing(true);
+    }
+
+    /// Checks for free space on a blocking thread; the answer comes back
+    /// through `probe_rx`.
+    fn start_probe(&mut self) {
+        let Some(f) = &mut self.watch.failing else {
+            return;
+        };
+        f.probing = true;
+        let engine = self.engine.clone();
+        let done = self.probe_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = engine.probe_space(PROBE_BYTES).map_err(|e| e.to_string());
+            let _ = done.blocking_send(result);
+        });
+    }
+
+    /// There is space again: reopens the engine and starts a new core on
+    /// it, as after a crash. A reopen that fails leaves the node failing,
+    /// to try again later; a core that cannot start on the reopened engine
+    /// stops the process, since the old core no longer matches its store.
+    async fn recover(&mut self) -> Result<(), DaemonError> {
+        if self.flushing {
+            let _ = self.flush_rx.recv().await;
+            self.flushing = false;
+        }
+        info!("space is available again: reopening the storage engine");
+        let engine = self.engine.clone();
+        let reopened = tokio::task::spawn_blocking(move || engine.reopen())
+            .await
+            .unwrap_or_else(|e| Err(StorageError::engine("reopen", e)));
+        if let Err(e) = reopened {
+            self.watch
+                .probe_failed(&format!("reopen: {e}"), Instant::now());
+            return Ok(());
+        }
+        self.store.clear_cache();
+        // Requests waiting on the old core: their writes were not made
+        // durable here; whether the others applied them is unknown.
+        for (_, (reply, id)) in self.clients.drain() {
+            let outcome = Err(RequestError::Unavailable(
+                "the node restarted after a storage failure; the request may or may not have \
+                 been applied by other replicas"
+                    .into(),
+            ));
+            reply.send(NodeMessage::Outcome { id, outcome });
+        }
+        let now = self.now();
+        let (node, membership) = (self.rebuild)(now)?;
+        let failed_for = self
+            .watch
+            .failing
+            .as_ref()
+            .map_or(0, |f| f.since.elapsed().as_secs());
+        self.node = node;
+        self.membership = membership;
+        self.membership.start(&mut self.node)?;
+        self.watch.recovered();
+        info!(
+            incarnation = self.node.started_as(),
+            failed_for_secs = failed_for,
+            "storage recovered: the node runs again on what its disk holds"
+        );
         Ok(())
     }
 
@@ -179,7 +311,10 @@ impl Driver {
                 }
                 ClientMessage::Status { id } => {
                     let status = self.status();
-                    reply.send(NodeMessage::Status { id, status });
+                    reply.send(NodeMessage::Status {
+                        id,
+                        status: Box::new(status),
+                    });
                 }
                 ClientMessage::Admin { id, command } => {
                     let result = self.admin(command);
@@ -211,7 +346,15 @@ impl Driver {
     /// Sends what the core and the gossiper produced, handles gossip's
     /// events, and starts a flush if the core asks for one.
     fn outputs(&mut self) -> Result<(), StorageError> {
-        self.membership.process(&mut self.node)?;
+        if let Err(e) = self.membership.process(&mut self.node) {
+            // The member table or the identity could not be saved: the
+            // store failed, which the watch handles; the node goes on.
+            if self.watch.failing.is_none() {
+                self.enter_failure(&e.to_string());
+            }
+            self.watch.repeated(Instant::now());
+        }
+        self.watch_storage();
         while let Some((target, message)) = self.membership.poll_transmit() {
             let Ok(frame) = wire::encode(&PeerFrame::Gossip(message)) else {
                 continue;
@@ -310,6 +453,7 @@ impl Driver {
                     share: counts.get(&e.id).copied().unwrap_or(0) as f64 / total as f64,
                     address: e.info.address.clone(),
                     zone: e.info.zone.clone(),
+                    storage_failing: e.info.storage_failing,
                 })
                 .collect(),
             gossip_datagrams: counters.datagrams.load(Relaxed),
@@ -329,6 +473,7 @@ impl Driver {
                     bytes_sent: stats.ae_bytes_sent,
                 }
             },
+            storage: self.watch.status(self.engine.name(), Instant::now()),
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`daemon`]: `quorra node` start-up checks, run, graceful shutdown;
 //! - [`driver`]: the task that owns the core and its membership, and runs
 //!   group commit;
+//! - [`storage_watch`]: a failed store (full disk, I/O error) noticed,
+//!   reported without flooding the log, and recovered from in place;
 //! - [`transport`]: the QUIC endpoint, one long-lived stream per peer and
 //!   per client, frames in and out;
 //! - [`tls`]: mutual TLS against the cluster CA, node certificates for peers;
@@ -22,5 +24,6 @@
 pub mod certs;
 pub mod daemon;
 pub mod driver;
+pub mod storage_watch;
 pub mod tls;
 pub mod transport;

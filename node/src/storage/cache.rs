@@ -12,8 +12,10 @@
 //! the core changes objects only through [`super::Store::apply`], which
 //! updates the cache after the engine accepted the write, on the one
 //! thread that writes (the driver's). It lives and dies with its store: a
-//! restarted process starts empty; a second `Store` made over the same
-//! engine (a checker in the simulator) has none. Bounded by an estimate of
+//! restarted process starts empty, and so does a store whose engine was
+//! reopened after a failure ([`super::reopen`]: writes the engine had
+//! accepted may be gone); a second `Store` made over the same engine (a
+//! checker in the simulator) has none. Bounded by an estimate of
 //! the bytes it holds; past the bound, half of it is dropped at once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,6 +85,12 @@ impl ObjectCache {
         if let Some((_, (_, old))) = self.entries.remove(key) {
             self.bytes.fetch_sub(old, Ordering::Relaxed);
         }
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        self.entries.clear();
+        self.bytes.store(0, Ordering::Relaxed);
     }
 
     /// Drops every other entry.

@@ -25,6 +25,11 @@ use super::Lsn;
 /// Default interval of [`SyncMode::Periodic`]: 50 ms.
 pub const DEFAULT_PERIODIC_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How long after a failed flush the next is tried. A failed flush does
+/// not heal by itself (a full disk, a poisoned engine: see
+/// [`super::reopen`]); retrying at once only spins and floods the log.
+pub const FLUSH_RETRY: Duration = Duration::from_secs(1);
+
 /// When writes are made durable relative to their acknowledgement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SyncMode {
@@ -57,6 +62,8 @@ pub struct GroupCommit {
     mode: SyncMode,
     last_flush: Option<Duration>,
     in_progress: bool,
+    /// After a failed flush: not another before this.
+    retry_at: Option<Duration>,
 }
 
 impl GroupCommit {
@@ -66,6 +73,7 @@ impl GroupCommit {
             mode,
             last_flush: None,
             in_progress: false,
+            retry_at: None,
         }
     }
 
@@ -85,7 +93,7 @@ impl GroupCommit {
 
     /// Whether the driver should flush now.
     pub fn flush_due(&self, now: Duration, applied: Lsn, durable: Lsn) -> bool {
-        if applied <= durable || self.in_progress {
+        if applied <= durable || self.in_progress || self.retry_at.is_some_and(|at| now < at) {
             return false;
         }
         match self.mode {
@@ -114,6 +122,9 @@ impl GroupCommit {
         if applied <= durable || self.in_progress {
             return None;
         }
+        if let Some(at) = self.retry_at {
+            return Some(at);
+        }
         match self.mode {
             SyncMode::Always => None,
             SyncMode::Periodic { interval } => Some(
@@ -126,6 +137,14 @@ impl GroupCommit {
     /// Records that the flush in progress completed.
     pub fn flushed(&mut self, _now: Duration) {
         self.in_progress = false;
+        self.retry_at = None;
+    }
+
+    /// Records that the flush in progress failed: nothing it covered is
+    /// durable, and the next flush waits [`FLUSH_RETRY`].
+    pub fn failed(&mut self, now: Duration) {
+        self.in_progress = false;
+        self.retry_at = Some(now + FLUSH_RETRY);
     }
 }
 
@@ -144,6 +163,23 @@ mod tests {
         assert_eq!(g.next_flush_at(4, 2), None);
         g.flushed(Duration::from_millis(1));
         assert!(g.poll_flush(Duration::from_millis(1), 4, 3));
+    }
+
+    #[test]
+    fn a_failed_flush_is_retried_after_a_pause_not_at_once() {
+        let mut g = GroupCommit::new(SyncMode::Always);
+        let t = Duration::from_secs(10);
+        assert!(g.poll_flush(t, 3, 2));
+        g.failed(t);
+        assert!(!g.can_acknowledge(3, 2), "nothing it covered is durable");
+        assert!(!g.poll_flush(t + Duration::from_millis(1), 4, 2));
+        assert_eq!(g.next_flush_at(4, 2), Some(t + FLUSH_RETRY));
+        assert!(g.poll_flush(t + FLUSH_RETRY, 4, 2));
+        g.flushed(t + FLUSH_RETRY);
+        assert!(
+            g.poll_flush(t + FLUSH_RETRY, 5, 4),
+            "flushes as before once one succeeds"
+        );
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub mod fjall_engine;
 pub mod layout;
 mod lsn;
 pub mod memory;
+pub mod reopen;
 pub mod sled_engine;
 pub mod store;
 pub mod upgrade;

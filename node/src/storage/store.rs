@@ -215,6 +215,15 @@ impl Store {
         }
     }
 
+    /// Empties the cache (shared by every clone of this store): for an
+    /// engine reopened after a failure, which may have lost writes the
+    /// cache remembers.
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+
     /// Bytes its cache holds (0 without one).
     pub fn cached_bytes(&self) -> usize {
         self.cache.as_ref().map_or(0, |c| c.bytes())
