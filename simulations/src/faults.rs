@@ -9,6 +9,19 @@
 //! (two random groups) or one way (one directed link), for up to
 //! `max_partition`. Message-level faults
 //! (loss, duplication, tails) are applied per message by the network.
+//!
+//! **A majority stays up, most of the time.** A crash or a pause is
+//! injected only while fewer than [`minority`] nodes are crashed or
+//! paused, and a power cut only when every node is up; the power cut may
+//! take down more than a minority at once, and nothing else goes down
+//! until enough of them are back. Without this bound, faults every 50 ms
+//! that last up to 8 s kept the nodes of a typical heavy seed down more
+//! than half of the time (median 55% of node-time, one seed in ten above
+//! 87%, measured over 300 seeds), so most operations timed out and the
+//! run tested recovery from unavailability, not what a cluster that
+//! serves does under faults. Partitions, loss, duplication, tails and
+//! clock skew are not bounded: a minority of nodes can still be cut off
+//! from everything, and a partition can leave no side with a majority.
 
 use std::time::Duration;
 
@@ -19,7 +32,21 @@ use crate::sim::{Event, Sim};
 /// Least simulated time between two lost disks.
 pub const DISK_LOSS_GAP: Duration = Duration::from_secs(20);
 
+/// Most nodes crashed or paused at once outside a power cut: a minority
+/// of `nodes` (at least one).
+pub fn minority(nodes: usize) -> usize {
+    (nodes.saturating_sub(1) / 2).max(1)
+}
+
 impl Sim {
+    /// Nodes crashed or paused now (not those that left).
+    pub fn unavailable(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| !n.departed && !n.running())
+            .count()
+    }
+
     /// Schedules the next fault event, if the run has any.
     pub fn schedule_next_fault(&mut self) {
         if self.params.fault_interval.is_zero() {
@@ -37,6 +64,8 @@ impl Sim {
     /// Injects one random fault and schedules the next.
     pub fn inject_fault(&mut self) {
         let n = self.nodes.len();
+        let down = self.unavailable();
+        let may_stop_one = down < minority(n);
         match self.rng.random_range(0..10) {
             9 => {
                 // A disk is lost only from a whole cluster: every node
@@ -58,7 +87,7 @@ impl Sim {
                     self.schedule(self.now + down, Event::Restart { node: i });
                 }
             }
-            8 => {
+            8 if down == 0 => {
                 let alive: Vec<usize> = (0..n).filter(|&i| self.nodes[i].node.is_some()).collect();
                 for i in alive {
                     if self.rng.random_bool(0.6) {
@@ -68,7 +97,7 @@ impl Sim {
                     }
                 }
             }
-            0..=2 => {
+            0..=2 if may_stop_one => {
                 let alive: Vec<usize> = (0..n).filter(|&i| self.nodes[i].node.is_some()).collect();
                 if !alive.is_empty() {
                     let i = alive[self.rng.random_range(0..alive.len())];
@@ -77,7 +106,7 @@ impl Sim {
                     self.schedule(self.now + down, Event::Restart { node: i });
                 }
             }
-            3..=4 => {
+            3..=4 if may_stop_one => {
                 let running: Vec<usize> = (0..n).filter(|&i| self.nodes[i].running()).collect();
                 if !running.is_empty() {
                     let i = running[self.rng.random_range(0..running.len())];
@@ -99,6 +128,7 @@ impl Sim {
                     self.cut_links(links, until);
                 }
             }
+            0..=4 | 8 => {} // not now: too many nodes are down
             _ => {
                 let a = self.rng.random_range(0..n);
                 let b = self.rng.random_range(0..n);

@@ -233,6 +233,37 @@ impl Harness {
             .expect("node is running")
     }
 
+    /// Runs node `node`'s expiry sweeper once, as the daemon's does: a
+    /// purge at quorum, through the node, of every key of the partitions
+    /// it is the first primary of whose latest value has expired by its
+    /// clock. Returns the outcomes.
+    pub fn sweep(&mut self, node: u64) -> Vec<Outcome> {
+        let i = self.sim.index_of(NodeId(node));
+        let keys = crate::workload::sweeper::expired_keys(&self.sim, i);
+        keys.into_iter()
+            .map(|key| {
+                let update = quorra_node::resp::update::Update {
+                    op: quorra_node::resp::update::Op::Purge,
+                    now_ms: self.clock_ms(node),
+                };
+                self.request(
+                    node,
+                    Request::Update {
+                        key,
+                        update: update.encode(),
+                        consistency: Consistency::QUORUM,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Node `node`'s clock, in Unix ms (what its gateway stamps).
+    pub fn clock_ms(&self, node: u64) -> u64 {
+        let n = &self.sim.nodes[self.sim.index_of(NodeId(node))];
+        n.local(self.sim.now).as_millis() as u64
+    }
+
     /// Cuts every link to and from node `node`.
     pub fn isolate(&mut self, node: u64) {
         let i = self.sim.index_of(NodeId(node));

@@ -5,12 +5,52 @@
 //! those it is meant to replace. Outcomes are `Ok`, `Failed` (the quorum was
 //! not reached: the write may still have been applied, Quorra does not roll
 //! back) or `Unknown` (no reply before the client gave up).
+//!
+//! RESP commands on string keys ([`RespOp`]) are updates the coordinator
+//! applies to its own copy, so what they replaced is not known to the
+//! client: the checks read it from the updater's log
+//! ([`crate::updater`]), which the history carries. A `GET` records what
+//! the gateway showed and by which clock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
 use quorra_client::Consistency;
+use quorra_node::resp::update::SetExpiry;
+use quorra_node::resp::value::Stored;
+
+use crate::updater::Log;
+
+/// A RESP command on a string key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RespOp {
+    /// `GET`: what the gateway showed (`None`: nil), resolved at its clock
+    /// `at_ms` when the reply came (both filled in on the reply).
+    Get {
+        /// The value shown.
+        shown: Option<Stored>,
+        /// The gateway's clock, Unix ms.
+        at_ms: u64,
+    },
+    /// `SET` of a string no other command writes.
+    Set {
+        /// The string.
+        data: Bytes,
+        /// `EX`/`PX` (an absolute time by the gateway's clock), `KEEPTTL`, or none.
+        expiry: SetExpiry,
+        /// `XX` (`Some(true)`), `NX` (`Some(false)`).
+        present: Option<bool>,
+        /// `GET`.
+        want_old: bool,
+    },
+    /// `EXPIRE`/`PEXPIRE` at a time (`Some`), or `PERSIST` (`None`).
+    Expire(Option<u64>),
+    /// `DEL`.
+    Delete,
+    /// The expiry sweeper's purge.
+    Purge,
+}
 
 /// What an operation did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +71,14 @@ pub enum Kind {
     },
     /// `INCR` of a counter key: an update adding 1.
     Incr,
+    /// A RESP command on a string key, sent when the gateway's clock read
+    /// `sent_ms`.
+    Resp {
+        /// The command.
+        op: RespOp,
+        /// The gateway's clock when it received the command, Unix ms.
+        sent_ms: u64,
+    },
 }
 
 /// How an operation ended.
@@ -45,6 +93,8 @@ pub enum Outcome {
         /// The nodes that answered (a write: acknowledged it durably), each
         /// with the owner it stood in for if it was a fallback.
         answered: Vec<(u64, Option<u64>)>,
+        /// An update's answer.
+        answer: Option<Bytes>,
     },
     /// The coordinator answered with an error.
     Failed(String),
@@ -55,7 +105,9 @@ pub enum Outcome {
 /// One client operation.
 #[derive(Clone, Debug)]
 pub struct Record {
-    /// Which client.
+    /// Its tag, unique in the run (the updater's log names operations by it).
+    pub tag: quorra_node::core::ClientTag,
+    /// Which client ([`crate::workload::SWEEPER`] for a sweeper's purge).
     pub client: usize,
     /// Index of the key.
     pub key: usize,
@@ -74,9 +126,16 @@ pub struct Record {
 }
 
 impl Record {
-    /// Whether the operation is a write (put or delete).
+    /// Whether the operation is a write (anything but a read).
     pub fn is_write(&self) -> bool {
-        !matches!(self.kind, Kind::Get)
+        !matches!(
+            self.kind,
+            Kind::Get
+                | Kind::Resp {
+                    op: RespOp::Get { .. },
+                    ..
+                }
+        )
     }
 
     /// Whether it succeeded.
@@ -87,7 +146,7 @@ impl Record {
     /// The values its context covered (writes only).
     pub fn saw(&self) -> &[Bytes] {
         match &self.kind {
-            Kind::Get | Kind::Incr => &[],
+            Kind::Get | Kind::Incr | Kind::Resp { .. } => &[],
             Kind::Put { saw, .. } | Kind::Delete { saw } => saw,
         }
     }
@@ -99,26 +158,39 @@ impl Record {
             Kind::Put { value, saw } => format!("put {} saw {}", show(value), show_all(saw)),
             Kind::Delete { saw } => format!("del saw {}", show_all(saw)),
             Kind::Incr => "incr".to_string(),
+            Kind::Resp { op, sent_ms } => {
+                format!("{} (gateway clock {sent_ms})", describe_resp(op))
+            }
         };
         let outcome = match &self.outcome {
             Outcome::Ok {
                 values,
                 fallback,
                 answered,
+                answer,
             } => format!(
-                "ok {}{} from {:?}",
+                "ok {}{}{} from {:?}",
                 show_all(values),
+                answer
+                    .as_deref()
+                    .and_then(quorra_node::resp::update::Answer::decode)
+                    .map(|a| format!(" {a:?}"))
+                    .unwrap_or_default(),
                 if *fallback { " (fallback)" } else { "" },
                 answered
             ),
             Outcome::Failed(e) => format!("failed: {e}"),
             Outcome::Unknown => "unknown (client timeout)".into(),
         };
+        let who = if self.client == crate::workload::SWEEPER {
+            "sweeper".to_string()
+        } else {
+            format!("client {}", self.client)
+        };
         format!(
-            "[{:>9.3}ms..{:>9.3}ms] client {} via node {} {} @{} -> {}",
+            "[{:>9.3}ms..{:>9.3}ms] {who} via node {} {} @{} -> {}",
             self.invoked.as_secs_f64() * 1e3,
             self.completed.as_secs_f64() * 1e3,
-            self.client,
             self.node,
             what,
             self.consistency,
@@ -127,8 +199,56 @@ impl Record {
     }
 }
 
-/// A value for humans.
+fn describe_resp(op: &RespOp) -> String {
+    match op {
+        RespOp::Get { shown, at_ms } => format!(
+            "GET shown {} at {at_ms}",
+            shown.as_ref().map_or("nil".to_string(), show_stored)
+        ),
+        RespOp::Set {
+            data,
+            expiry,
+            present,
+            want_old,
+        } => format!(
+            "SET {} {expiry:?}{}{}",
+            show(data),
+            match present {
+                Some(true) => " XX",
+                Some(false) => " NX",
+                None => "",
+            },
+            if *want_old { " GET" } else { "" }
+        ),
+        RespOp::Expire(Some(at)) => format!("EXPIRE at {at}"),
+        RespOp::Expire(None) => "PERSIST".into(),
+        RespOp::Delete => "DEL".into(),
+        RespOp::Purge => "purge (sweeper)".into(),
+    }
+}
+
+/// A RESP value for humans: data, stamp and expiry.
+pub fn show_stored(s: &Stored) -> String {
+    let data = match &s.data {
+        quorra_node::resp::value::Data::Str(b) => show(b),
+        quorra_node::resp::value::Data::Counter(c) => format!("counter {:?}", c.value()),
+    };
+    format!(
+        "{data}@{}.{}.n{}{}",
+        s.stamp.wall_ms,
+        s.stamp.logical,
+        s.stamp.node,
+        s.expires_at_ms
+            .map(|e| format!(" expires {e}"))
+            .unwrap_or_default()
+    )
+}
+
+/// A value for humans: a RESP envelope decoded, anything else as text.
 pub fn show(value: &Bytes) -> String {
+    if value.starts_with(quorra_node::resp::value::MAGIC) {
+        return show_stored(&Stored::decode(value));
+    }
     String::from_utf8_lossy(value).into_owned()
 }
 
@@ -145,6 +265,8 @@ pub struct History {
     pub records: Vec<Record>,
     /// Disks lost: (node id, when).
     pub disk_losses: Vec<(u64, Duration)>,
+    /// Every application of a RESP update by a coordinator.
+    pub applications: Log,
 }
 
 impl History {

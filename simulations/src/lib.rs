@@ -11,8 +11,13 @@
 //!   was not flushed), clocks (offset and rate error), pauses.
 //! - [`faults`]: random crashes, pauses and partitions at the seed's rates.
 //! - [`workload`]: concurrent clients doing gets, puts with and without
-//!   context and deletes on a small key space, and increments of two
-//!   counters (the RESP gateway's `INCR`), at mixed consistency levels.
+//!   context and deletes on a small key space, increments of two counters
+//!   (the RESP gateway's `INCR`), and every RESP write (`SET` with
+//!   `EX`/`PX`/`KEEPTTL`/`NX`/`XX`/`GET`, `EXPIRE`, `PERSIST`, `DEL`) and
+//!   `GET` on a few string keys, with each node's expiry sweeper, at mixed
+//!   consistency levels.
+//! - [`updater`]: the RESP updater with a log of what every coordination
+//!   saw and wrote, which the RESP checks read.
 //! - [`history`]: what every client operation did and saw.
 //! - [`runner`]: the safety phase, the liveness phase, the checks.
 //! - [`check`]: durability, no resurrection, causality, read-your-writes,
@@ -32,5 +37,6 @@ pub mod params;
 pub mod runner;
 pub mod sim;
 pub mod trace;
+pub mod updater;
 pub mod watch;
 pub mod workload;

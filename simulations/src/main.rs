@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Exit codes: 0 all passed, 2 bad usage, 10 a safety check failed, 11
-//! liveness failed (no convergence), 12 the code panicked.
+//! liveness failed (no progress, not quiet, no convergence), 12 the code
+//! panicked. A range exits with the most severe verdict among its seeds:
+//! safety, then panic, then liveness, so a script that sees 11 knows that
+//! no seed lost or resurrected anything.
 
 // The simulator's report is its output.
 #![allow(clippy::print_stdout)]
@@ -33,7 +36,8 @@ const EXIT_PANIC: u8 = 12;
     version,
     about = "Deterministic chaos simulation of Quorra clusters",
     after_help = "Exit codes: 0 all passed, 2 bad usage, 10 safety check failed, \
-                  11 liveness failed (no convergence), 12 panic."
+                  11 liveness failed (no progress, not quiet, no convergence), 12 panic. \
+                  A range exits with its most severe verdict: safety, then panic, then liveness."
 )]
 struct Args {
     /// Run one seed.
@@ -115,6 +119,23 @@ impl Verdict {
     }
 }
 
+/// How bad an exit code is, for a range's: a broken promise outranks a
+/// crash of the code, which outranks a cluster that did not get through
+/// its phases.
+fn severity(code: u8) -> u8 {
+    match code {
+        0 => 0,
+        EXIT_LIVENESS => 1,
+        EXIT_PANIC => 2,
+        _ => 3,
+    }
+}
+
+/// The more severe of two exit codes.
+fn worse(a: u8, b: u8) -> u8 {
+    if severity(b) > severity(a) { b } else { a }
+}
+
 fn run_seed(seed: u64, overrides: &Overrides, determinism: bool) -> Verdict {
     let params = Params::draw(seed, overrides);
     let outcome = std::panic::catch_unwind(|| {
@@ -174,16 +195,42 @@ fn reproduce(seed: u64, args: &Args) -> String {
     cmd
 }
 
+/// RESP commands on string keys and their successes, and the sweepers'
+/// purges that deleted something.
+fn resp_counts(r: &Report) -> (usize, usize, usize) {
+    use quorra_simulations::history::{Kind, Outcome, RespOp};
+    let mut counts = (0, 0, 0);
+    for rec in &r.history.records {
+        let Kind::Resp { op, .. } = &rec.kind else {
+            continue;
+        };
+        if matches!(op, RespOp::Purge) {
+            let purged = matches!(&rec.outcome, Outcome::Ok { answer: Some(a), .. }
+                if quorra_node::resp::update::Answer::decode(a)
+                    == Some(quorra_node::resp::update::Answer::Changed(true)));
+            counts.2 += usize::from(purged);
+        } else {
+            counts.0 += 1;
+            counts.1 += usize::from(rec.ok());
+        }
+    }
+    counts
+}
+
 fn summary(r: &Report) -> String {
+    let (resp, resp_ok, purged) = resp_counts(r);
     format!(
-        "{} ops ({} ok), {:.1}s simulated in {:.0}ms; {} msgs, {} dropped, {} crashes ({} disks lost), {} pauses, {} partitions; \
+        "{} ops ({} ok, {:.0}%), {:.1}s simulated in {:.0}ms (safety phase {:.1}s, nodes down {:.0}% of it); {} msgs, {} dropped, {} crashes ({} disks lost), {} pauses, {} partitions; \
          {} hints stored/{} delivered, {} read repairs, {} reserve reads, {} purged, {} forwarded; \
          anti-entropy {} exchanges ({} in sync), {} keys repaired; \
-         gossip {} msgs, {} down verdicts",
+         gossip {} msgs, {} down verdicts; RESP {resp} commands ({resp_ok} ok), {purged} expired keys swept",
         r.ops,
         r.ops_ok,
+        r.ok_share() * 100.0,
         r.sim_time.as_secs_f64(),
         r.wall.as_secs_f64() * 1e3,
+        r.safety_time.as_secs_f64(),
+        r.down_share * 100.0,
         r.world.delivered,
         r.world.dropped,
         r.world.crashes,
@@ -217,7 +264,7 @@ fn print_verdict(seed: u64, verdict: &Verdict, args: &Args, verbose: bool) {
             if !extra.is_empty() {
                 println!("  {extra}");
             }
-            if let Some(stuck) = &r.stuck {
+            for stuck in &r.stuck {
                 println!("  liveness: {stuck}");
             }
             for v in r.violations.iter().take(5) {
@@ -250,6 +297,7 @@ struct Progress {
     pending: BTreeMap<u64, Verdict>,
     passed: u64,
     failed: u64,
+    /// The exit code of the most severe verdict so far.
     worst: u8,
     ops: u64,
 }
@@ -316,7 +364,7 @@ fn main() -> ExitCode {
                             }
                             Verdict::Panicked(_) => p.failed += 1,
                         }
-                        p.worst = p.worst.max(v.code());
+                        p.worst = worse(p.worst, v.code());
                         p.next_print += 1;
                     }
                 }
@@ -336,4 +384,25 @@ fn main() -> ExitCode {
         ops as f64 / wall.max(1e-9)
     );
     ExitCode::from(worst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_exits_with_its_most_severe_verdict() {
+        let range = |codes: &[u8]| codes.iter().fold(0, |w, &c| worse(w, c));
+        assert_eq!(range(&[0, 0]), 0);
+        assert_eq!(range(&[0, EXIT_LIVENESS, 0]), EXIT_LIVENESS);
+        // A safety violation is never hidden behind a liveness failure
+        // (or a panic) of another seed, whichever order they come in.
+        assert_eq!(range(&[EXIT_SAFETY, EXIT_LIVENESS]), EXIT_SAFETY);
+        assert_eq!(
+            range(&[EXIT_LIVENESS, EXIT_SAFETY, EXIT_LIVENESS]),
+            EXIT_SAFETY
+        );
+        assert_eq!(range(&[EXIT_PANIC, EXIT_SAFETY]), EXIT_SAFETY);
+        assert_eq!(range(&[EXIT_LIVENESS, EXIT_PANIC]), EXIT_PANIC);
+    }
 }

@@ -18,7 +18,10 @@ pub enum FaultLevel {
     None,
     /// Occasional loss, duplication, a crash or a pause now and then.
     Light,
-    /// Frequent loss, duplication, long tails, partitions, crashes, pauses, skew.
+    /// Frequent loss, duplication, long tails, partitions, crashes, pauses,
+    /// lost disks and skew, as hostile as the cluster can be while a
+    /// majority of its nodes stays up outside power cuts (see
+    /// [`crate::faults`]): partitions are not bounded, so quorums still fail.
     Heavy,
 }
 
@@ -207,7 +210,7 @@ impl Params {
             }
             FaultLevel::Heavy => {
                 p.tail_probability = rng.random_range(0.01..0.1);
-                p.tail_max = latency_max + ms(rng.random_range(20..400));
+                p.tail_max = latency_max + ms(rng.random_range(20..2_500));
                 p.loss = rng.random_range(0.01..0.1);
                 p.duplicate = rng.random_range(0.01..0.05);
                 p.fault_interval = ms(rng.random_range(50..600));

@@ -98,6 +98,12 @@ pub enum Event {
         /// The outcome.
         outcome: Outcome,
     },
+    /// Node `node`'s expiry sweeper walks its partitions (see
+    /// [`crate::workload`]).
+    Sweep {
+        /// Node index.
+        node: usize,
+    },
     /// A client's own timer (think time over, or request timeout).
     ClientWake {
         /// Client index.
@@ -165,6 +171,8 @@ pub struct SimNode {
     pub life: u64,
     /// Until when the node is paused.
     pub paused_until: Option<Duration>,
+    /// Since when the node is crashed or paused (for [`Sim::node_time_down`]).
+    unavailable_since: Option<Duration>,
     /// Inputs that arrived while paused, in arrival order.
     held: Vec<Event>,
     /// Global time of the node's scheduled timer.
@@ -222,6 +230,9 @@ pub struct WorldStats {
     pub gossip_messages: u64,
     /// Times a node judged a peer down (phi accrual).
     pub gossip_downs: u64,
+    /// Node-time spent crashed or paused, summed over nodes (faults that
+    /// ended; [`Sim::node_time_down`] adds those still going on).
+    pub node_down: Duration,
 }
 
 /// The simulated cluster.
@@ -253,6 +264,8 @@ pub struct Sim {
     pub retired: quorra_node::core::Stats,
     /// Disks lost: (node id, when).
     pub disk_losses: Vec<(u64, Duration)>,
+    /// The updater every node runs with, and its log of applications.
+    pub updater: crate::updater::RecordingUpdater,
 }
 
 impl Sim {
@@ -278,6 +291,7 @@ impl Sim {
             stats: WorldStats::default(),
             retired: quorra_node::core::Stats::default(),
             disk_losses: Vec::new(),
+            updater: crate::updater::RecordingUpdater::default(),
         };
         for _ in 0..sim.params.nodes {
             sim.add_node();
@@ -306,6 +320,7 @@ impl Sim {
             downs_counted: 0,
             life: 0,
             paused_until: None,
+            unavailable_since: None,
             held: Vec::new(),
             timer_at: None,
             flushing: false,
@@ -379,9 +394,9 @@ impl Sim {
             anti_entropy_interval: ANTI_ENTROPY_INTERVAL,
             max_hint_bytes: self.params.max_hint_bytes,
             rng_seed: self.params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ node as u64,
-            // The RESP gateway's updater, as the daemon gives every node:
-            // pure, so simulated updates replay exactly.
-            updater: Some(std::sync::Arc::new(quorra_node::resp::RespUpdater)),
+            // The RESP gateway's updater, as the daemon gives every node
+            // (pure, so simulated updates replay exactly), with a log.
+            updater: Some(Arc::new(self.updater.clone())),
             ..Options::default()
         }
     }
@@ -485,10 +500,29 @@ impl Sim {
                 s.event,
                 Event::Timer { .. }
                     | Event::ClientWake { .. }
+                    | Event::Sweep { .. }
                     | Event::Fault
                     | Event::Gossip { .. }
             )
         }) && self.nodes.iter().all(|n| !n.flushing && n.held.is_empty())
+    }
+
+    /// Events queued other than timers, client wakes, faults and gossip:
+    /// what keeps the cluster from being quiet.
+    pub fn busy_events(&self) -> usize {
+        self.queue
+            .iter()
+            .filter(|Reverse(s)| {
+                !matches!(
+                    s.event,
+                    Event::Timer { .. }
+                        | Event::ClientWake { .. }
+                        | Event::Sweep { .. }
+                        | Event::Fault
+                        | Event::Gossip { .. }
+                )
+            })
+            .count()
     }
 
     /// A draw of one network delay.
@@ -722,6 +756,7 @@ impl Sim {
             trace.transition(self.now, i, "crash");
         }
         self.stats.crashes += 1;
+        self.mark_unavailable(i);
         self.stats.writes_lost_in_crashes += self.nodes[i].engine.crash() as u64;
         self.stop(i);
         if let Some(watch) = &mut self.watch {
@@ -768,6 +803,29 @@ impl Sim {
             trace.transition(self.now, i, "restart");
         }
         self.start_node(i);
+        self.mark_available(i);
+    }
+
+    fn mark_unavailable(&mut self, i: usize) {
+        let now = self.now;
+        self.nodes[i].unavailable_since.get_or_insert(now);
+    }
+
+    fn mark_available(&mut self, i: usize) {
+        if let Some(since) = self.nodes[i].unavailable_since.take() {
+            self.stats.node_down += self.now - since;
+        }
+    }
+
+    /// Node-time spent crashed or paused so far, summed over nodes.
+    pub fn node_time_down(&self) -> Duration {
+        let ongoing: Duration = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.unavailable_since)
+            .map(|since| self.now - since)
+            .sum();
+        self.stats.node_down + ongoing
     }
 
     /// Node `i` starts leaving the cluster: `leaving`, then `left`, then it
@@ -795,6 +853,7 @@ impl Sim {
             trace.transition(self.now, i, "pause");
         }
         self.stats.pauses += 1;
+        self.mark_unavailable(i);
         self.nodes[i].paused_until = Some(until);
         self.schedule(until, Event::Resume { node: i });
     }
@@ -807,6 +866,7 @@ impl Sim {
         if let Some(trace) = &mut self.trace {
             trace.transition(self.now, i, "resume");
         }
+        self.mark_available(i);
         let held = std::mem::take(&mut self.nodes[i].held);
         for event in held {
             match event {

@@ -26,7 +26,7 @@ fn a_few_seeds_at_every_fault_level_pass() {
             assert!(
                 !report.safety_failed() && !report.liveness_failed(),
                 "seed {seed} at {faults}: {:?} {:?}",
-                report.stuck,
+                report.stuck.first(),
                 report.violations.first()
             );
             assert_eq!(report.ops, 600);
@@ -53,7 +53,7 @@ fn anti_entropy_alone_converges_every_seed() {
         assert!(
             !report.safety_failed() && !report.liveness_failed(),
             "seed {seed}: {:?} {:?}",
-            report.stuck,
+            report.stuck.first(),
             report.violations.first()
         );
     }

@@ -1,62 +1,141 @@
-//! Counters: every acknowledged increment counts, none counts twice.
+//! Counters, exactly: every acknowledged increment counts once, every
+//! other increment counts once or not at all, and nothing else counts.
 //!
 //! Counter keys are only ever incremented by 1 (the gateway's `INCR`, an
-//! update applied by the coordinating primary). At the end, the counter a
-//! client sees (the PN-counter joined over the key's siblings, merged over
-//! its primaries) must lie between the increments that are owed (those
-//! acknowledged, unless every node that acknowledged one lost its disk
-//! since: [`History::owed`]) and every increment attempted (one that failed
-//! or timed out may still have been applied: nothing is rolled back).
+//! update the coordinating primary applies under an actor, the *writer*).
+//! A PN-counter holds per writer the total of its increments, and a writer
+//! continues only from a copy that holds its last total, so the
+//! coordinations under one writer produce the totals 1, 2, 3, ... in turn,
+//! and the final counter's total `T` for a writer says that exactly its
+//! coordinations up to `T` took effect. The updater's log
+//! ([`crate::updater`]) gives each coordination's writer and the total it
+//! wrote, so the checker knows which increments took effect, acknowledged
+//! or not:
+//!
+//! - each acknowledged increment that is owed ([`History::owed`]) took
+//!   effect;
+//! - no increment took effect twice (coordinated by two nodes, or twice by
+//!   one);
+//! - no writer issued the same total twice (which a reused incarnation
+//!   would do: two increments, one count);
+//! - the counter's value is the number of increments that took effect.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use quorra_node::resp::update::{as_string, visible};
+use quorra_node::core::ClientTag;
+use quorra_node::resp::update::visible;
+use quorra_node::resp::value::{Data, PnCounter, Stored, Writer};
 
 use super::{Check, FinalState, Violation};
 use crate::history::{History, Kind};
 
+/// A coordination of an increment: the writer and the total it wrote.
+fn total_written(value: &Bytes, writer: Writer) -> Option<u64> {
+    match Stored::decode(value).data {
+        Data::Counter(c) => c.incs.get(&writer).copied(),
+        Data::Str(_) => None,
+    }
+}
+
 /// Checks the counter keys.
 pub fn check(history: &History, fin: &FinalState, counter_keys: &[usize]) -> Vec<Violation> {
+    let log = &history.applications;
+    let coordinations: Vec<usize> = log.coordinations();
     let mut out = Vec::new();
     for &key in counter_keys {
-        let increments: Vec<usize> = history
+        let violation = |record, detail| Violation {
+            check: Check::Counters,
+            key: Some(key),
+            record,
+            detail,
+        };
+        let increments: BTreeMap<ClientTag, usize> = history
             .records
             .iter()
             .enumerate()
             .filter(|(_, r)| r.key == key && r.kind == Kind::Incr)
-            .map(|(i, _)| i)
+            .map(|(i, r)| (r.tag, i))
             .collect();
-        let owed = increments.iter().filter(|&&i| history.owed(i)).count() as i64;
-        let attempted = increments.len() as i64;
         let values: Vec<Bytes> = fin.values(key).into_iter().collect();
-        let shown = visible(&values, 0).map(|s| as_string(&s));
-        let value = match &shown {
-            None => 0,
-            Some(b) => match std::str::from_utf8(b)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-            {
-                Some(v) => v,
-                None => {
-                    out.push(Violation {
-                        check: Check::Counters,
-                        key: Some(key),
-                        record: None,
-                        detail: format!("the counter reads {b:?}, not an integer"),
-                    });
-                    continue;
-                }
-            },
+        let counter = match visible(&values, 0).map(|s| s.data) {
+            None => PnCounter::default(),
+            Some(Data::Counter(c)) => c,
+            Some(Data::Str(s)) => {
+                out.push(violation(
+                    None,
+                    format!("the counter holds the string {s:?}"),
+                ));
+                continue;
+            }
         };
-        if value < owed || value > attempted {
-            out.push(Violation {
-                check: Check::Counters,
-                key: Some(key),
-                record: None,
-                detail: format!(
-                    "the counter reads {value}; {owed} acknowledged increments are owed and \
-                     {attempted} were attempted"
+        // Per operation, the coordinations that took effect; per writer,
+        // the totals issued.
+        let mut effective: BTreeMap<ClientTag, usize> = BTreeMap::new();
+        let mut issued: BTreeMap<(Writer, u64), ClientTag> = BTreeMap::new();
+        for &c in &coordinations {
+            let a = &log.applications[c];
+            let Some(&record) = increments.get(&a.tag) else {
+                continue;
+            };
+            let Some(value) = a.written() else {
+                continue;
+            };
+            let writer = (a.writer.node.0, a.writer.epoch);
+            let Some(total) = total_written(value, writer) else {
+                out.push(violation(
+                    Some(record),
+                    format!("an increment wrote no total for its writer {writer:?}"),
+                ));
+                continue;
+            };
+            if let Some(other) = issued.insert((writer, total), a.tag) {
+                out.push(violation(
+                    Some(record),
+                    format!(
+                        "writer {writer:?} issued total {total} twice (operations {other} and {})",
+                        a.tag
+                    ),
+                ));
+            }
+            if counter.incs.get(&writer).is_some_and(|&t| total <= t) {
+                *effective.entry(a.tag).or_default() += 1;
+            }
+        }
+        for (&tag, &times) in &effective {
+            if times > 1 {
+                out.push(violation(
+                    Some(increments[&tag]),
+                    format!("this increment was counted {times} times"),
+                ));
+            }
+        }
+        for (&tag, &i) in &increments {
+            if history.owed(i) && !effective.contains_key(&tag) {
+                out.push(violation(
+                    Some(i),
+                    "this acknowledged increment is not counted".to_string(),
+                ));
+            }
+        }
+        let counted: u64 = effective.values().map(|&t| t as u64).sum();
+        let writers: BTreeSet<Writer> = issued.keys().map(|(w, _)| *w).collect();
+        let strangers: Vec<&Writer> = counter
+            .incs
+            .keys()
+            .filter(|w| !writers.contains(w))
+            .collect();
+        let value = counter.value();
+        if value != i64::try_from(counted).ok() || !strangers.is_empty() || !counter.decs.is_empty()
+        {
+            out.push(violation(
+                None,
+                format!(
+                    "the counter reads {value:?}, but {counted} increments took effect \
+                     (writers nobody logged: {strangers:?}; decrements: {:?})",
+                    counter.decs
                 ),
-            });
+            ));
         }
     }
     out

@@ -2,7 +2,9 @@
 //!
 //! Safety checks (exit code 10) look at the history and at the final state
 //! of every key on its primaries: [`durability`], [`resurrection`],
-//! [`causality`], [`read_your_writes`], [`counters`]. The liveness check (exit code 11),
+//! [`causality`], [`read_your_writes`], [`counters`], and for the RESP
+//! string keys [`resp`] (durability, no resurrection, the latest value
+//! decides, expiry, read-your-writes). The liveness check (exit code 11),
 //! [`convergence`], requires that after the healing phase every replica of
 //! every key holds the same state and no hint is left undelivered; a second
 //! one, [`Check::Membership`], that a join and a leave after the run reach
@@ -18,6 +20,7 @@ pub mod convergence;
 pub mod counters;
 pub mod durability;
 pub mod read_your_writes;
+pub mod resp;
 pub mod resurrection;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,6 +47,8 @@ pub enum Check {
     ReadYourWrites,
     /// A counter lost an acknowledged increment or counted one twice.
     Counters,
+    /// A read returned a value after its expiry.
+    Expiry,
     /// Replicas did not converge after healing.
     Convergence,
     /// Gossip did not bring every node to the same ring (at the start, or
@@ -66,6 +71,7 @@ impl std::fmt::Display for Check {
             Check::Causality => "causality",
             Check::ReadYourWrites => "read-your-writes",
             Check::Counters => "counters",
+            Check::Expiry => "expiry",
             Check::Convergence => "convergence",
             Check::Membership => "membership",
         })
@@ -139,19 +145,30 @@ impl FinalState {
     }
 }
 
-/// Runs every check.
-pub fn check_all(sim: &Sim, history: &History, fin: &FinalState) -> Vec<Violation> {
+/// The checks that read only the history: they hold whatever state the
+/// cluster ended in.
+pub fn check_history(sim: &Sim, history: &History) -> Vec<Violation> {
     let mut v = Vec::new();
-    v.extend(durability::check(history, fin));
-    v.extend(resurrection::check(history, fin));
     v.extend(causality::check(history));
+    v.extend(resp::check_reads(sim, history));
     if sim.params.faults == crate::params::FaultLevel::None {
         v.extend(read_your_writes::check(history, sim.params.replicas));
     }
-    let counter_keys: Vec<usize> =
-        (sim.params.keys..sim.params.keys + crate::workload::COUNTER_KEYS).collect();
+    v
+}
+
+/// The checks of the final state: meaningful only once the cluster is
+/// quiet (nothing in flight that could still change it).
+pub fn check_state(sim: &Sim, history: &History, fin: &FinalState) -> Vec<Violation> {
+    let mut v = Vec::new();
+    v.extend(durability::check(history, fin));
+    v.extend(resurrection::check(history, fin));
+    let counters_from = sim.params.keys;
+    let resp_from = counters_from + crate::workload::COUNTER_KEYS;
+    let counter_keys: Vec<usize> = (counters_from..resp_from).collect();
     v.extend(counters::check(history, fin, &counter_keys));
+    let resp_keys: Vec<usize> = (resp_from..resp_from + crate::workload::RESP_KEYS).collect();
+    v.extend(resp::check_state(sim, history, fin, &resp_keys));
     v.extend(convergence::check(fin));
-    v.sort_by_key(|x| (x.check, x.key));
     v
 }

@@ -1,13 +1,23 @@
 //! Clients: concurrent gets, puts (with and without context) and deletes
-//! over a small key space, and increments of [`COUNTER_KEYS`] counters (the
-//! RESP gateway's `INCR`, an update the coordinating primary applies), at
-//! mixed consistency levels.
+//! over a small key space, increments of [`COUNTER_KEYS`] counters (the
+//! RESP gateway's `INCR`, an update the coordinating primary applies), and
+//! RESP commands on [`RESP_KEYS`] string keys ([`resp`]), at mixed
+//! consistency levels; and each node's expiry sweeper ([`sweeper`]).
 //!
 //! Each client has one request in flight, sends it to a random node (clients
 //! do not know who is up), and gives up after a timeout. A client remembers
 //! the context and values of its last read or write of each key and uses
 //! them for its next write of that key most of the time (read-modify-write),
-//! or writes blind. Every put writes a value unique in the run.
+//! or writes blind. Every put and every `SET` writes a value unique in the
+//! run. A RESP command carries the receiving node's clock, as the gateway
+//! stamps it, and its update carries the operation's tag for the updater's
+//! log ([`crate::updater`]).
+//!
+//! Of the operations, one in ten is an `INCR`, two in ten a RESP command on
+//! a string key, the rest the SDK's gets, puts and deletes.
+
+pub mod resp;
+pub mod sweeper;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,8 +29,9 @@ use rand::RngExt;
 
 use quorra_node::resp::update::{Op, Update};
 
-use crate::history::{History, Kind, Outcome, Record};
+use crate::history::{History, Kind, Outcome, Record, RespOp};
 use crate::sim::{Event, Sim};
+use crate::updater::tagged;
 
 struct Client {
     busy: Option<ClientTag>,
@@ -30,6 +41,7 @@ struct Client {
 }
 
 struct InFlight {
+    /// The client, or [`SWEEPER`].
     client: usize,
     key: usize,
     kind: Kind,
@@ -49,11 +61,27 @@ pub struct Workload {
     next_tag: ClientTag,
     in_flight: BTreeMap<ClientTag, InFlight>,
     client_timeout: Duration,
+    /// No more operations are issued (the safety phase is over).
+    closed: bool,
+    /// When an operation last succeeded (the safety phase's progress).
+    last_ok: Duration,
 }
 
 /// Counter keys, numbered after the ordinary keys; one operation in ten
 /// increments one of them.
 pub const COUNTER_KEYS: usize = 2;
+
+/// RESP string keys, numbered after the counters; two operations in ten
+/// are a RESP command on one of them.
+pub const RESP_KEYS: usize = 3;
+
+/// Keys of every kind a run of `params` uses.
+pub fn all_keys(params: &crate::params::Params) -> usize {
+    params.keys + COUNTER_KEYS + RESP_KEYS
+}
+
+/// The "client" of the sweepers' purges in the history.
+pub const SWEEPER: usize = usize::MAX;
 
 /// The name of key number `k`.
 pub fn key_name(k: usize) -> Bytes {
@@ -79,11 +107,14 @@ impl Workload {
             next_tag: 1,
             in_flight: BTreeMap::new(),
             client_timeout: p.request_timeout * 3,
+            closed: false,
+            last_ok: sim.now,
         }
     }
 
     /// Wakes every client at a small random time.
     pub fn start(&mut self, sim: &mut Sim) {
+        self.last_ok = sim.now;
         for client in 0..self.clients.len() {
             let at = Duration::from_micros(sim.rng.random_range(0..1_000));
             sim.schedule(
@@ -104,6 +135,38 @@ impl Workload {
     /// Operations issued so far.
     pub fn issued(&self) -> usize {
         self.issued
+    }
+
+    /// Whether no operation is in flight.
+    pub fn idle(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+
+    /// When an operation last succeeded.
+    pub fn last_ok(&self) -> Duration {
+        self.last_ok
+    }
+
+    /// How long a client waits for a reply before it gives up.
+    pub fn client_timeout(&self) -> Duration {
+        self.client_timeout
+    }
+
+    /// Issues nothing more: operations in flight still end (by a reply or
+    /// the client's timeout).
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Records every operation still in flight as `Unknown`, as if its
+    /// client gave up now, so the history the checks read is complete.
+    /// Returns how many there were.
+    pub fn abandon_in_flight(&mut self, sim: &mut Sim) -> usize {
+        let tags: Vec<ClientTag> = self.in_flight.keys().copied().collect();
+        for &tag in &tags {
+            self.finish(sim, tag, Outcome::Unknown);
+        }
+        tags.len()
     }
 
     fn consistency(sim: &mut Sim) -> Consistency {
@@ -130,28 +193,41 @@ impl Workload {
     /// A client's timer: issue its next operation, or give up on one.
     pub fn on_wake(&mut self, sim: &mut Sim, client: usize, timeout_of: Option<ClientTag>) {
         if let Some(tag) = timeout_of {
-            if self.clients[client].busy == Some(tag) {
+            if self.in_flight.get(&tag).is_some_and(|f| f.client == client) {
                 self.finish(sim, tag, Outcome::Unknown);
             }
             return;
         }
-        if self.clients[client].busy.is_some() || self.issued >= self.limit {
+        if self.clients[client].busy.is_some() || self.closed || self.issued >= self.limit {
             return;
         }
         self.issued += 1;
         let consistency = Self::consistency(sim);
-        if sim.rng.random_range(0..10) == 0 {
+        let roll: u32 = sim.rng.random_range(0..10);
+        if roll == 0 {
             let key = self.keys + sim.rng.random_range(0..COUNTER_KEYS);
-            let update = Update {
-                op: Op::Add(1),
-                now_ms: sim.now.as_millis() as u64,
-            };
-            let request = Request::Update {
-                key: key_name(key),
-                update: update.encode(),
-                consistency,
-            };
-            return self.send(sim, client, key, Kind::Incr, consistency, request);
+            return self.send(sim, client, key, consistency, |sent_ms, tag| {
+                let update = Update {
+                    op: Op::Add(1),
+                    now_ms: sent_ms,
+                };
+                let request = Request::Update {
+                    key: key_name(key),
+                    update: tagged(tag, &update.encode()),
+                    consistency,
+                };
+                (Kind::Incr, request)
+            });
+        }
+        if roll <= 2 {
+            let key = self.keys + COUNTER_KEYS + sim.rng.random_range(0..RESP_KEYS);
+            let c = &mut self.clients[client];
+            c.written += 1;
+            let data = Bytes::from(format!("r{client}-{}", c.written));
+            let draw = resp::draw(sim, data);
+            return self.send(sim, client, key, consistency, |sent_ms, tag| {
+                resp::request(draw, key_name(key), sent_ms, tag, consistency)
+            });
         }
         let key = sim.rng.random_range(0..self.keys);
         let seen = self.clients[client].seen.get(&key).cloned();
@@ -194,23 +270,45 @@ impl Workload {
                 },
             ),
         };
-        self.send(sim, client, key, kind, consistency, request);
+        self.send(sim, client, key, consistency, |_, _| (kind, request));
     }
 
-    /// Sends `request` for `client` to a random node, with its timeout.
+    /// Sends the request `build` makes for `client` to a random node, with
+    /// its timeout. `build` is given the node's clock when the request
+    /// arrives (what a gateway would stamp) and the operation's tag.
     fn send(
         &mut self,
         sim: &mut Sim,
         client: usize,
         key: usize,
-        kind: Kind,
         consistency: Consistency,
-        request: Request,
+        build: impl FnOnce(u64, ClientTag) -> (Kind, Request),
     ) {
         let node = sim.rng.random_range(0..sim.nodes.len());
+        let at = sim.now + Duration::from_micros(sim.rng.random_range(10..500));
+        self.send_to(sim, client, node, at, key, consistency, build);
+    }
+
+    /// Sends the request `build` makes to `node`, arriving at `at`, and
+    /// sets its timeout.
+    #[allow(clippy::too_many_arguments)]
+    fn send_to(
+        &mut self,
+        sim: &mut Sim,
+        client: usize,
+        node: usize,
+        at: Duration,
+        key: usize,
+        consistency: Consistency,
+        build: impl FnOnce(u64, ClientTag) -> (Kind, Request),
+    ) {
         let tag = self.next_tag;
         self.next_tag += 1;
-        self.clients[client].busy = Some(tag);
+        let sent_ms = sim.nodes[node].local(at).as_millis() as u64;
+        let (kind, request) = build(sent_ms, tag);
+        if client != SWEEPER {
+            self.clients[client].busy = Some(tag);
+        }
         self.in_flight.insert(
             tag,
             InFlight {
@@ -222,7 +320,6 @@ impl Workload {
                 invoked: sim.now,
             },
         );
-        let at = sim.now + Duration::from_micros(sim.rng.random_range(10..500));
         sim.schedule(at, Event::Request { node, tag, request });
         sim.schedule(
             sim.now + self.client_timeout,
@@ -235,29 +332,37 @@ impl Workload {
 
     /// A reply reached its client.
     pub fn on_reply(&mut self, sim: &mut Sim, tag: ClientTag, outcome: ClientOutcome) {
-        let Some(flight) = self.in_flight.get(&tag) else {
+        let Some(flight) = self.in_flight.get_mut(&tag) else {
             return;
         };
         let client = flight.client;
-        if self.clients[client].busy != Some(tag) {
+        if client != SWEEPER && self.clients[client].busy != Some(tag) {
             return; // the client already gave up on it
         }
         let key = flight.key;
         let recorded = match outcome {
             Ok(response) => {
-                if key < self.keys {
+                let sdk = key < self.keys;
+                if sdk {
                     self.clients[client]
                         .seen
                         .insert(key, (response.context.clone(), response.values.clone()));
                 }
+                if let Kind::Resp {
+                    op: RespOp::Get { shown, at_ms },
+                    ..
+                } = &mut flight.kind
+                {
+                    // The gateway resolves by its own clock when the reply
+                    // comes (the gateway and its node are one process).
+                    *at_ms = sim.nodes[flight.node].local(sim.now).as_millis() as u64;
+                    *shown = quorra_node::resp::update::visible(&response.values, *at_ms);
+                }
                 Outcome::Ok {
-                    // A counter's values are envelopes no put wrote; the
-                    // counter check reads the final state instead.
-                    values: if key < self.keys {
-                        response.values
-                    } else {
-                        Vec::new()
-                    },
+                    // The values of counters and RESP keys are envelopes no
+                    // put wrote; their checks read the final state and the
+                    // updater's log instead.
+                    values: if sdk { response.values } else { Vec::new() },
                     fallback: response.receipt.used_fallback(),
                     answered: response
                         .receipt
@@ -265,6 +370,7 @@ impl Workload {
                         .iter()
                         .map(|a| (a.node, a.fallback_for))
                         .collect(),
+                    answer: response.answer,
                 }
             }
             Err(e) => Outcome::Failed(e.to_string()),
@@ -277,8 +383,11 @@ impl Workload {
             return;
         };
         let client = f.client;
-        self.clients[client].busy = None;
+        if matches!(outcome, Outcome::Ok { .. }) && client != SWEEPER {
+            self.last_ok = sim.now;
+        }
         self.history.records.push(Record {
+            tag,
             client,
             key: f.key,
             kind: f.kind,
@@ -288,6 +397,10 @@ impl Workload {
             completed: sim.now,
             outcome,
         });
+        if client == SWEEPER {
+            return;
+        }
+        self.clients[client].busy = None;
         let think = Duration::from_micros(sim.rng.random_range(0..2_000));
         sim.schedule(
             sim.now + think,
