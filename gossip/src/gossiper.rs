@@ -169,6 +169,8 @@ pub struct Gossiper {
     former: Option<Entry>,
     /// A member told this process everything it knows (a complete ACK).
     full_view: bool,
+    /// A joining node advertises itself ([`Gossiper::show_joining`]).
+    showing_joining: bool,
 }
 
 impl std::fmt::Debug for Gossiper {
@@ -217,6 +219,7 @@ impl Gossiper {
             stats: GossipStats::default(),
             former: None,
             full_view: false,
+            showing_joining: false,
         }
     }
 
@@ -418,12 +421,27 @@ impl Gossiper {
         }
     }
 
-    /// Whether this node is still joining: it does not advertise itself
-    /// until it owns tokens (Cassandra's shadow round), so a node that
-    /// restarted without its data cannot overwrite what members know of its
-    /// earlier life before it has learned of it.
+    /// Whether this node is still in its shadow round: joining, it does not
+    /// advertise itself (Cassandra's shadow round) until it has learned the
+    /// whole member table and shows itself ([`Gossiper::show_joining`]), so
+    /// a node that restarted without its data cannot overwrite what members
+    /// know of its earlier life before it has learned of it.
     fn shadow(&self) -> bool {
-        self.own().info.status == Status::Joining
+        self.own().info.status == Status::Joining && !self.showing_joining
+    }
+
+    /// Ends the shadow round of a joining node: from now on it advertises
+    /// its `joining` entry (owning nothing), so that nodes joining at the
+    /// same moment see each other before they choose tokens. Call once it
+    /// has a full view and no earlier life of it was found.
+    pub fn show_joining(&mut self) {
+        if self.showing_joining || self.own().info.status != Status::Joining {
+            return;
+        }
+        self.showing_joining = true;
+        let own = self.entries.get_mut(&self.me).expect("own entry");
+        own.version += 1;
+        self.events.push_back(Event::Changed(self.me));
     }
 
     /// The entries this node gossips about: all, but its own while joining.

@@ -643,7 +643,9 @@ impl Sim {
             let (Some(node), Some(membership)) = (n.node.as_mut(), n.membership.as_mut()) else {
                 unreachable!("after_input on a stopped node");
             };
-            membership.process(node).expect("a simulated disk writes");
+            membership
+                .process(local, node)
+                .expect("a simulated disk writes");
             while let Some(out) = membership.poll_transmit() {
                 gossip.push(out);
             }

@@ -14,7 +14,14 @@
 //!   never changes ownership);
 //! - a node without tokens chooses them once it sees another member owning
 //!   some (or founds the cluster when it has no seeds), then announces
-//!   itself `normal`;
+//!   itself `normal`. Nodes that join at the same moment take turns, in id
+//!   order, so that each chooses against the ring with the earlier ones'
+//!   tokens in it, as if they had joined one by one: once a node could
+//!   choose, it ends its shadow round (it shows itself `joining`, owning
+//!   nothing), waits [`JOIN_SETTLE`] for the others joining now to show
+//!   themselves, then waits (up to [`JOIN_TURN_LIMIT`]) until every node
+//!   it sees joining with a lower id and up has chosen. No coordinator, and
+//!   a node whose view differs, or whose predecessor died, still chooses;
 //! - leaving announces `leaving`, then after [`LEAVE_STEP`] `left`, then
 //!   after another step the node is [`departed`](Membership::departed) and
 //!   its owner stops it.
@@ -46,6 +53,19 @@ use crate::storage::{StorageError, Store};
 /// 65,535 lost disks in a 32-bit incarnation.
 pub const REBIRTH_GAP: u64 = 1 << 16;
 
+/// How long a node that could choose its tokens waits first, so that the
+/// nodes joining at the same moment see each other: two gossip rounds, the
+/// seed's to learn of each joiner and the joiners' to learn the seed's
+/// table. Without turns, nine nodes started together each chose against
+/// the founder alone and left it 4.7% of the ring instead of 10%.
+pub const JOIN_SETTLE: Duration = Duration::from_secs(2);
+
+/// Longest a joining node waits for its turn (for the joining nodes with
+/// lower ids it sees up to choose first) after [`JOIN_SETTLE`]. A turn
+/// takes one token choice and one announcement (tenths of a second); a
+/// predecessor that takes longer is slow or gone, and is not waited for.
+pub const JOIN_TURN_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long each step of leaving lasts, so the news reaches everyone.
 pub const LEAVE_STEP: Duration = Duration::from_secs(3);
 
@@ -74,6 +94,17 @@ pub struct Membership {
     departure: Departure,
     /// The node's id belongs to a departed member: it does not join.
     refused: bool,
+    /// Where its join stands, once it could choose tokens.
+    join: Option<Joining>,
+}
+
+/// A join under way (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Joining {
+    /// Others joining now show themselves until then.
+    Settling(Duration),
+    /// Waiting for its turn, until then at most.
+    Turn(Duration),
 }
 
 impl std::fmt::Debug for Membership {
@@ -105,6 +136,7 @@ impl Membership {
             tokens,
             departure: Departure::Staying,
             refused: false,
+            join: None,
         }
     }
 
@@ -165,14 +197,18 @@ impl Membership {
         if !self.joined() && !self.has_seeds && self.gossip.entries().count() == 1 {
             info!(cluster = %self.identity.cluster, partitions = self.identity.settings.partitions,
                   replicas = self.identity.settings.replicas, "founding a new cluster");
-            self.choose_tokens(node)?;
+            self.choose_tokens(node, &[])?;
         }
         Ok(())
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Duration {
-        let next = self.gossip.poll_timeout();
+        let join = match self.join {
+            Some(Joining::Settling(at) | Joining::Turn(at)) => at,
+            None => Duration::MAX,
+        };
+        let next = self.gossip.poll_timeout().min(join);
         match self.departure {
             Departure::Leaving(at) | Departure::Left(at) => next.min(at + LEAVE_STEP),
             Departure::Staying | Departure::Departed => next,
@@ -207,8 +243,8 @@ impl Membership {
 
     /// Applies what gossip learned to the core (ring, peer opinions), joins
     /// when it is time, and saves a changed member table. Call after every
-    /// batch of inputs.
-    pub fn process(&mut self, node: &mut Node) -> Result<(), StorageError> {
+    /// batch of inputs, with the time.
+    pub fn process(&mut self, now: Duration, node: &mut Node) -> Result<(), StorageError> {
         let mut changed = false;
         while let Some(event) = self.gossip.poll_event() {
             match event {
@@ -237,26 +273,66 @@ impl Membership {
         }
         // One ring and one save per batch, however many members changed.
         if changed && self.take_place_back(node)? {
-            return self.process(node);
+            return self.process(now, node);
         }
         if changed {
             self.apply_ring(node);
             self.save_members()?;
-            if !self.joined()
-                && !self.identity.left
-                && !self.refused
-                && self.gossip.has_full_view()
-                && self
-                    .gossip
-                    .entries()
-                    .any(|e| e.id != self.identity.node && e.info.status.owns_tokens())
-            {
-                self.choose_tokens(node)?;
-                // Announcing the tokens changed this node's own entry.
-                return self.process(node);
-            }
         }
-        Ok(())
+        if !self.may_join() {
+            self.join = None;
+            return Ok(());
+        }
+        match self.join {
+            None => {
+                // Out of the shadow round: the others joining now see it.
+                self.gossip.show_joining();
+                self.gossip.announce();
+                self.join = Some(Joining::Settling(now + JOIN_SETTLE));
+                return Ok(());
+            }
+            Some(Joining::Settling(at)) if now < at => return Ok(()),
+            Some(Joining::Settling(_)) => self.join = Some(Joining::Turn(now + JOIN_TURN_LIMIT)),
+            Some(Joining::Turn(_)) => {}
+        }
+        let waiting_for = self.joining_before_me();
+        if let Some(Joining::Turn(limit)) = self.join
+            && !waiting_for.is_empty()
+            && now < limit
+        {
+            return Ok(());
+        }
+        self.join = None;
+        self.choose_tokens(node, &waiting_for)?;
+        // Announcing the tokens changed this node's own entry.
+        self.process(now, node)
+    }
+
+    /// The members joining with a lower id than this node's, and up: the
+    /// ones whose turn comes first.
+    fn joining_before_me(&self) -> Vec<NodeId> {
+        self.gossip
+            .entries()
+            .filter(|e| {
+                e.id < self.identity.node
+                    && e.info.status == Status::Joining
+                    && self.gossip.is_up(e.id)
+            })
+            .map(|e| e.id)
+            .collect()
+    }
+
+    /// Whether the node may choose its tokens: it has none, has not left
+    /// and is not refused, has a full view, and sees a member owning some.
+    fn may_join(&self) -> bool {
+        !self.joined()
+            && !self.identity.left
+            && !self.refused
+            && self.gossip.has_full_view()
+            && self
+                .gossip
+                .entries()
+                .any(|e| e.id != self.identity.node && e.info.status.owns_tokens())
     }
 
     /// A node that restarted without its data, under an id the cluster
@@ -405,8 +481,13 @@ impl Membership {
     }
 
     /// Chooses this node's tokens against the ring it sees, once, and
-    /// announces itself `normal`.
-    fn choose_tokens(&mut self, node: &mut Node) -> Result<(), StorageError> {
+    /// announces itself `normal`. `not_waited` are joining nodes with lower
+    /// ids that did not choose within [`JOIN_TURN_LIMIT`].
+    fn choose_tokens(
+        &mut self,
+        node: &mut Node,
+        not_waited: &[NodeId],
+    ) -> Result<(), StorageError> {
         let ring = match self.ring() {
             Ok(r) => r,
             Err(e) => {
@@ -414,6 +495,11 @@ impl Membership {
                 return Ok(());
             }
         };
+        let owners = ring
+            .members()
+            .iter()
+            .filter(|m| !m.tokens.is_empty())
+            .count();
         let tokens =
             match allocate_tokens(&ring, self.identity.node, &self.identity.zone, self.tokens) {
                 Ok(t) => t,
@@ -433,6 +519,8 @@ impl Membership {
         info!(
             node = self.identity.node.0,
             tokens = self.identity.tokens.len(),
+            chosen_among = owners,
+            ?not_waited,
             "tokens chosen; now normal"
         );
         self.apply_ring(node);

@@ -346,7 +346,8 @@ impl Driver {
     /// Sends what the core and the gossiper produced, handles gossip's
     /// events, and starts a flush if the core asks for one.
     fn outputs(&mut self) -> Result<(), StorageError> {
-        if let Err(e) = self.membership.process(&mut self.node) {
+        let now = self.now();
+        if let Err(e) = self.membership.process(now, &mut self.node) {
             // The member table or the identity could not be saved: the
             // store failed, which the watch handles; the node goes on.
             if self.watch.failing.is_none() {
