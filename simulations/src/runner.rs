@@ -37,6 +37,7 @@
 use std::time::{Duration, Instant};
 
 use quorra_node::core::Stats;
+use quorra_ring::NodeId;
 
 use rand::RngExt;
 
@@ -197,29 +198,31 @@ fn quiet(sim: &Sim) -> bool {
 /// Copies of RESP keys whose latest value has expired by the clock of the
 /// primary holding them: the sweepers have not purged them yet.
 fn expired_left(sim: &Sim) -> usize {
+    expired_copies(sim).len()
+}
+
+/// Each copy [`expired_left`] counts: the key and the node holding it.
+fn expired_copies(sim: &Sim) -> Vec<(usize, NodeId)> {
     let first = sim.params.keys + crate::workload::COUNTER_KEYS;
-    (first..first + crate::workload::RESP_KEYS)
-        .map(|k| {
-            let key = crate::workload::key_name(k);
-            let partition = sim.ring.partition_of_key(&key);
-            sim.ring
-                .primaries(partition)
-                .filter(|&id| {
-                    let n = &sim.nodes[sim.index_of(id)];
-                    let now_ms = n.local(sim.now).as_millis() as u64;
-                    let values: Vec<bytes::Bytes> =
-                        quorra_node::storage::Store::new(n.engine.clone())
-                            .get(partition, &key)
-                            .ok()
-                            .flatten()
-                            .map(|o| o.live_values().cloned().collect())
-                            .unwrap_or_default();
-                    !values.is_empty()
-                        && quorra_node::resp::update::visible(&values, now_ms).is_none()
-                })
-                .count()
-        })
-        .sum()
+    let mut out = Vec::new();
+    for k in first..first + crate::workload::RESP_KEYS {
+        let key = crate::workload::key_name(k);
+        let partition = sim.ring.partition_of_key(&key);
+        for id in sim.ring.primaries(partition) {
+            let n = &sim.nodes[sim.index_of(id)];
+            let now_ms = n.local(sim.now).as_millis() as u64;
+            let values: Vec<bytes::Bytes> = quorra_node::storage::Store::new(n.engine.clone())
+                .get(partition, &key)
+                .ok()
+                .flatten()
+                .map(|o| o.live_values().cloned().collect())
+                .unwrap_or_default();
+            if !values.is_empty() && quorra_node::resp::update::visible(&values, now_ms).is_none() {
+                out.push((k, id));
+            }
+        }
+    }
+    out
 }
 
 /// A node joins and a random one leaves; every remaining node must reach
@@ -389,6 +392,37 @@ pub fn run(params: Params, record_trace: bool) -> Report {
             expired_left(&sim),
             sim.busy_events(),
         ));
+        for (k, id) in expired_copies(&sim) {
+            let key = crate::workload::key_name(k);
+            let partition = sim.ring.partition_of_key(&key);
+            let states: Vec<String> = sim
+                .ring
+                .primaries(partition)
+                .map(|p| {
+                    let n = &sim.nodes[sim.index_of(p)];
+                    let held = quorra_node::storage::Store::new(n.engine.clone())
+                        .get(partition, &key)
+                        .ok()
+                        .flatten();
+                    let shown = held.as_ref().map_or("nothing".to_string(), |o| {
+                        let v: Vec<String> = o.live_values().map(crate::history::show).collect();
+                        format!(
+                            "[{}]{}",
+                            v.join(", "),
+                            if o.is_tombstone() { " tombstone" } else { "" }
+                        )
+                    });
+                    format!(
+                        "node {p} (clock {} ms): {shown}",
+                        n.local(sim.now).as_millis()
+                    )
+                })
+                .collect();
+            stuck.push(format!(
+                "k{k} has an expired value not purged on node {id}; its primaries hold: {}",
+                states.join("; ")
+            ));
+        }
     }
     violations.sort_by_key(|x| (x.check, x.key));
     if stuck.is_empty() {
