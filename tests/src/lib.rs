@@ -16,7 +16,9 @@ use quorra_node::runtime::certs::{Role, init, issue};
 use tempfile::TempDir;
 
 /// The `quorra` binary of this build (built by `cargo test --workspace`;
-/// built here if missing).
+/// built here if missing or older than the sources it is made of, as after
+/// an edit followed by `cargo test -p quorra-e2e`, which builds only the
+/// tests: the old binary would be tested).
 pub fn quorra_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
@@ -24,7 +26,7 @@ pub fn quorra_bin() -> PathBuf {
         .and_then(Path::parent)
         .expect("target directory");
     let bin = dir.join("quorra");
-    if !bin.exists() {
+    if !bin.exists() || older_than_sources(&bin) {
         let mut args = vec!["build", "-p", "quorra-node", "--bin", "quorra"];
         if dir.ends_with("release") {
             args.push("--release");
@@ -36,6 +38,36 @@ pub fn quorra_bin() -> PathBuf {
         assert!(status.success(), "building quorra failed");
     }
     bin
+}
+
+/// Whether a source file of the crates the binary is made of (or a
+/// manifest) changed after `bin` was built.
+fn older_than_sources(bin: &Path) -> bool {
+    fn newest(path: &Path) -> Option<std::time::SystemTime> {
+        let meta = std::fs::metadata(path).ok()?;
+        if !meta.is_dir() {
+            return meta.modified().ok();
+        }
+        std::fs::read_dir(path)
+            .ok()?
+            .filter_map(|e| newest(&e.ok()?.path()))
+            .max()
+    }
+    let Some(built) = std::fs::metadata(bin).and_then(|m| m.modified()).ok() else {
+        return true;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let mut sources = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
+    for krate in ["ring", "merkle", "gossip", "node", "client"] {
+        sources.push(root.join(krate).join("src"));
+        sources.push(root.join(krate).join("Cargo.toml"));
+    }
+    sources
+        .iter()
+        .filter_map(|p| newest(p))
+        .any(|changed| changed > built)
 }
 
 /// A free UDP port on 127.0.0.1 (free when asked; taken by the node soon after).
