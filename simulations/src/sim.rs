@@ -130,6 +130,21 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// Timers, client wakes, sweeps, faults and gossip: events that never
+    /// stop coming, so they do not keep the cluster from being quiet.
+    fn background(&self) -> bool {
+        matches!(
+            self,
+            Event::Timer { .. }
+                | Event::ClientWake { .. }
+                | Event::Sweep { .. }
+                | Event::Fault
+                | Event::Gossip { .. }
+        )
+    }
+}
+
 struct Scheduled {
     at: Duration,
     seq: u64,
@@ -495,16 +510,8 @@ impl Sim {
     /// flight (only timers, client wakes, faults and gossip, which never
     /// stops, left).
     pub fn network_quiet(&self) -> bool {
-        self.queue.iter().all(|Reverse(s)| {
-            matches!(
-                s.event,
-                Event::Timer { .. }
-                    | Event::ClientWake { .. }
-                    | Event::Sweep { .. }
-                    | Event::Fault
-                    | Event::Gossip { .. }
-            )
-        }) && self.nodes.iter().all(|n| !n.flushing && n.held.is_empty())
+        self.queue.iter().all(|Reverse(s)| s.event.background())
+            && self.nodes.iter().all(|n| !n.flushing && n.held.is_empty())
     }
 
     /// Events queued other than timers, client wakes, faults and gossip:
@@ -512,16 +519,7 @@ impl Sim {
     pub fn busy_events(&self) -> usize {
         self.queue
             .iter()
-            .filter(|Reverse(s)| {
-                !matches!(
-                    s.event,
-                    Event::Timer { .. }
-                        | Event::ClientWake { .. }
-                        | Event::Sweep { .. }
-                        | Event::Fault
-                        | Event::Gossip { .. }
-                )
-            })
+            .filter(|Reverse(s)| !s.event.background())
             .count()
     }
 
