@@ -10,17 +10,22 @@
 //! ([`Reopenable::failure`]); the driver then stops acknowledging, keeps
 //! serving reads, and once space is back ([`Reopenable::probe_space`])
 //! closes the engine and opens it again ([`Reopenable::reopen`]). What the
-//! reopened engine holds is exactly what a crash would have left: every
-//! flushed write, so every acknowledged one, and none of the writes that
-//! were waiting for the failed flush. The node core is started afresh on
-//! it, as after a crash, under a new incarnation, so no dot of the lost
-//! writes is ever issued again.
+//! reopened engine holds is what a crash would have left: every flushed
+//! write, so every acknowledged one, and of the writes that were waiting
+//! for the failed flush any part or none (an engine may write out what it
+//! buffered as it closes; those writes were never acknowledged, and their
+//! clients were told they may or may not have been applied). The node
+//! core is started afresh on it, as after a crash, under a new
+//! incarnation, so no dot is ever issued twice.
 //!
 //! Errors of the caller's input (an empty or oversized key or value) are
 //! not failures of the engine and are not recorded.
 //!
 //! LSNs keep growing across a reopen (the new engine's are offset by the
-//! last LSN of the old one), so nothing that compares them goes backwards.
+//! last LSN of the old one), so nothing that compares them goes backwards;
+//! while a reopen has failed and the engine is closed, the durable LSN
+//! stays what the old engine had made durable, so a core still waiting on
+//! it never takes an unflushed write for a durable one.
 
 use std::io::Write;
 use std::ops::Bound;
@@ -46,6 +51,10 @@ pub struct Reopenable {
     errors: AtomicU64,
     /// Added to the current engine's LSNs.
     base: AtomicU64,
+    /// The durable and applied LSNs the engine had when it was closed: what
+    /// they stay while a reopen has failed, so that nothing written since
+    /// the last good flush is taken for durable.
+    closed_at: Mutex<(Lsn, Lsn)>,
 }
 
 impl std::fmt::Debug for Reopenable {
@@ -68,6 +77,7 @@ impl Reopenable {
             failure: Mutex::new(None),
             errors: AtomicU64::new(0),
             base: AtomicU64::new(0),
+            closed_at: Mutex::new((0, 0)),
         })
     }
 
@@ -115,12 +125,16 @@ impl Reopenable {
         }
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = inner.take() {
-            self.base.fetch_add(old.applied_lsn(), Ordering::SeqCst);
+            let base = self.base();
+            *self.closed_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                (base + old.durable_lsn(), base + old.applied_lsn());
             // The old engine must be gone (its files unlocked, its threads
             // stopped) before the new one opens the same directory.
             drop(old);
         }
         let engine = open_engine(self.kind, &self.dir)?;
+        // Only now do the new engine's LSNs start after the old one's.
+        self.base.store(self.closed_at().1, Ordering::SeqCst);
         *inner = Some(engine);
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.errors.store(0, Ordering::Relaxed);
@@ -149,6 +163,10 @@ impl Reopenable {
 
     fn base(&self) -> Lsn {
         self.base.load(Ordering::SeqCst)
+    }
+
+    fn closed_at(&self) -> (Lsn, Lsn) {
+        *self.closed_at.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -190,11 +208,17 @@ impl Engine for Reopenable {
     }
 
     fn durable_lsn(&self) -> Lsn {
-        self.base() + self.engine().map_or(0, |e| e.durable_lsn())
+        match self.engine() {
+            Ok(e) => self.base() + e.durable_lsn(),
+            Err(_) => self.closed_at().0,
+        }
     }
 
     fn applied_lsn(&self) -> Lsn {
-        self.base() + self.engine().map_or(0, |e| e.applied_lsn())
+        match self.engine() {
+            Ok(e) => self.base() + e.applied_lsn(),
+            Err(_) => self.closed_at().1,
+        }
     }
 }
 
@@ -225,6 +249,31 @@ mod tests {
             assert_eq!(engine.flush().unwrap(), next, "{kind}");
             assert_eq!(engine.failure(), None);
         }
+    }
+
+    #[test]
+    fn a_failed_reopen_does_not_take_unflushed_writes_for_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e");
+        let engine = Reopenable::open(EngineKind::Fjall, &path).unwrap();
+        engine.write(vec![put("a", "1")]).unwrap();
+        let durable = engine.flush().unwrap();
+        let unflushed = engine.write(vec![put("b", "2")]).unwrap();
+        assert!(unflushed > durable);
+        // The directory cannot be opened again: the reopen fails.
+        let held = path.with_extension("held");
+        std::fs::rename(&path, &held).unwrap();
+        std::fs::write(&path, b"not a directory").unwrap();
+        assert!(engine.reopen().is_err());
+        assert_eq!(engine.durable_lsn(), durable, "nothing new is durable");
+        assert_eq!(engine.applied_lsn(), unflushed);
+        assert!(engine.get(b"a").is_err(), "closed: every call fails");
+        // Once it can be opened, LSNs go on after the old engine's.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::rename(&held, &path).unwrap();
+        engine.reopen().unwrap();
+        assert_eq!(engine.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert!(engine.write(vec![put("c", "3")]).unwrap() > unflushed);
     }
 
     #[test]
