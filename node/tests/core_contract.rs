@@ -434,3 +434,43 @@ fn a_primary_that_just_received_a_tombstone_does_not_vote_to_purge_it_yet() {
     let late = vote_at(&mut node, received + grace, 2);
     assert!(matches!(late, VoteState::Same), "{late:?}");
 }
+
+#[test]
+fn a_write_is_forwarded_to_a_primary_whose_storage_works() {
+    // Four nodes, N = 3: node 1 is not a primary of some keys.
+    let mut ring = three_node_ring();
+    let tokens = allocate_tokens(&ring, NodeId(4), "z1", 8).unwrap();
+    let mut members = ring.members();
+    members.push(Member::new(NodeId(4), "z1", tokens));
+    ring = Ring::new(RingConfig::default(), members).unwrap();
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| {
+            let p = ring.partition_of_key(k.as_bytes());
+            ring.primaries(p).all(|n| n != NodeId(1))
+        })
+        .unwrap();
+    let primaries: Vec<NodeId> = ring
+        .primaries(ring.partition_of_key(key.as_bytes()))
+        .collect();
+    let forwarded_to = |failing: Option<NodeId>| {
+        let mut node = Node::new(
+            NodeId(1),
+            ring.clone(),
+            Store::new(Arc::new(MemoryEngine::new())),
+            Options::default(),
+            Duration::ZERO,
+        )
+        .unwrap();
+        if let Some(f) = failing {
+            node.handle_peer_storage(f, true);
+        }
+        node.handle_client(Duration::from_millis(1), 1, put(&key, "v"));
+        std::iter::from_fn(|| node.poll_transmit())
+            .find(|(_, m)| matches!(m, PeerMessage::Forward { .. }))
+            .map(|(to, _)| to)
+    };
+    assert_eq!(forwarded_to(None), Some(primaries[0]));
+    // The first primary's disk is full (gossip says so): the next one.
+    assert_eq!(forwarded_to(Some(primaries[0])), Some(primaries[1]));
+}

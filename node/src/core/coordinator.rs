@@ -166,19 +166,23 @@ impl Node {
                 let coordinate_here = matches!(reply_to, ReplyTo::Forwarded { .. })
                     || (healthy && self.is_primary(checked.partition));
                 if !coordinate_here {
-                    let primary = self
+                    // A primary whose storage failed would refuse it: one
+                    // that can take it first.
+                    let up: Vec<NodeId> = self
                         .ring
                         .primaries(checked.partition)
-                        .find(|&n| n != self.id && self.peers.is_up(n));
+                        .filter(|&n| n != self.id && self.peers.is_up(n))
+                        .collect();
+                    let primary = up
+                        .iter()
+                        .find(|n| !self.peers_storage_failing.contains(n))
+                        .or(up.first())
+                        .copied();
                     if let Some(primary) = primary {
                         return self.forward(now, reply_to, primary, request);
                     }
                 }
-                if let Some(reason) = &self.storage_failure {
-                    let e = RequestError::Storage(format!(
-                        "node {}'s storage failed ({reason}); it takes no writes until it recovers",
-                        self.id
-                    ));
+                if let Some(e) = self.storage_refusal() {
                     return self.reply(reply_to, Err(e));
                 }
                 if let WriteOf::Update(update) = &write
@@ -279,5 +283,15 @@ impl Node {
             Op::Ping(node) => self.peer_timed_out(node),
             Op::Exchange(exchange) => self.ae_expired(exchange),
         }
+    }
+
+    /// The error a write gets while this node's storage has failed.
+    pub(super) fn storage_refusal(&self) -> Option<RequestError> {
+        self.storage_failure.as_ref().map(|reason| {
+            RequestError::Storage(format!(
+                "node {}'s storage failed ({reason}); it takes no writes until it recovers",
+                self.id
+            ))
+        })
     }
 }

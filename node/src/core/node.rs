@@ -92,6 +92,9 @@ pub struct Node {
     pub(super) started_as: u32,
     /// Peers' incarnations, as gossip tells them.
     pub(super) peer_incarnations: BTreeMap<NodeId, u32>,
+    /// Peers whose storage failed, as gossip says: a write is forwarded to
+    /// one of them only when no other primary is up.
+    pub(super) peers_storage_failing: BTreeSet<NodeId>,
     pub(super) next_epoch: u32,
     pub(super) rng: Xoshiro256PlusPlus,
     pub(super) peers: Peers,
@@ -190,6 +193,7 @@ impl Node {
             incarnation,
             started_as: incarnation,
             peer_incarnations: BTreeMap::new(),
+            peers_storage_failing: BTreeSet::new(),
             next_epoch: 1,
             rng,
             peers,
@@ -423,6 +427,15 @@ impl Node {
     /// to it are addressed to that incarnation.
     pub fn handle_peer_incarnation(&mut self, peer: NodeId, incarnation: u32) {
         self.peer_incarnations.insert(peer, incarnation);
+    }
+
+    /// Gossip says whether `peer`'s storage has failed.
+    pub fn handle_peer_storage(&mut self, peer: NodeId, failing: bool) {
+        if failing {
+            self.peers_storage_failing.insert(peer);
+        } else {
+            self.peers_storage_failing.remove(&peer);
+        }
     }
 
     /// The failure detector's opinion of `peer` changed.

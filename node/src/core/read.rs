@@ -229,6 +229,7 @@ impl Node {
 
     /// Replies at quorum, fails when impossible, repairs when settled.
     fn progress_read(&mut self, now: Duration, id: RequestId) {
+        let refusal = self.storage_refusal();
         let Some(Op::Read(op)) = self.ops.get_mut(&id) else {
             return;
         };
@@ -246,6 +247,10 @@ impl Node {
             self.speculative_reads.remove(&(at, id));
         }
         match (then, outcome) {
+            // The storage failed while the update read: it writes nothing.
+            (Some(_), Some(Ok(_))) if let Some(e) = refusal => {
+                self.reply(reply_to, Err(e));
+            }
             (Some((write, quorum)), Some(Ok(_))) => {
                 let at = (op.partition, op.key.clone());
                 let read = op.merged.clone();

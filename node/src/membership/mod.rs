@@ -468,11 +468,13 @@ impl Membership {
 
     fn apply_ring(&mut self, node: &mut Node) {
         for e in self.gossip.entries() {
-            if let Ok(incarnation) = u32::try_from(e.generation)
-                && e.id != self.identity.node
-            {
+            if e.id == self.identity.node {
+                continue;
+            }
+            if let Ok(incarnation) = u32::try_from(e.generation) {
                 node.handle_peer_incarnation(e.id, incarnation);
             }
+            node.handle_peer_storage(e.id, e.info.storage_failing);
         }
         match self.ring() {
             Ok(ring) => node.handle_ring(ring),
