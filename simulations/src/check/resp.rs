@@ -27,8 +27,8 @@
 //!   explains it; never a value that command replaced.
 //!
 //! That expired keys are purged is a liveness matter: the cluster is not
-//! quiet while a primary holds a key whose latest value has expired
-//! ([`crate::runner`]).
+//! quiet while a primary holds a key whose latest value has expired by the
+//! clock of the key's sweeper ([`crate::runner`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
