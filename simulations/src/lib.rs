@@ -29,6 +29,7 @@
 //! not simulated (as the quinn and madsim experience advises).
 
 pub mod check;
+pub mod clock;
 pub mod faults;
 pub mod gossip_sim;
 pub mod harness;

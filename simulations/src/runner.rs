@@ -197,10 +197,10 @@ fn quiet(sim: &Sim) -> bool {
 
 /// Copies of RESP keys, on any primary, whose latest value has expired by
 /// the clock of the key's sweeper (its first primary): purges still due.
-/// By the holder's own clock would be wrong: with clocks that drift apart
-/// over a long run, a copy can look expired to one primary hundreds of
-/// seconds before the sweeper's clock gets there (seed 7 of the 200,000-op
-/// heavy runs).
+/// By the holder's own clock would be wrong: a copy can look expired to a
+/// primary whose clock is ahead before the sweeper's clock gets there (and
+/// before [`crate::clock`] bounded the wander, seed 7 of the 200,000-op
+/// heavy runs had clocks 418 s apart).
 fn expired_left(sim: &Sim) -> usize {
     expired_copies(sim).len()
 }

@@ -19,7 +19,8 @@
 //! Faults live at the message level, as TigerBeetle's VOPR and turmoil do:
 //! latency with a long tail (so reordering), loss, duplication, directed
 //! partitions, crashes, pauses (a paused node's inputs wait for it), and a
-//! per-node clock with an offset and a rate error.
+//! per-node clock with an offset and a rate error whose effect stays
+//! bounded ([`crate::clock`]).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -36,6 +37,7 @@ use quorra_ring::{Member, NodeId, Ring};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
+use crate::clock::Clock;
 use crate::params::Params;
 use crate::trace::Trace;
 use crate::watch::Watch;
@@ -194,26 +196,20 @@ pub struct SimNode {
     timer_at: Option<Duration>,
     /// A flush is in progress.
     flushing: bool,
-    /// Clock rate error.
-    drift: f64,
-    /// Clock offset.
-    offset: Duration,
+    /// The node's clock.
+    clock: Clock,
 }
 
 impl SimNode {
     /// The node's clock reading at global time `now`.
     pub fn local(&self, now: Duration) -> Duration {
-        self.offset + now.mul_f64(1.0 + self.drift)
+        self.clock.local(now)
     }
 
     /// The earliest global time at which the node's clock reads at least
-    /// `local` (rounding up, so a timer never fires before its deadline).
+    /// `local` (so a timer never fires before its deadline).
     fn global(&self, local: Duration) -> Duration {
-        let mut g = local.saturating_sub(self.offset).div_f64(1.0 + self.drift);
-        while self.local(g) < local {
-            g += Duration::from_nanos(1 + g.as_nanos() as u64 / 1_000_000_000);
-        }
-        g
+        self.clock.global(local)
     }
 
     /// Whether the node is running (not crashed, not paused).
@@ -339,8 +335,7 @@ impl Sim {
             held: Vec::new(),
             timer_at: None,
             flushing: false,
-            drift,
-            offset,
+            clock: Clock::new(offset, drift),
         });
         self.start_node(i);
         i
