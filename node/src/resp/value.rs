@@ -240,19 +240,26 @@ pub fn resolve_at(siblings: impl IntoIterator<Item = Stored>, now_ms: u64) -> Op
 }
 
 /// The join of counter siblings, with the stamp and expiry of the latest
-/// change. `None` for none.
+/// of them (chosen among the siblings as they are, not among partial
+/// joins, so the result does not depend on their order). `None` for none.
 fn join_counters(counters: Vec<Stored>) -> Option<Stored> {
-    counters.into_iter().reduce(|held, s| {
-        let (Data::Counter(a), Data::Counter(b)) = (&held.data, &s.data) else {
-            unreachable!("only counters are joined");
-        };
-        let joined = Data::Counter(a.join(b));
-        let latest = if later(&s, &held) { &s } else { &held };
-        Stored {
-            data: joined,
-            stamp: latest.stamp,
-            expires_at_ms: latest.expires_at_ms,
-        }
+    let latest = counters
+        .iter()
+        .reduce(|a, b| if later(b, a) { b } else { a })?;
+    let (stamp, expires_at_ms) = (latest.stamp, latest.expires_at_ms);
+    let joined = counters
+        .iter()
+        .map(|s| match &s.data {
+            Data::Counter(c) => c,
+            Data::Str(_) => unreachable!("only counters are joined"),
+        })
+        .fold(None, |acc: Option<PnCounter>, c| {
+            Some(acc.map_or_else(|| c.clone(), |a| a.join(c)))
+        })?;
+    Some(Stored {
+        data: Data::Counter(joined),
+        stamp,
+        expires_at_ms,
     })
 }
 
