@@ -205,6 +205,18 @@ fn expired_left(sim: &Sim) -> usize {
     expired_copies(sim).len()
 }
 
+/// What node `n`'s disk holds of `key` (nothing if unreadable).
+fn held(
+    n: &crate::sim::SimNode,
+    partition: quorra_ring::PartitionId,
+    key: &[u8],
+) -> Option<quorra_node::version::Object> {
+    quorra_node::storage::Store::new(n.engine.clone())
+        .get(partition, key)
+        .ok()
+        .flatten()
+}
+
 /// Each copy [`expired_left`] counts: the key and the node holding it.
 fn expired_copies(sim: &Sim) -> Vec<(usize, NodeId)> {
     let first = sim.params.keys + crate::workload::COUNTER_KEYS;
@@ -220,10 +232,7 @@ fn expired_copies(sim: &Sim) -> Vec<(usize, NodeId)> {
         let now_ms = sim.nodes[sim.index_of(sweeper)].local(sim.now).as_millis() as u64;
         for id in sim.ring.primaries(partition) {
             let n = &sim.nodes[sim.index_of(id)];
-            let values: Vec<bytes::Bytes> = quorra_node::storage::Store::new(n.engine.clone())
-                .get(partition, &key)
-                .ok()
-                .flatten()
+            let values: Vec<bytes::Bytes> = held(n, partition, &key)
                 .map(|o| o.live_values().cloned().collect())
                 .unwrap_or_default();
             if !values.is_empty() && quorra_node::resp::update::visible(&values, now_ms).is_none() {
@@ -409,18 +418,18 @@ pub fn run(params: Params, record_trace: bool) -> Report {
                 .primaries(partition)
                 .map(|p| {
                     let n = &sim.nodes[sim.index_of(p)];
-                    let held = quorra_node::storage::Store::new(n.engine.clone())
-                        .get(partition, &key)
-                        .ok()
-                        .flatten();
-                    let shown = held.as_ref().map_or("nothing".to_string(), |o| {
-                        let v: Vec<String> = o.live_values().map(crate::history::show).collect();
-                        format!(
-                            "[{}]{}",
-                            v.join(", "),
-                            if o.is_tombstone() { " tombstone" } else { "" }
-                        )
-                    });
+                    let shown =
+                        held(n, partition, &key)
+                            .as_ref()
+                            .map_or("nothing".to_string(), |o| {
+                                let v: Vec<String> =
+                                    o.live_values().map(crate::history::show).collect();
+                                format!(
+                                    "[{}]{}",
+                                    v.join(", "),
+                                    if o.is_tombstone() { " tombstone" } else { "" }
+                                )
+                            });
                     format!(
                         "node {p} (clock {} ms): {shown}",
                         n.local(sim.now).as_millis()

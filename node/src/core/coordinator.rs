@@ -168,16 +168,14 @@ impl Node {
                 if !coordinate_here {
                     // A primary whose storage failed would refuse it: one
                     // that can take it first.
-                    let up: Vec<NodeId> = self
-                        .ring
-                        .primaries(checked.partition)
-                        .filter(|&n| n != self.id && self.peers.is_up(n))
-                        .collect();
-                    let primary = up
-                        .iter()
+                    let up = || {
+                        self.ring
+                            .primaries(checked.partition)
+                            .filter(|&n| n != self.id && self.peers.is_up(n))
+                    };
+                    let primary = up()
                         .find(|n| !self.peers_storage_failing.contains(n))
-                        .or(up.first())
-                        .copied();
+                        .or_else(|| up().next());
                     if let Some(primary) = primary {
                         return self.forward(now, reply_to, primary, request);
                     }

@@ -247,15 +247,12 @@ fn join_counters(counters: Vec<Stored>) -> Option<Stored> {
         .iter()
         .reduce(|a, b| if later(b, a) { b } else { a })?;
     let (stamp, expires_at_ms) = (latest.stamp, latest.expires_at_ms);
-    let joined = counters
-        .iter()
-        .map(|s| match &s.data {
-            Data::Counter(c) => c,
-            Data::Str(_) => unreachable!("only counters are joined"),
-        })
-        .fold(None, |acc: Option<PnCounter>, c| {
-            Some(acc.map_or_else(|| c.clone(), |a| a.join(c)))
-        })?;
+    let mut counts = counters.iter().map(|s| match &s.data {
+        Data::Counter(c) => c,
+        Data::Str(_) => unreachable!("only counters are joined"),
+    });
+    let first = counts.next()?.clone();
+    let joined = counts.fold(first, |a, c| a.join(c));
     Some(Stored {
         data: Data::Counter(joined),
         stamp,
