@@ -369,8 +369,9 @@ impl Gossiper {
     }
 
     /// Announces, on behalf of a member that died for good, that it is
-    /// removed. Returns false if the member is unknown or is this node.
-    pub fn remove(&mut self, id: NodeId) -> bool {
+    /// removed, by the ownership change `departed`. Returns false if the
+    /// member is unknown or is this node.
+    pub fn remove(&mut self, id: NodeId, departed: crate::Stamp) -> bool {
         if id == self.me {
             return false;
         }
@@ -378,6 +379,7 @@ impl Gossiper {
             return false;
         };
         entry.info.status = Status::Removed;
+        entry.info.layout.departed = Some(departed);
         entry.version += 1;
         self.events.push_back(Event::Changed(id));
         true

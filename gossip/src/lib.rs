@@ -38,7 +38,7 @@ pub mod state;
 
 pub use detector::{PhiDetector, PhiParams};
 pub use gossiper::{Config, Event, GossipMessage, GossipStats, Gossiper, Target};
-pub use state::{Digest, Entry, Info, Merged, Status, Update};
+pub use state::{Digest, Entry, Info, Layout, Merged, Stamp, Status, Tracker, Update};
 
 /// A stable 64-bit hash of a cluster's fixed settings (partitions and
 /// replicas): nodes with different settings must not form one cluster.

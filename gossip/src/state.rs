@@ -71,6 +71,80 @@ pub struct Info {
     /// does not depend on it (writes route around the node by its errors).
     #[serde(default)]
     pub storage_failing: bool,
+    /// Where the member stands in ownership changes: when its tokens
+    /// entered and left the layouts, and how far it has followed them
+    /// (see [`Layout`]).
+    #[serde(default)]
+    pub layout: Layout,
+}
+
+/// The total order of ownership changes: a counter, then the id of the
+/// member that made the change, so two changes never share a stamp. A
+/// member making a change stamps it one above every stamp and tracker it
+/// knows. [`Stamp::ZERO`] is the layout of members that owned tokens before
+/// stamps existed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Orders the changes.
+    pub counter: u64,
+    /// The member that made the change.
+    pub by: NodeId,
+}
+
+impl Stamp {
+    /// Before every change.
+    pub const ZERO: Stamp = Stamp {
+        counter: 0,
+        by: NodeId(0),
+    };
+}
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Stamp::ZERO
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.counter, self.by.0)
+    }
+}
+
+/// How far a member has followed the layouts: the stamp of a layout and a
+/// digest of what the member took that layout to be, so that a tracker set
+/// by a member that had not heard of a change is recognised as such.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Tracker {
+    /// The layout.
+    pub stamp: Stamp,
+    /// Its digest, as the member computed it.
+    pub digest: u64,
+}
+
+/// A member's part in ownership changes. Which layouts exist follows from
+/// every member's `joined` and `departed`; how far the cluster has moved
+/// into them follows from every member's trackers. The node crate's
+/// `membership::layouts` derives both.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Layout {
+    /// The change that put its tokens into the layouts (`None`: not yet,
+    /// or, for a member with tokens, before stamps existed).
+    pub joined: Option<Stamp>,
+    /// The change that took them out (a leave, or a removal).
+    pub departed: Option<Stamp>,
+    /// Every write it coordinates goes to this layout and the active ones
+    /// before it.
+    pub ack: Tracker,
+    /// It holds the data of every partition it owns in this layout.
+    pub sync: Tracker,
+    /// It has seen every member synced to this layout, so it reads from
+    /// this layout or a later one.
+    pub sync_ack: Tracker,
 }
 
 /// Gossip's entry for one member.
@@ -103,6 +177,7 @@ pub struct Digest {
 
 /// A change sent in an ACK or ACK2: a whole entry, or only a newer heartbeat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // short-lived, built per message
 pub enum Update {
     /// The whole entry (new member, new generation or newer information).
     Full(Entry),

@@ -21,6 +21,7 @@ fn entry(id: u64) -> Entry {
             zone: "z".into(),
             tokens: vec![Token(id * 1000)],
             storage_failing: false,
+            layout: Default::default(),
         },
     }
 }
@@ -195,7 +196,13 @@ fn removal_and_leaving_spread_and_are_forgotten() {
         bus.tick(Duration::from_secs(1));
     }
     bus.alive[3] = false;
-    assert!(bus.nodes[0].remove(NodeId(4)));
+    assert!(bus.nodes[0].remove(
+        NodeId(4),
+        quorra_gossip::Stamp {
+            counter: 1,
+            by: NodeId(1)
+        }
+    ));
     let mut info = bus.nodes[1].own().info.clone();
     info.status = Status::Leaving;
     bus.nodes[1].set_info(info);

@@ -37,6 +37,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                     zone: "z".into(),
                     tokens: tokens.into_iter().map(Token).collect(),
                     storage_failing: false,
+                    layout: Default::default(),
                 },
             },
         )

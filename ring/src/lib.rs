@@ -68,6 +68,7 @@ mod error;
 pub mod hash;
 pub mod member;
 pub mod partition;
+pub mod placement;
 pub mod plan;
 pub mod ring;
 pub mod walk;
@@ -77,6 +78,7 @@ pub use error::RingError;
 pub use hash::key_position;
 pub use member::{DEFAULT_TOKENS_PER_NODE, MAX_TOKENS_PER_NODE, Member, NodeId, Token};
 pub use partition::{DEFAULT_PARTITIONS, MAX_PARTITIONS, PartitionId, Partitioner};
+pub use placement::{Placement, WriteGroup, WriteReplicas};
 pub use ring::{
     DEFAULT_REPLICAS, MAX_REPLICAS, PreferenceList, Replica, ReplicaRole, Ring, RingConfig,
 };
