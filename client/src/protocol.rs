@@ -170,6 +170,79 @@ pub struct ClusterStatus {
     /// The answering node's storage.
     #[serde(default)]
     pub storage: StorageStatus,
+    /// Ownership changes under way and the data they move.
+    #[serde(default)]
+    pub moves: MovesStatus,
+}
+
+/// Ownership changes as one node sees them, and what this node moves.
+///
+/// A join, leave or removal makes a new *layout* (who owns what). Writes go
+/// to every layout from `floor` to `newest`; reads use `read` until the new
+/// owners hold their data. `moving_partitions == 0` means no move is under
+/// way anywhere this node knows of.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovesStatus {
+    /// Layouts writes go to now (1 when nothing moves).
+    pub layouts: u32,
+    /// Stamps ("counter.node") of the newest layout, the one reads use, and
+    /// the oldest still written to.
+    pub newest: String,
+    /// See `newest`.
+    pub read: String,
+    /// See `newest`.
+    pub floor: String,
+    /// Partitions whose owners differ between the active layouts.
+    pub moving_partitions: u32,
+    /// Members short of the newest layout, in id order.
+    pub waiting_on: Vec<MoveWait>,
+    /// Partitions this node is pulling and has not finished, in order.
+    pub gains: Vec<GainReport>,
+    /// Pulls of one partition from one source started, completed (the
+    /// whole partition from every source), failed (retried later).
+    pub pulls_started: u64,
+    /// See `pulls_started`.
+    pub gains_completed: u64,
+    /// See `pulls_started`.
+    pub pulls_failed: u64,
+    /// States and bytes this node received by pulls since it started.
+    pub keys_received: u64,
+    /// See `keys_received`.
+    pub bytes_received: u64,
+    /// Keys dropped from partitions this node no longer owns.
+    pub keys_cleaned: u64,
+}
+
+/// A member the newest layout waits for, and for what.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveWait {
+    /// The member.
+    pub node: u64,
+    /// It does not yet write to the newest layout.
+    pub ack: bool,
+    /// It does not yet hold the data the newest layout gives it.
+    pub sync: bool,
+    /// It does not yet read from the newest layout.
+    pub read: bool,
+}
+
+/// One partition this node is gaining.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GainReport {
+    /// The partition.
+    pub partition: u32,
+    /// Old owners still to pull from.
+    pub waiting_on: Vec<u64>,
+    /// Old owners pulled from.
+    pub pulled: Vec<u64>,
+    /// Failed pulls, and the last error.
+    pub retries: u32,
+    /// See `retries`.
+    pub last_error: Option<String>,
+    /// States and bytes received for it so far.
+    pub keys: u64,
+    /// See `keys`.
+    pub bytes: u64,
 }
 
 /// One node's storage: healthy, or failing and recovering.

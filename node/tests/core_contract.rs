@@ -129,6 +129,7 @@ fn incarnation_and_identity_survive_a_power_loss_whatever_the_engine() {
         tokens: Vec::new(),
         version: 3,
         left: false,
+        layout: Default::default(),
     };
     identity::save(&store, &me).unwrap();
     engine.power_loss();

@@ -80,6 +80,7 @@ fn entry(id: u64, started: bool) -> Entry {
             zone: "z".into(),
             tokens: (0..8).map(|t| Token(id << 16 | t)).collect(),
             storage_failing: false,
+            layout: Default::default(),
         },
     }
 }

@@ -56,9 +56,10 @@ impl Harness {
             replies: BTreeMap::new(),
             next_tag: 1,
         };
-        // The cluster forms by gossip from seeds, as in every run.
+        // The cluster forms by gossip from seeds, as in every run, and its
+        // layouts come to rest.
         let limit = h.sim.now + crate::runner::BOOTSTRAP_LIMIT;
-        while h.sim.agreed_ring().is_none() {
+        while h.sim.agreed_ring().is_none() || !h.sim.moves_settled() {
             assert!(
                 h.sim.now <= limit,
                 "the cluster did not form from its seeds"
@@ -262,6 +263,47 @@ impl Harness {
     pub fn clock_ms(&self, node: u64) -> u64 {
         let n = &self.sim.nodes[self.sim.index_of(NodeId(node))];
         n.local(self.sim.now).as_millis() as u64
+    }
+
+    /// Starts a new node that joins through the seeds; returns its id.
+    pub fn add_node(&mut self) -> u64 {
+        let i = self.sim.add_node();
+        self.sim.nodes[i].id.0
+    }
+
+    /// Node `node` starts leaving the cluster.
+    pub fn leave(&mut self, node: u64) {
+        let i = self.sim.index_of(NodeId(node));
+        self.sim.leave(i).expect("the node can leave");
+    }
+
+    /// Node `node` loses its disk (and restarts without its data).
+    pub fn lose_disk(&mut self, node: u64) {
+        let i = self.sim.index_of(NodeId(node));
+        self.sim.lose_disk(i);
+    }
+
+    /// Runs until every running node has the same ring, believes every
+    /// other one up, and ownership is at rest (one layout, read by all);
+    /// panics after `limit` of simulated time. Makes that ring the one
+    /// [`Harness::primaries`] answers from.
+    pub fn settle_moves(&mut self, limit: Duration) {
+        let until = self.sim.now + limit;
+        loop {
+            if self.sim.moves_settled()
+                && self.sim.nobody_suspected()
+                && let Some(ring) = self.sim.agreed_ring()
+            {
+                self.sim.ring = ring;
+                return;
+            }
+            assert!(
+                self.sim.now <= until,
+                "ownership did not come to rest within {limit:?}:\n{}",
+                self.sim.describe_stages()
+            );
+            self.run_for(Duration::from_millis(100));
+        }
     }
 
     /// Cuts every link to and from node `node`.

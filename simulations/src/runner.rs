@@ -31,8 +31,9 @@
 //!    that is not final. The report says they were skipped, and why.
 //! 4. **Membership**: a new node joins and one node leaves; within
 //!    [`MEMBERSHIP_LIMIT`] every remaining node must have the same ring
-//!    (the newcomer owning tokens, the leaver gone) and believe every
-//!    running node up ([`Check::Membership`] otherwise).
+//!    (the newcomer owning tokens, the leaver gone), believe every running
+//!    node up, and see ownership at rest (every move finished, one layout
+//!    read by all; [`Check::Membership`] otherwise).
 
 use std::time::{Duration, Instant};
 
@@ -261,6 +262,7 @@ fn change_membership(sim: &mut Sim, workload: &mut Workload) -> Option<Violation
     let settled = |s: &Sim| {
         s.nodes[leaver].departed
             && s.nobody_suspected()
+            && s.moves_settled()
             && s.agreed_ring().is_some_and(|ring| {
                 let ids: Vec<_> = ring.node_ids().collect();
                 ids.contains(&s.nodes[newcomer].id) && !ids.contains(&s.nodes[leaver].id)
@@ -290,11 +292,12 @@ fn change_membership(sim: &mut Sim, workload: &mut Workload) -> Option<Violation
         key: None,
         record: None,
         detail: format!(
-            "node {} joined and node {} left, but within {}s the nodes did not agree: {}",
+            "node {} joined and node {} left, but within {}s the nodes did not agree: {}\n{}",
             newcomer + 1,
             leaver + 1,
             MEMBERSHIP_LIMIT.as_secs(),
-            views.join("; ")
+            views.join("; "),
+            sim.describe_stages()
         ),
     })
 }
@@ -410,6 +413,12 @@ pub fn run(params: Params, record_trace: bool) -> Report {
             expired_left(&sim),
             sim.busy_events(),
         ));
+        if !sim.moves_settled() {
+            stuck.push(format!(
+                "ownership is still moving:\n{}",
+                sim.describe_stages()
+            ));
+        }
         for (k, id) in expired_copies(&sim) {
             let key = crate::workload::key_name(k);
             let partition = sim.ring.partition_of_key(&key);

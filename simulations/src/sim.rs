@@ -377,6 +377,57 @@ impl Sim {
         (members.len() == live).then_some(ring)
     }
 
+    /// Whether every running node that has not left sees ownership at
+    /// rest: one active layout, read by everyone.
+    pub fn moves_settled(&self) -> bool {
+        self.nodes
+            .iter()
+            .filter(|n| !n.departed && n.running())
+            .all(|n| {
+                n.membership
+                    .as_ref()
+                    .and_then(|m| m.stage())
+                    .is_some_and(|s| s.placement.is_stable() && s.read == s.newest)
+            })
+    }
+
+    /// Each running node's view of the layouts, for reports.
+    pub fn describe_stages(&self) -> String {
+        let mut out = Vec::new();
+        for n in self.nodes.iter().filter(|n| n.running()) {
+            let Some(stage) = n.membership.as_ref().and_then(|m| m.stage()) else {
+                continue;
+            };
+            let behind: Vec<String> = stage
+                .behind
+                .iter()
+                .filter(|(_, b)| b.ack || b.sync || b.sync_ack)
+                .map(|(id, b)| {
+                    let mut what = String::new();
+                    for (flag, name) in [(b.ack, "a"), (b.sync, "s"), (b.sync_ack, "k")] {
+                        if flag {
+                            what.push_str(name);
+                        }
+                    }
+                    format!("{id}:{what}")
+                })
+                .collect();
+            let gaining = n.node.as_ref().map_or(0, |c| c.transfers().len());
+            out.push(format!(
+                "node {}: newest {} read {} floor {} rings {} all_acked {} gaining {} behind [{}]",
+                n.id,
+                stage.newest.stamp,
+                stage.read.stamp,
+                stage.floor.stamp,
+                stage.placement.rings().len(),
+                stage.all_acked,
+                gaining,
+                behind.join(" ")
+            ));
+        }
+        out.join("\n")
+    }
+
     /// Whether every running node believes every other running node up.
     pub fn nobody_suspected(&self) -> bool {
         self.nodes.iter().all(|n| {
@@ -430,6 +481,7 @@ impl Sim {
                 tokens: Vec::new(),
                 version: 0,
                 left: false,
+                layout: Default::default(),
             });
         let remembered = identity::load_members(&store).expect("a simulated disk reads");
         let alone = Ring::new(
@@ -826,12 +878,11 @@ impl Sim {
     /// Node `i` starts leaving the cluster: `leaving`, then `left`, then it
     /// stops for good.
     pub fn leave(&mut self, i: usize) -> Result<(), String> {
-        let local = self.nodes[i].local(self.now);
         let membership = self.nodes[i]
             .membership
             .as_mut()
             .ok_or_else(|| format!("node {} is not running", i + 1))?;
-        membership.leave(local)?;
+        membership.leave()?;
         if let Some(trace) = &mut self.trace {
             trace.transition(self.now, i, "leave");
         }

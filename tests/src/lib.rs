@@ -179,7 +179,7 @@ impl TestCluster {
 
     /// Starts `n` nodes at once, each given only the first as its seed,
     /// without waiting for any; returns when every node sees all `n` normal,
-    /// with the time that took.
+    /// with the time that took, once no partition is moving any more.
     pub async fn start_together(n: usize, extra: &[&str]) -> (Self, Duration) {
         let mut cluster = Self::empty();
         for _ in 0..n {
@@ -189,8 +189,14 @@ impl TestCluster {
         for i in 0..n {
             cluster.spawn(i);
         }
-        cluster.wait_converged(n).await;
-        (cluster, started.elapsed())
+        cluster.wait_view(n, false).await;
+        let view = started.elapsed();
+        cluster.wait_view(n, true).await;
+        eprintln!(
+            "{n} nodes saw one view after {view:?}; their ownership moves settled after {:?}",
+            started.elapsed()
+        );
+        (cluster, view)
     }
 
     /// Defines one more node (seeded with the first) without starting it.
@@ -342,21 +348,32 @@ impl TestCluster {
         }
     }
 
-    /// Waits until every running node sees `expected` members as normal;
+    /// Waits until every running node sees `expected` members as normal
+    /// and no partition moving (reads and routing use the newest layout);
     /// past 30 s, fails naming each node that does not, with its log's end.
     pub async fn wait_converged(&self, expected: usize) {
+        self.wait_view(expected, true).await
+    }
+
+    /// Waits until every running node sees `expected` members as normal
+    /// and, if `moves`, no partition moving; past 30 s, fails naming each
+    /// node that does not, with its log's end.
+    pub async fn wait_view(&self, expected: usize, moves: bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = self.client().await;
         loop {
             let mut behind = Vec::new();
             for n in self.nodes.iter().filter(|n| n.child.is_some()) {
-                let seen = client
-                    .status_of(n.addr)
-                    .await
-                    .map(|s| s.members.iter().filter(|m| m.state == "normal").count());
+                let seen = client.status_of(n.addr).await.map(|s| {
+                    let normal = s.members.iter().filter(|m| m.state == "normal").count();
+                    (normal, s.moves.moving_partitions)
+                });
                 match seen {
-                    Ok(normal) if normal == expected => {}
-                    Ok(normal) => behind.push((n, format!("sees {normal} normal"))),
+                    Ok((normal, moving)) if normal == expected && (moving == 0 || !moves) => {}
+                    Ok((normal, _)) if normal != expected => {
+                        behind.push((n, format!("sees {normal} normal")))
+                    }
+                    Ok((_, moving)) => behind.push((n, format!("sees {moving} partitions moving"))),
                     Err(e) => behind.push((n, format!("status failed: {e}"))),
                 }
             }
@@ -375,7 +392,7 @@ impl TestCluster {
                     })
                     .collect();
                 panic!(
-                    "membership did not converge to {expected} nodes within 30 s:\n{}",
+                    "membership did not converge to {expected} nodes with no move under way within 30 s:\n{}",
                     report.join("\n")
                 );
             }

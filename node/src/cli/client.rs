@@ -19,6 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use clap::Args;
+use quorra_client::protocol::MovesStatus;
 use quorra_client::{Client, ClientConfig, Consistency, Context, Response, TlsFiles};
 use serde_json::json;
 
@@ -304,7 +305,8 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
             json!({"node": status.node, "cluster": status.cluster, "partitions": status.partitions,
                    "replicas": status.replicas, "members": members,
                    "gossip_datagrams": status.gossip_datagrams, "gossip_streamed": status.gossip_streamed,
-                   "anti_entropy": status.anti_entropy, "storage": status.storage})
+                   "anti_entropy": status.anti_entropy, "storage": status.storage,
+                   "moves": status.moves})
         )?;
     } else {
         writeln!(
@@ -379,6 +381,104 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
         } else {
             writeln!(out, "anti-entropy: off")?;
         }
+        write_moves(&mut out, &status.moves, STATUS_GAINS)?;
+    }
+    Ok(())
+}
+
+/// Partitions `quorra status` lists one by one; `quorra transfers` lists all.
+const STATUS_GAINS: usize = 8;
+
+/// The moves part of `quorra status` and all of `quorra transfers`: one
+/// line when nothing moves, else the layouts, who the move waits for, and
+/// this node's pulls (the first `limit` partitions of them).
+fn write_moves(out: &mut impl Write, moves: &MovesStatus, limit: usize) -> Result<(), CliError> {
+    if moves.moving_partitions == 0 {
+        writeln!(
+            out,
+            "moves: none under way (layout {}); this node received {} keys ({} bytes), cleaned {}",
+            moves.newest, moves.keys_received, moves.bytes_received, moves.keys_cleaned
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "moves: {} partitions moving across {} layouts (newest {}, reads use {}, oldest written {})",
+        moves.moving_partitions, moves.layouts, moves.newest, moves.read, moves.floor
+    )?;
+    for w in &moves.waiting_on {
+        let what: Vec<&str> = [
+            (w.ack, "writing to it"),
+            (w.sync, "holding its data"),
+            (w.read, "reading from it"),
+        ]
+        .iter()
+        .filter(|(short, _)| *short)
+        .map(|(_, what)| *what)
+        .collect();
+        writeln!(out, "  waiting for node {}: {}", w.node, what.join(", "))?;
+    }
+    writeln!(
+        out,
+        "  this node: {} partitions to pull; {} pulls started, {} failed; received {} keys ({} bytes), cleaned {}",
+        moves.gains.len(),
+        moves.pulls_started,
+        moves.pulls_failed,
+        moves.keys_received,
+        moves.bytes_received,
+        moves.keys_cleaned
+    )?;
+    for g in moves.gains.iter().take(limit) {
+        writeln!(
+            out,
+            "  partition {}: pulled from {:?}, waiting on {:?}, {} keys ({} bytes){}",
+            g.partition,
+            g.pulled,
+            g.waiting_on,
+            g.keys,
+            g.bytes,
+            match &g.last_error {
+                Some(e) => format!(", {} retries, last error: {e}", g.retries),
+                None => String::new(),
+            }
+        )?;
+    }
+    if moves.gains.len() > limit {
+        writeln!(
+            out,
+            "  ... and {} more (quorra transfers lists all)",
+            moves.gains.len() - limit
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct TransfersArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `quorra transfers`: the moves one node sees and its pulls, in full.
+pub(crate) fn transfers(args: TransfersArgs) -> Result<(), CliError> {
+    let config = args.connection.config()?;
+    let status = Connection::runtime()?.block_on(async {
+        let client = Client::connect(config).await?;
+        client.status().await
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"node": status.node, "moves": status.moves})
+        )?;
+    } else {
+        writeln!(out, "node {} of cluster {:?}", status.node, status.cluster)?;
+        write_moves(&mut out, &status.moves, usize::MAX)?;
     }
     Ok(())
 }

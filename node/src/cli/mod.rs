@@ -43,9 +43,12 @@ enum Command {
     Del(client::DelArgs),
     /// Show the cluster's members, their state and owned share.
     Status(client::StatusArgs),
+    /// Show the data moves under way: layouts, who they wait for, and the node's pulls.
+    Transfers(client::TransfersArgs),
     /// Generate load and report throughput and latency percentiles.
     Bench(bench::BenchArgs),
-    /// Make the node at --peer leave the cluster (it announces leaving, then left, then stops).
+    /// Make the node at --peer leave the cluster: it announces leaving, its data moves to the
+    /// new owners, then it announces left and stops.
     Leave(client::LeaveArgs),
     /// Announce, through the node at --peer, that a dead node is removed for good.
     Remove(client::RemoveArgs),
@@ -107,6 +110,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Put(args) => client::put(args),
         Command::Del(args) => client::del(args),
         Command::Status(args) => client::status(args),
+        Command::Transfers(args) => client::transfers(args),
         Command::Bench(args) => bench::run(args),
         Command::Leave(args) => client::leave(args),
         Command::Remove(args) => client::remove(args),

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quorra_client::{Context, Receipt, Request, RequestError, Response};
-use quorra_ring::{NodeId, PartitionId, Replica, ReplicaRole};
+use quorra_ring::{NodeId, PartitionId, Replica, ReplicaRole, WriteReplicas};
 
 use super::messages::{KeyState, RequestId};
 use super::node::Node;
@@ -82,6 +82,21 @@ struct Checked {
 /// Largest encoded update: a value and some room for the operation.
 const MAX_UPDATE_LEN: usize = quorra_client::MAX_VALUE_LEN + 4096;
 
+/// The quorum `at_n` gives, when the level fits the largest ring
+/// (`largest_ok`); for a ring smaller than the level names, all its `n`
+/// members.
+fn capped(
+    largest_ok: Result<(), quorra_client::ConsistencyError>,
+    at_n: impl FnOnce() -> Result<quorra_client::Quorum, quorra_client::ConsistencyError>,
+    n: usize,
+) -> Result<quorra_client::Quorum, quorra_client::ConsistencyError> {
+    largest_ok?;
+    at_n().or(Ok(quorra_client::Quorum {
+        total: n,
+        primaries: n,
+    }))
+}
+
 pub(super) fn invalid(message: impl std::fmt::Display) -> RequestError {
     RequestError::Invalid(message.to_string())
 }
@@ -121,7 +136,7 @@ fn check(node: &Node, request: &Request) -> Result<Checked, RequestError> {
         }
     };
     Ok(Checked {
-        partition: node.ring.partition_of_key(&key),
+        partition: node.ring().partition_of_key(&key),
         key,
         write,
     })
@@ -149,17 +164,35 @@ impl Node {
             Err(e) => return self.reply(reply_to, Err(e)),
         };
         let consistency = request.consistency();
-        let n = self.ring.effective_replicas();
+        // A level is judged against the largest active ring (a cluster
+        // growing to N has smaller rings behind it); a smaller ring is asked
+        // for all its members ([`capped`]).
+        let largest = self
+            .placement
+            .rings()
+            .iter()
+            .map(|r| r.effective_replicas())
+            .max()
+            .unwrap_or(0);
+        if checked.write.is_some()
+            && let Err(e) = consistency.write_quorum(largest)
+        {
+            return self.reply(reply_to, Err(e.into()));
+        }
+        let n = self.ring().effective_replicas();
+        let read_quorum = |consistency: quorra_client::Consistency| {
+            capped(
+                consistency.read_quorum(largest).map(|_| ()),
+                || consistency.read_quorum(n),
+                n,
+            )
+        };
         match checked.write {
-            None => match consistency.read_quorum(n) {
+            None => match read_quorum(consistency) {
                 Ok(q) => self.start_read(now, reply_to, checked.partition, checked.key, q, None),
                 Err(e) => self.reply(reply_to, Err(e.into())),
             },
             Some(write) => {
-                let quorum = match consistency.write_quorum(n) {
-                    Ok(q) => q,
-                    Err(e) => return self.reply(reply_to, Err(e.into())),
-                };
                 // A node whose storage failed coordinates no write: it hands
                 // the write to a primary that can, or refuses it.
                 let healthy = self.storage_failure.is_none();
@@ -168,9 +201,11 @@ impl Node {
                 if !coordinate_here {
                     // A primary whose storage failed would refuse it: one
                     // that can take it first.
+                    let owners = self.placement.owners(checked.partition);
                     let up = || {
-                        self.ring
-                            .primaries(checked.partition)
+                        owners
+                            .iter()
+                            .copied()
                             .filter(|&n| n != self.id && self.peers.is_up(n))
                     };
                     let primary = up()
@@ -190,11 +225,11 @@ impl Node {
                         .as_ref()
                         .is_some_and(|u| u.reads_first(update))
                 {
-                    let read_quorum = match consistency.read_quorum(n) {
+                    let read_quorum = match read_quorum(consistency) {
                         Ok(q) => q,
                         Err(e) => return self.reply(reply_to, Err(e.into())),
                     };
-                    let then = (write, quorum);
+                    let then = (write, consistency);
                     return self.start_read(
                         now,
                         reply_to,
@@ -209,20 +244,38 @@ impl Node {
                     reply_to,
                     (checked.partition, checked.key),
                     write,
-                    quorum,
+                    consistency,
                     None,
                 );
             }
         }
     }
 
-    /// The replicas a request on `partition` goes to.
+    /// The replicas a write on `partition` goes to: the owners in every
+    /// active ring, with fallbacks for those believed down under a sloppy
+    /// quorum, grouped by ring ([`quorra_ring::Placement::write_replicas`]).
+    pub(super) fn write_replicas(&self, partition: PartitionId) -> WriteReplicas {
+        let mut set = self
+            .placement
+            .write_replicas(partition, |n| self.peers.is_up(n));
+        if !self.options.hinted_handoff {
+            set.replicas.retain(|r| r.role == ReplicaRole::Primary);
+            for group in &mut set.groups {
+                group
+                    .members
+                    .retain(|n| set.replicas.iter().any(|r| r.node == *n));
+            }
+        }
+        set
+    }
+
+    /// The replicas a read on `partition` goes to (the read ring's).
     pub(super) fn replica_set(&self, partition: PartitionId) -> Vec<Replica> {
         if self.options.hinted_handoff {
-            self.ring
+            self.ring()
                 .sloppy_replicas(partition, |n| self.peers.is_up(n))
         } else {
-            self.ring
+            self.ring()
                 .primaries(partition)
                 .filter(|&n| self.peers.is_up(n))
                 .map(|node| Replica {
@@ -279,7 +332,7 @@ impl Node {
             Op::Handoff { target, owner, .. } => self.handoff_expired(target, owner),
             Op::PurgeCheck(round) => self.purge_round_expired(round),
             Op::Ping(node) => self.peer_timed_out(node),
-            Op::Exchange(exchange) => self.ae_expired(exchange),
+            Op::Exchange(exchange) => self.ae_expired(now, exchange),
         }
     }
 

@@ -194,7 +194,7 @@ impl Node {
             };
             let (direct, orphans): (Vec<KeyState>, Vec<KeyState>) = items
                 .into_iter()
-                .partition(|i| self.ring.is_primary(i.partition, owner));
+                .partition(|i| self.placement.is_owner(i.partition, owner));
             if !direct.is_empty() && self.peers.is_up(owner) {
                 self.send_handoff(now, owner, owner, direct);
             } else if !orphans.is_empty() {
@@ -230,8 +230,9 @@ impl Node {
     /// own data). Anti-entropy then brings them to the other primaries.
     fn reroute_orphans(&mut self, now: Duration, owner: NodeId, orphans: Vec<KeyState>) {
         let target_of = |node: &Node, p: PartitionId| {
-            node.ring
-                .primaries(p)
+            node.placement
+                .owners(p)
+                .into_iter()
                 .find(|&n| n == node.id || node.peers.is_up(n))
         };
         let Some(target) = target_of(self, orphans[0].partition) else {

@@ -117,6 +117,10 @@ pub enum AeAnswer {
         objects: Vec<KeyObject>,
         /// Keys you hold that I lack or hold differently.
         want: Vec<Bytes>,
+        /// More of my states differ in these segments than one message
+        /// carries: ask for them again.
+        #[serde(default)]
+        more: bool,
     },
 }
 
@@ -232,6 +236,10 @@ pub enum PeerMessage {
         partition: PartitionId,
         /// The step.
         step: AeStep,
+        /// The initiator pulls a partition it gains ([`crate::core::transfer`]):
+        /// served, and paced, as a transfer rather than as anti-entropy.
+        #[serde(default)]
+        stream: bool,
     },
     /// The answer to an anti-entropy step.
     AntiEntropyReply {

@@ -11,7 +11,8 @@
 //! ## A request's path
 //!
 //! - **Placement**: the key's partition and its preference list come from
-//!   the ring ([`quorra_ring`]). The coordinator sends to the primaries it
+//!   the ring ([`quorra_ring`]); while ownership moves, writes go to the
+//!   owners in every active ring and reads to the read ring's. The coordinator sends to the primaries it
 //!   believes up and, for each one it believes down, to the next live node
 //!   of the list as a fallback (a sloppy quorum). Reachability is judged
 //!   from timeouts ([`peers`]) until gossip replaces it.
@@ -53,12 +54,15 @@
 //! - Membership: the core is handed its ring and its peers' status by
 //!   [`crate::membership`] (gossip and phi accrual); [`peers`] keeps the
 //!   core's own timeout-based opinion in between.
-//! - No data movement on ownership change: read repair and anti-entropy
-//!   fill a new owner.
+//! - Which rings are active and which one reads use is decided by
+//!   [`crate::membership::layouts`] from gossip; the core writes to every
+//!   active ring ([`tally`] groups), reads the read ring, pulls what it
+//!   gains ([`transfer`]) and drops what it owns no more ([`cleanup`]).
 //! - A coordinator does not retry a failed replica with another fallback
 //!   within the same request; the next request picks a new set.
 
 pub mod anti_entropy;
+pub mod cleanup;
 pub mod coordinator;
 pub mod dedup;
 pub mod forward;
@@ -73,6 +77,7 @@ pub mod read;
 pub mod replica;
 pub mod stats;
 pub mod tally;
+pub mod transfer;
 pub mod update;
 pub mod validate;
 pub mod write;
@@ -84,4 +89,5 @@ pub use messages::{
 pub use node::{ClientTag, Node, NodeError};
 pub use options::{Options, ReadFanout};
 pub use stats::Stats;
+pub use transfer::{GainStatus, Moves};
 pub use update::{Applied, Change, Updater};

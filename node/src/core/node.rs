@@ -13,12 +13,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use quorra_client::Outcome;
-use quorra_ring::{NodeId, PartitionId, Ring};
+use quorra_ring::{NodeId, PartitionId, Placement, Ring};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use tracing::{debug, trace};
 
 use super::anti_entropy::AntiEntropy;
+use super::cleanup::Cleanup;
 use super::coordinator::{Op, ReplyTo};
 use super::dedup::Dedup;
 use super::hints::HintBook;
@@ -28,6 +29,7 @@ use super::peers::Peers;
 use super::purge::Tombstones;
 use super::purged::Purged;
 use super::stats::Stats;
+use super::transfer::{Moves, Transfers};
 use crate::storage::{GroupCommit, Lsn, StorageError, Store};
 
 /// Metadata key of the persisted incarnation.
@@ -82,7 +84,12 @@ impl Pending {
 /// One Quorra node's protocol logic.
 pub struct Node {
     pub(super) id: NodeId,
-    pub(super) ring: Ring,
+    /// The active rings (one when nothing moves) and the one reads use.
+    pub(super) placement: Placement,
+    /// Counts placements with a new newest ring: writes remember the one
+    /// they started under, so membership knows when none from before the
+    /// last change is in flight.
+    pub(super) placement_generation: u64,
     pub(super) options: Options,
     pub(super) store: Store,
     commit: GroupCommit,
@@ -119,6 +126,10 @@ pub struct Node {
     next_purge: Duration,
     pub(super) stats: Stats,
     pub(super) ae: AntiEntropy,
+    /// Partitions being pulled because this node gains them.
+    pub(super) transfers: Transfers,
+    /// Partitions waiting to be dropped because it owns them no more.
+    pub(super) cleanup: Cleanup,
     /// Why the store failed, if it did (see [`Node::handle_storage_failed`]).
     pub(super) storage_failure: Option<String>,
 }
@@ -184,9 +195,11 @@ impl Node {
             "node started"
         );
         let ae = AntiEntropy::new(options.anti_entropy_bytes_per_sec, first_exchange, now);
+        let transfers = Transfers::new(options.transfer_bytes_per_sec, now);
         let mut node = Self {
             id,
-            ring,
+            placement: Placement::stable(ring),
+            placement_generation: 0,
             commit: GroupCommit::new(options.sync),
             options,
             store,
@@ -216,9 +229,12 @@ impl Node {
             next_purge,
             stats: Stats::default(),
             ae,
+            transfers,
+            cleanup: Cleanup::default(),
             storage_failure: None,
         };
-        node.ae_ring_changed();
+        node.ae_placement_changed();
+        node.cleanup_placement_changed();
         Ok(node)
     }
 
@@ -251,7 +267,12 @@ impl Node {
 
     /// The ring the node routes with.
     pub fn ring(&self) -> &Ring {
-        &self.ring
+        self.placement.read_ring()
+    }
+
+    /// The active rings and the one reads use.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
     }
 
     /// The node's store.
@@ -308,7 +329,7 @@ impl Node {
     /// A message from peer `from`.
     pub fn handle_message(&mut self, now: Duration, from: NodeId, message: PeerMessage) {
         let _span = tracing::trace_span!("node", id = self.id.0).entered();
-        if !self.ring.contains(from) || from == self.id {
+        if !self.placement.rings().iter().any(|r| r.contains(from)) || from == self.id {
             debug!(
                 from = from.0,
                 kind = message.kind(),
@@ -370,7 +391,8 @@ impl Node {
                 id,
                 partition,
                 step,
-            } => self.on_ae_step(now, from, id, partition, step),
+                stream,
+            } => self.on_ae_step(now, from, id, (partition, stream), step),
             PeerMessage::AntiEntropyReply { id, result } => self.on_ae_reply(now, from, id, result),
             PeerMessage::Ping { id } => self.send(from, PeerMessage::Pong { id }),
             PeerMessage::Pong { id } => {
@@ -412,15 +434,41 @@ impl Node {
             self.next_purge = now + self.jittered(self.options.purge_interval);
         }
         self.ae_tick(now);
+        self.transfers_tick(now);
+        self.cleanup_tick(now);
         self.release_acknowledgements();
     }
 
-    /// The membership changed: route with `ring` from now on. Requests in
-    /// flight keep the replicas they were sent to.
+    /// The membership changed, with nothing moving: route with `ring` from
+    /// now on (see [`Node::handle_placement`]).
     pub fn handle_ring(&mut self, ring: Ring) {
-        self.peers.set_members(ring.node_ids());
-        self.ring = ring;
-        self.ae_ring_changed();
+        self.handle_placement(Placement::stable(ring), Moves::default());
+    }
+
+    /// The membership changed: route with `placement` from now on, and
+    /// pull what this node gains as `moves` allows ([`super::transfer`]).
+    /// Requests in flight keep the replicas they were sent to.
+    pub fn handle_placement(&mut self, placement: Placement, moves: Moves) {
+        if moves.newest != self.transfers.moves.newest {
+            self.placement_generation += 1;
+        }
+        self.transfers.moves = moves;
+        self.placement = placement;
+        self.peers.set_members(self.members());
+        self.ae_placement_changed();
+        let placement = self.placement.clone();
+        self.transfers_placement_changed(&placement);
+        self.cleanup_placement_changed();
+    }
+
+    /// Whether a write this node coordinates that started before the
+    /// latest change of the newest ring is still in flight: until none is,
+    /// the node does not announce that it writes to the newest ring.
+    pub fn older_writes_in_flight(&self) -> bool {
+        let now = self.placement_generation;
+        self.ops
+            .values()
+            .any(|op| matches!(op, Op::Write(w) if w.generation < now))
     }
 
     /// Gossip says `peer` runs as `incarnation` (its generation): forwards
@@ -486,6 +534,12 @@ impl Node {
     pub fn poll_timeout(&self) -> Duration {
         let mut next = self.next_probe.min(self.next_handoff).min(self.next_purge);
         if let Some(at) = self.ae_next_wake(next) {
+            next = next.min(at);
+        }
+        if let Some(at) = self.transfers_next_wake(next) {
+            next = next.min(at);
+        }
+        if let Some(at) = self.cleanup_next_wake() {
             next = next.min(at);
         }
         if let Some(&(deadline, _)) = self.deadlines.first() {
@@ -605,13 +659,22 @@ impl Node {
         }
     }
 
-    /// The members of the ring, in id order.
+    /// The members of the active rings, in id order.
     pub(super) fn members(&self) -> Vec<NodeId> {
-        self.ring.node_ids().collect()
+        let mut members: Vec<NodeId> = self
+            .placement
+            .rings()
+            .iter()
+            .flat_map(Ring::node_ids)
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        members
     }
 
-    /// Whether this node is a primary of `partition`.
+    /// Whether this node owns `partition` in some active ring (it stores
+    /// it, takes writes for it as a primary and votes on its purges).
     pub(super) fn is_primary(&self, partition: PartitionId) -> bool {
-        self.ring.is_primary(partition, self.id)
+        self.placement.is_owner(partition, self.id)
     }
 }

@@ -121,6 +121,11 @@ impl Tombstones {
     }
 
     /// Number of tombstones held.
+    /// Forgets the mark of a key whose state was dropped.
+    pub(crate) fn forget(&mut self, partition: PartitionId, key: &[u8]) {
+        self.marks.remove(&(partition, Bytes::copy_from_slice(key)));
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.marks.len()
     }
@@ -182,7 +187,7 @@ impl Node {
             .filter(|(k, m)| m.lsn <= durable && !self.tombstones.checking.contains(*k))
             .filter(|((p, _), m)| {
                 // The k-th primary steps in after k+1 grace periods.
-                let rank = self.ring.primaries(*p).position(|n| n == self.id);
+                let rank = self.placement.owners(*p).iter().position(|&n| n == self.id);
                 rank.is_some_and(|k| m.since + grace * (k as u32 + 1) <= now)
             })
             .map(|(k, _)| k.clone())
@@ -327,9 +332,12 @@ impl Node {
             if round.votes.len() != everyone || round.votes.values().any(|v| v[i].holds_hint) {
                 continue;
             }
+            // Every owner in every active ring votes: a node that gains the
+            // partition, or is about to lose it, may hold a copy.
             let primaries: Vec<NodeId> = self
-                .ring
-                .primaries(item.partition)
+                .placement
+                .owners(item.partition)
+                .into_iter()
                 .filter(|&n| n != self.id)
                 .collect();
             let mut disagree = Vec::new();
@@ -359,13 +367,13 @@ impl Node {
         }
         let others: BTreeSet<NodeId> = agreed
             .iter()
-            .flat_map(|item| self.ring.primaries(item.partition).collect::<Vec<_>>())
+            .flat_map(|item| self.placement.owners(item.partition))
             .filter(|&n| n != self.id)
             .collect();
         for node in others {
             let items: Vec<PurgeItem> = agreed
                 .iter()
-                .filter(|item| self.ring.is_primary(item.partition, node))
+                .filter(|item| self.placement.is_owner(item.partition, node))
                 .cloned()
                 .collect();
             self.send(node, PeerMessage::Purge { items });

@@ -31,6 +31,9 @@ pub(crate) struct Purged {
     floor: u64,
     /// Per purged key (hashed), the first epoch it may continue.
     keys: BTreeMap<u64, u64>,
+    /// Per dropped partition (see [`super::cleanup`]), the first epoch its
+    /// keys may continue. At most one entry per partition.
+    partitions: BTreeMap<PartitionId, u64>,
 }
 
 fn key_hash(partition: PartitionId, key: &[u8]) -> u64 {
@@ -54,6 +57,12 @@ impl Purged {
         self.keys.insert(key_hash(partition, key), next_epoch);
     }
 
+    /// Records that every key of `partition` was dropped when `next_epoch`
+    /// was the first epoch not opened yet.
+    pub(crate) fn note_partition(&mut self, partition: PartitionId, next_epoch: u64) {
+        self.partitions.insert(partition, next_epoch);
+    }
+
     /// The first epoch a write of `key` may continue.
     pub(crate) fn continuable_from(&self, partition: PartitionId, key: &[u8]) -> u64 {
         let own = self
@@ -61,7 +70,8 @@ impl Purged {
             .get(&key_hash(partition, key))
             .copied()
             .unwrap_or(0);
-        own.max(self.floor)
+        let dropped = self.partitions.get(&partition).copied().unwrap_or(0);
+        own.max(self.floor).max(dropped)
     }
 }
 

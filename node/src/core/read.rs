@@ -26,7 +26,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use quorra_client::Quorum;
+use quorra_client::{Consistency, Quorum};
 use quorra_ring::{NodeId, PartitionId, Replica, ReplicaRole};
 use tracing::debug;
 
@@ -51,7 +51,7 @@ pub(crate) struct ReadOp {
     started: Duration,
     /// For an update that reads first: the write to start with what was
     /// read, instead of replying ([`super::update`]).
-    then: Option<(WriteOf, Quorum)>,
+    then: Option<(WriteOf, Consistency)>,
     /// When the reserves are asked, until the outcome is given (then the
     /// timer is cancelled: a finished read does not wake the node).
     speculative_at: Option<Duration>,
@@ -115,7 +115,7 @@ impl Node {
         partition: PartitionId,
         key: Bytes,
         quorum: Quorum,
-        then: Option<(WriteOf, Quorum)>,
+        then: Option<(WriteOf, Consistency)>,
     ) {
         self.stats.reads += 1;
         self.read_turn = self.read_turn.wrapping_add(1);
@@ -251,10 +251,10 @@ impl Node {
             (Some(_), Some(Ok(_))) if let Some(e) = refusal => {
                 self.reply(reply_to, Err(e));
             }
-            (Some((write, quorum)), Some(Ok(_))) => {
+            (Some((write, consistency)), Some(Ok(_))) => {
                 let at = (op.partition, op.key.clone());
                 let read = op.merged.clone();
-                self.start_write(now, reply_to, at, write, quorum, Some(read));
+                self.start_write(now, reply_to, at, write, consistency, Some(read));
             }
             (_, outcome) => self.give_outcome(reply_to, outcome),
         }

@@ -172,6 +172,7 @@ impl Node {
         }
         let lsn = self.store.apply(&changes)?;
         self.tombstones.note(partition, key, tombstone, now, lsn);
+        self.cleanup_note(partition);
         if tracked {
             self.trees_update(partition, key, old_leaf, &encoded);
         }

@@ -68,6 +68,18 @@ pub struct Stats {
     pub ae_tree_keys_scanned: u64,
     /// Segments too large to list in one message, skipped.
     pub ae_segments_skipped: u64,
+    /// Pulls of a gained partition from one source started.
+    pub transfers_started: u64,
+    /// Gained partitions received from every source.
+    pub transfers_completed: u64,
+    /// Pulls that failed (refused, timed out), to be retried.
+    pub transfers_failed: u64,
+    /// States received by pulls.
+    pub transfer_keys: u64,
+    /// Bytes of states received by pulls.
+    pub transfer_bytes: u64,
+    /// Keys dropped from partitions this node no longer owns in any active ring.
+    pub cleanup_keys: u64,
 }
 
 impl Stats {
@@ -104,6 +116,12 @@ impl Stats {
             ae_trees_built,
             ae_tree_keys_scanned,
             ae_segments_skipped,
+            transfers_started,
+            transfers_completed,
+            transfers_failed,
+            transfer_keys,
+            transfer_bytes,
+            cleanup_keys,
         } = other;
         self.client_requests += client_requests;
         self.reads += reads;
@@ -135,5 +153,11 @@ impl Stats {
         self.ae_trees_built += ae_trees_built;
         self.ae_tree_keys_scanned += ae_tree_keys_scanned;
         self.ae_segments_skipped += ae_segments_skipped;
+        self.transfers_started += transfers_started;
+        self.transfers_completed += transfers_completed;
+        self.transfers_failed += transfers_failed;
+        self.transfer_keys += transfer_keys;
+        self.transfer_bytes += transfer_bytes;
+        self.cleanup_keys += cleanup_keys;
     }
 }

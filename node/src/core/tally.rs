@@ -7,6 +7,13 @@
 //! answered, so the coordinator can reply at quorum and keep tracking the
 //! stragglers for read repair and statistics.
 //!
+//! While ownership moves, a write's replicas form several **groups**, one
+//! per distinct primary set among the active rings
+//! ([`quorra_ring::Placement::write_replicas`]); a replica may be in more
+//! than one. The quorum is then needed in every group: the request
+//! succeeds once each has its own, and fails as soon as one cannot. A
+//! tally made with [`Tally::new`] has one group of all its replicas.
+//!
 //! A replica may be held back ([`Tally::hold_back`]): a read asks only as
 //! many replicas as its quorum needs and keeps the others in reserve
 //! ([`super::read`]). A held-back replica still counts as one that could
@@ -33,7 +40,8 @@ pub enum Answer {
 /// The answers of one request's replicas.
 #[derive(Clone, Debug)]
 pub struct Tally {
-    quorum: Quorum,
+    /// Each group's members (indices into `replicas`) and quorum.
+    groups: Vec<(Vec<usize>, Quorum)>,
     /// Whether the request's outcome has been given.
     decided: bool,
     replicas: Vec<(Replica, Answer)>,
@@ -44,8 +52,30 @@ pub struct Tally {
 impl Tally {
     /// A tally over `replicas` needing `quorum`.
     pub fn new(replicas: Vec<Replica>, quorum: Quorum) -> Self {
+        let all = (0..replicas.len()).collect();
         Self {
-            quorum,
+            groups: vec![(all, quorum)],
+            decided: false,
+            replicas: replicas.into_iter().map(|r| (r, Answer::Pending)).collect(),
+            arrivals: Vec::new(),
+        }
+    }
+
+    /// A tally over `replicas` needing, in each group (its members' nodes,
+    /// each among `replicas`), that group's quorum.
+    pub fn grouped(replicas: Vec<Replica>, groups: Vec<(Vec<NodeId>, Quorum)>) -> Self {
+        let groups = groups
+            .into_iter()
+            .map(|(members, quorum)| {
+                let members = members
+                    .iter()
+                    .filter_map(|n| replicas.iter().position(|r| r.node == *n))
+                    .collect();
+                (members, quorum)
+            })
+            .collect();
+        Self {
+            groups,
             decided: false,
             replicas: replicas.into_iter().map(|r| (r, Answer::Pending)).collect(),
             arrivals: Vec::new(),
@@ -120,11 +150,26 @@ impl Tally {
             .map(|(r, _)| r.node)
     }
 
-    fn count(&self, answer: Answer, primaries_only: bool) -> usize {
-        self.replicas
+    fn count(&self, group: &[usize], answer: Answer, primaries_only: bool) -> usize {
+        group
             .iter()
+            .map(|&i| self.replicas[i])
             .filter(|(r, a)| *a == answer && (!primaries_only || r.role == ReplicaRole::Primary))
             .count()
+    }
+
+    fn group_reached(&self, (group, quorum): &(Vec<usize>, Quorum)) -> bool {
+        self.count(group, Answer::Ok, false) >= quorum.total
+            && self.count(group, Answer::Ok, true) >= quorum.primaries
+    }
+
+    fn group_impossible(&self, (group, quorum): &(Vec<usize>, Quorum)) -> bool {
+        let could = |primaries| {
+            self.count(group, Answer::Ok, primaries)
+                + self.count(group, Answer::Pending, primaries)
+                + self.count(group, Answer::Unasked, primaries)
+        };
+        could(false) < quorum.total || could(true) < quorum.primaries
     }
 
     /// Whether the outcome has been given.
@@ -163,19 +208,13 @@ impl Tally {
 
     /// Whether enough replicas (and primaries) answered successfully.
     pub fn reached(&self) -> bool {
-        self.count(Answer::Ok, false) >= self.quorum.total
-            && self.count(Answer::Ok, true) >= self.quorum.primaries
+        self.groups.iter().all(|g| self.group_reached(g))
     }
 
     /// Whether the quorum can no longer be reached, even if every pending
     /// or held-back replica answers successfully.
     pub fn impossible(&self) -> bool {
-        let could = |primaries| {
-            self.count(Answer::Ok, primaries)
-                + self.count(Answer::Pending, primaries)
-                + self.count(Answer::Unasked, primaries)
-        };
-        could(false) < self.quorum.total || could(true) < self.quorum.primaries
+        self.groups.iter().any(|g| self.group_impossible(g))
     }
 
     /// Whether every replica asked has answered or failed.
@@ -184,12 +223,20 @@ impl Tally {
     }
 
     /// The error to give when the quorum was not reached.
+    /// Names the counts of the group that cannot reach its quorum, or
+    /// else of the first that has not reached it.
     pub fn failure(&self) -> RequestError {
+        let (group, quorum) = self
+            .groups
+            .iter()
+            .find(|g| self.group_impossible(g))
+            .or_else(|| self.groups.iter().find(|g| !self.group_reached(g)))
+            .unwrap_or(&self.groups[0]);
         RequestError::QuorumNotReached {
-            required: self.quorum.total,
-            succeeded: self.count(Answer::Ok, false),
-            primaries_required: self.quorum.primaries,
-            primaries_succeeded: self.count(Answer::Ok, true),
+            required: quorum.total,
+            succeeded: self.count(group, Answer::Ok, false),
+            primaries_required: quorum.primaries,
+            primaries_succeeded: self.count(group, Answer::Ok, true),
         }
     }
 
@@ -290,6 +337,46 @@ mod tests {
         let (failure, late) = t.expire();
         assert!(failure.is_some());
         assert_eq!(late, vec![NodeId(2)]);
+    }
+
+    #[test]
+    fn every_group_needs_its_quorum() {
+        // Old primaries {1, 2}, new {2, 3}: W = 2 in each.
+        let replicas: Vec<Replica> = [1, 2, 3]
+            .map(|n| Replica {
+                node: NodeId(n),
+                role: ReplicaRole::Primary,
+            })
+            .to_vec();
+        let w2 = Quorum {
+            total: 2,
+            primaries: 0,
+        };
+        let groups = vec![
+            (vec![NodeId(1), NodeId(2)], w2),
+            (vec![NodeId(2), NodeId(3)], w2),
+        ];
+        let mut t = Tally::grouped(replicas.clone(), groups.clone());
+        t.record(NodeId(1), true);
+        t.record(NodeId(2), true);
+        assert!(!t.reached(), "the new set has one copy of two");
+        t.record(NodeId(3), true);
+        assert!(t.reached());
+
+        let mut t = Tally::grouped(replicas, groups);
+        t.record(NodeId(1), true);
+        t.record(NodeId(2), true);
+        t.record(NodeId(3), false);
+        assert!(t.impossible(), "the new set can no longer hold two copies");
+        assert_eq!(
+            t.failure(),
+            RequestError::QuorumNotReached {
+                required: 2,
+                succeeded: 1,
+                primaries_required: 0,
+                primaries_succeeded: 1
+            }
+        );
     }
 
     #[test]

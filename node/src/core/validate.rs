@@ -41,7 +41,7 @@ fn bounded<T>(items: &[T]) -> Verdict {
 impl Node {
     fn key_of(&self, partition: PartitionId, key: &[u8]) -> Verdict {
         check_key(key).map_err(|_| "empty or oversized key")?;
-        if self.ring.partition_of_key(key) != partition {
+        if self.ring().partition_of_key(key) != partition {
             return Err("key does not belong to the partition");
         }
         Ok(())
@@ -50,8 +50,8 @@ impl Node {
     fn hint_owner(&self, partition: PartitionId, owner: Option<NodeId>) -> Verdict {
         match owner {
             None => Ok(()),
-            Some(o) if o != self.id && self.ring.is_primary(partition, o) => Ok(()),
-            Some(_) => Err("hint for a node that is not another primary of the partition"),
+            Some(o) if o != self.id && self.placement.is_owner(partition, o) => Ok(()),
+            Some(_) => Err("hint for a node that is not another owner of the partition"),
         }
     }
 
@@ -105,7 +105,7 @@ impl Node {
                 Ok(())
             }
             AeAnswer::Segments(_) => Err("wrong shape of segments"),
-            AeAnswer::Delta { objects, want } => {
+            AeAnswer::Delta { objects, want, .. } => {
                 if objects.len() > AE_MAX_KEYS || want.len() > AE_MAX_KEYS {
                     return Err("too many keys");
                 }

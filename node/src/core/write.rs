@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use quorra_client::{Quorum, Receipt, RequestError, Response};
+use quorra_client::{Consistency, Quorum, Receipt, RequestError, Response};
 use quorra_ring::{NodeId, PartitionId, ReplicaRole};
 use tracing::debug;
 
@@ -37,6 +37,9 @@ use crate::version::{Actor, Object, Sibling};
 #[derive(Debug)]
 pub(crate) struct WriteOp {
     reply_to: ReplyTo,
+    /// The placement generation it started under (see
+    /// [`Node::older_writes_in_flight`]).
+    pub(super) generation: u64,
     tally: Tally,
     /// What the client is told on success (the receipt is filled in then).
     response: Response,
@@ -200,12 +203,28 @@ impl Node {
         reply_to: ReplyTo,
         (partition, key): (PartitionId, Bytes),
         write: WriteOf,
-        quorum: Quorum,
+        consistency: Consistency,
         read: Option<Object>,
     ) {
         self.stats.writes += 1;
-        let replicas = self.replica_set(partition);
-        let tally = Tally::new(replicas.clone(), quorum);
+        let set = self.write_replicas(partition);
+        let mut groups = Vec::with_capacity(set.groups.len());
+        for group in set.groups {
+            match consistency.write_quorum(group.replicas) {
+                Ok(quorum) => groups.push((group.members, quorum)),
+                // A ring with fewer members than the request's level names
+                // (a cluster still growing to N): all of them.
+                Err(_) => groups.push((
+                    group.members,
+                    Quorum {
+                        total: group.replicas,
+                        primaries: group.replicas,
+                    },
+                )),
+            }
+        }
+        let replicas = set.replicas;
+        let tally = Tally::grouped(replicas.clone(), groups);
         if let Some(e) = Self::too_few(&tally) {
             self.stats.quorum_failures += 1;
             return self.reply(reply_to, Err(e));
@@ -243,6 +262,7 @@ impl Node {
         let id = self.next_request_id();
         let mut op = WriteOp {
             reply_to,
+            generation: self.placement_generation,
             response: Response {
                 answer,
                 ..response(&state, Receipt::default())

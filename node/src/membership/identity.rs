@@ -9,7 +9,7 @@
 //! sled's flush alone would not); the member table is flushed with it or
 //! by the next flush.
 
-use quorra_gossip::{Entry, Info, Status};
+use quorra_gossip::{Entry, Info, Layout, Status};
 use quorra_ring::{NodeId, RingConfig, Token};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,10 @@ pub struct Identity {
     pub version: u64,
     /// The node left the cluster (it must not serve again as a member).
     pub left: bool,
+    /// Its part in ownership changes (its stamps and trackers, see
+    /// [`super::layouts`]), gossiped in its entry.
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -95,6 +99,7 @@ pub fn own_entry(identity: &Identity, address: &str, generation: u32) -> Entry {
             zone: identity.zone.clone(),
             tokens: identity.tokens.clone(),
             storage_failing: false,
+            layout: identity.layout,
         },
     }
 }

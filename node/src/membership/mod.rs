@@ -22,9 +22,16 @@
 //!   themselves, then waits (up to [`JOIN_TURN_LIMIT`]) until every node
 //!   it sees joining with a lower id and up has chosen. No coordinator, and
 //!   a node whose view differs, or whose predecessor died, still chooses;
-//! - leaving announces `leaving`, then after [`LEAVE_STEP`] `left`, then
-//!   after another step the node is [`departed`](Membership::departed) and
-//!   its owner stops it.
+//! - ownership moves through layouts and trackers ([`layouts`]): the core
+//!   gets the active rings and the one reads use, and this node moves its
+//!   own trackers forward (acked once no older write is in flight, synced
+//!   once the core has pulled every partition it gains, sync-acked to the
+//!   layout it reads);
+//! - leaving stamps the node's departure and announces `leaving`; once no
+//!   active layout holds it any more (the others have pulled what it
+//!   owned, and read without it) it announces `left`, and one
+//!   [`LEAVE_STEP`] later it is [`departed`](Membership::departed) and its
+//!   owner stops it.
 //!
 //! Like the core it is handed the time and writes through the synchronous
 //! [`Store`]: the identity and the member table are saved and flushed when
@@ -32,16 +39,18 @@
 //! after a power cut still has its tokens and a ring at once.
 
 pub mod identity;
+pub mod layouts;
 
 use std::time::Duration;
 
-use quorra_gossip::{Entry, Event, GossipMessage, Gossiper, Status, Target};
-use quorra_ring::{Member, NodeId, Ring, RingError, allocate_tokens};
+use quorra_gossip::{Entry, Event, GossipMessage, Gossiper, Stamp, Status, Target};
+use quorra_ring::{NodeId, Ring, RingError, allocate_tokens};
 use tracing::{debug, error, info, warn};
 
 pub use identity::{Identity, own_entry};
+pub use layouts::{Behind, Layouts, Stage};
 
-use crate::core::Node;
+use crate::core::{Moves, Node};
 use crate::storage::{StorageError, Store};
 
 /// How far above the generation members remember a node that lost its data
@@ -66,15 +75,16 @@ pub const JOIN_SETTLE: Duration = Duration::from_secs(2);
 /// predecessor that takes longer is slow or gone, and is not waited for.
 pub const JOIN_TURN_LIMIT: Duration = Duration::from_secs(10);
 
-/// How long each step of leaving lasts, so the news reaches everyone.
+/// How long a node that has left keeps running, so the news reaches
+/// everyone.
 pub const LEAVE_STEP: Duration = Duration::from_secs(3);
 
 /// Where a departure stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Departure {
     Staying,
-    /// `leaving` announced at this time.
-    Leaving(Duration),
+    /// `leaving` announced; it waits until no active layout holds it.
+    Leaving,
     /// `left` announced at this time; the node stops one step later.
     Left(Duration),
     /// The news has had its time: the node should stop.
@@ -96,6 +106,10 @@ pub struct Membership {
     refused: bool,
     /// Where its join stands, once it could choose tokens.
     join: Option<Joining>,
+    /// The (read, floor) layouts derived last: they never go back.
+    reached: (Stamp, Stamp),
+    /// The stage of the transitions, derived last.
+    stage: Option<Stage>,
 }
 
 /// A join under way (see the module documentation).
@@ -137,7 +151,14 @@ impl Membership {
             departure: Departure::Staying,
             refused: false,
             join: None,
+            reached: (Stamp::ZERO, Stamp::ZERO),
+            stage: None,
         }
+    }
+
+    /// The stage of ownership transitions, as derived last.
+    pub fn stage(&self) -> Option<&Stage> {
+        self.stage.as_ref()
     }
 
     /// The gossiper (member table, failure detector opinions).
@@ -170,23 +191,11 @@ impl Membership {
         !self.identity.tokens.is_empty()
     }
 
-    /// The ring of the member table: members that own tokens, and joining
-    /// ones (known, owning nothing).
+    /// The newest layout's ring: where ownership is going (members whose
+    /// tokens are in it, and the others known, owning nothing).
     pub fn ring(&self) -> Result<Ring, RingError> {
-        Ring::new(
-            self.identity.settings,
-            self.gossip
-                .entries()
-                .filter(|e| !e.info.status.gone())
-                .map(|e| {
-                    let tokens = if e.info.status.owns_tokens() {
-                        e.info.tokens.clone()
-                    } else {
-                        Vec::new()
-                    };
-                    Member::new(e.id, e.info.zone.clone(), tokens)
-                }),
-        )
+        let layouts = Layouts::new(self.identity.settings, self.gossip.entries());
+        layouts.ring(layouts.newest_stamp())
     }
 
     /// Hands the core the ring of the members remembered from the last run,
@@ -210,8 +219,8 @@ impl Membership {
         };
         let next = self.gossip.poll_timeout().min(join);
         match self.departure {
-            Departure::Leaving(at) | Departure::Left(at) => next.min(at + LEAVE_STEP),
-            Departure::Staying | Departure::Departed => next,
+            Departure::Left(at) => next.min(at + LEAVE_STEP),
+            Departure::Staying | Departure::Leaving | Departure::Departed => next,
         }
     }
 
@@ -219,14 +228,24 @@ impl Membership {
     pub fn handle_timeout(&mut self, now: Duration) {
         self.gossip.handle_timeout(now);
         match self.departure {
-            Departure::Leaving(at) if now >= at + LEAVE_STEP => {
+            Departure::Leaving if self.out_of_every_layout() => {
                 self.departure = Departure::Left(now);
                 self.identity.left = true;
                 self.set_status(Status::Left);
-                info!("left the cluster; stopping once the news has spread");
+                info!("left the cluster: every partition it owned is held by its new owners");
             }
             Departure::Left(at) if now >= at + LEAVE_STEP => self.departure = Departure::Departed,
             _ => {}
+        }
+    }
+
+    /// Whether this node departed the layouts and no active one still
+    /// holds it: every member reads without it.
+    fn out_of_every_layout(&self) -> bool {
+        let departed = self.gossip.own().info.layout.departed;
+        match (&self.stage, departed) {
+            (Some(stage), Some(d)) => stage.floor.stamp >= d,
+            _ => false,
         }
     }
 
@@ -278,6 +297,11 @@ impl Membership {
         if changed {
             self.apply_ring(node);
             self.save_members()?;
+        }
+        // Re-stamping looks at every tracker: only when the table changed.
+        if (changed && self.restamp_if_late()) || self.follow_layouts(node)? {
+            // Its own entry changed: the stage may move on.
+            return self.process(now, node);
         }
         if !self.may_join() {
             self.join = None;
@@ -380,6 +404,10 @@ impl Membership {
         self.identity.tokens = tokens.clone();
         let mut info = self.gossip.own().info.clone();
         info.tokens = tokens;
+        // Its stamps and trackers are the earlier life's: the cluster's
+        // layouts do not change because it lost its data.
+        info.layout = former.info.layout;
+        self.identity.layout = info.layout;
         info.status = if self.departing() {
             info.status
         } else {
@@ -400,19 +428,34 @@ impl Membership {
         Ok(true)
     }
 
-    /// Starts leaving: `leaving` now, `left` one [`LEAVE_STEP`] later.
-    /// Refused (with the reason) if the node is already leaving or has not
+    /// Starts leaving: stamps the departure and announces `leaving`; `left`
+    /// follows once no active layout holds this node. Refused (with the reason) if the node is already leaving or has not
     /// joined.
-    pub fn leave(&mut self, now: Duration) -> Result<(), String> {
+    pub fn leave(&mut self) -> Result<(), String> {
         if self.departing() {
             return Err("this node is already leaving".into());
         }
         if !self.joined() {
             return Err("this node has not joined yet".into());
         }
-        self.departure = Departure::Leaving(now);
+        self.departure = Departure::Leaving;
+        let mut layout = self.gossip.own().info.layout;
+        layout.departed = Some(self.next_stamp());
+        self.identity.layout = layout;
+        let mut info = self.gossip.own().info.clone();
+        info.layout = layout;
+        self.gossip.set_info(info);
         self.set_status(Status::Leaving);
         Ok(())
+    }
+
+    /// A stamp for a change this node makes now: one above every stamp and
+    /// tracker it knows.
+    fn next_stamp(&self) -> Stamp {
+        Stamp {
+            counter: Layouts::next_counter(self.gossip.entries()),
+            by: self.identity.node,
+        }
     }
 
     /// Announces that member `id`, dead for good, is removed. Refused for
@@ -430,7 +473,8 @@ impl Membership {
                 "node {id} is up; remove only a node that died for good (stop it, or let it `quorra leave`)"
             )),
             Some(_) => {
-                self.gossip.remove(id);
+                let stamp = self.next_stamp();
+                self.gossip.remove(id, stamp);
                 Ok(())
             }
         }
@@ -476,10 +520,103 @@ impl Membership {
             }
             node.handle_peer_storage(e.id, e.info.storage_failing);
         }
-        match self.ring() {
-            Ok(ring) => node.handle_ring(ring),
+        let layouts = Layouts::new(self.identity.settings, self.gossip.entries());
+        match layouts.stage(self.reached) {
+            Ok(stage) => {
+                self.reached = (stage.read.stamp, stage.floor.stamp);
+                let moves = Moves {
+                    may_pull: stage.all_acked,
+                    removed: stage.removed.clone(),
+                    newest: stage.newest.digest,
+                };
+                node.handle_placement(stage.placement.clone(), moves);
+                self.stage = Some(stage);
+            }
             Err(e) => error!(error = %e, "the member table does not form a ring"),
         }
+    }
+
+    /// Moves this node's own trackers forward as far as it may (see
+    /// [`layouts`]): acked once no write it started under an older newest
+    /// layout is in flight, synced once every member acked and the core
+    /// pulled every partition it gains, sync-acked to the layout it reads.
+    /// Returns whether they moved (they were saved and announced).
+    fn follow_layouts(&mut self, node: &Node) -> Result<bool, StorageError> {
+        let Some(stage) = &self.stage else {
+            return Ok(false);
+        };
+        let own = self.gossip.own().info.layout;
+        let mut layout = own;
+        if layout.ack != stage.newest && !node.older_writes_in_flight() {
+            layout.ack = stage.newest;
+        }
+        if stage.all_acked && layout.sync != stage.newest && node.transfers_complete() {
+            layout.sync = stage.newest;
+        }
+        if layout.sync_ack != stage.read {
+            layout.sync_ack = stage.read;
+        }
+        if layout == own {
+            return Ok(false);
+        }
+        debug!(ack = %layout.ack.stamp, sync = %layout.sync.stamp, sync_ack = %layout.sync_ack.stamp,
+               "following the layouts");
+        self.set_layout(layout)?;
+        Ok(true)
+    }
+
+    /// Gives this node's entry `layout`, saved before it is announced (a
+    /// tracker is a promise about what the node does after a restart too).
+    fn set_layout(&mut self, layout: quorra_gossip::Layout) -> Result<(), StorageError> {
+        let mut info = self.gossip.own().info.clone();
+        info.layout = layout;
+        self.gossip.set_info(info);
+        self.identity.layout = layout;
+        self.identity.version = self.gossip.own().version;
+        identity::save(&self.store, &self.identity)?;
+        self.save_members()?;
+        self.gossip.announce();
+        Ok(())
+    }
+
+    /// A change this node made whose stamp is at or below a layout some
+    /// member followed without knowing of it (two changes made at the same
+    /// moment) is stamped again, above everything, so layouts already
+    /// followed keep their members. Returns whether it did.
+    fn restamp_if_late(&mut self) -> bool {
+        let own = self.gossip.own().info.layout;
+        let layouts = Layouts::new(self.identity.settings, self.gossip.entries());
+        let me = self.identity.node;
+        let late = |stamp: Option<Stamp>| {
+            stamp.is_some_and(|s| {
+                self.gossip.entries().any(|e| {
+                    let l = &e.info.layout;
+                    [l.ack, l.sync, l.sync_ack]
+                        .iter()
+                        .any(|&t| layouts.followed_without(t, me, s))
+                })
+            })
+        };
+        // Once it departed, its join is old news (and a layout without its
+        // join looks like one after its departure).
+        let joined_late = own.departed.is_none() && late(own.joined);
+        let departed_late = late(own.departed);
+        if !joined_late && !departed_late {
+            return false;
+        }
+        let stamp = self.next_stamp();
+        let mut layout = own;
+        if joined_late {
+            layout.joined = Some(stamp);
+        }
+        if departed_late {
+            layout.departed = Some(stamp);
+        }
+        warn!(%stamp, "an ownership change of this node was made at the same time as another; stamped again");
+        if let Err(e) = self.set_layout(layout) {
+            error!(error = %e, "saving the new stamp failed");
+        }
+        true
     }
 
     /// Chooses this node's tokens against the ring it sees, once, and
@@ -510,10 +647,13 @@ impl Membership {
                     return Ok(());
                 }
             };
+        let joined = self.next_stamp();
         self.identity.tokens = tokens.clone();
+        self.identity.layout.joined = Some(joined);
         let mut info = self.gossip.own().info.clone();
         info.tokens = tokens;
         info.status = Status::Normal;
+        info.layout.joined = Some(joined);
         self.gossip.set_info(info);
         self.gossip.announce();
         self.identity.version = self.gossip.own().version;

@@ -193,6 +193,7 @@ fn load_identity(store: &Store, config: &NodeConfig) -> Result<Identity, DaemonE
                 tokens: Vec::new(),
                 version: 1,
                 left: false,
+                layout: Default::default(),
             };
             identity::save(store, &id)?;
             Ok(id)

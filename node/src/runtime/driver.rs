@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use quorra_client::RequestError;
 use quorra_client::protocol::{
-    AdminCommand, AntiEntropyStatus, ClientMessage, ClusterStatus, MemberStatus, NodeMessage,
-    RoutingMember, RoutingTable,
+    AdminCommand, AntiEntropyStatus, ClientMessage, ClusterStatus, GainReport, MemberStatus,
+    MoveWait, MovesStatus, NodeMessage, RoutingMember, RoutingTable,
 };
 use quorra_client::wire;
 use quorra_gossip::Target;
@@ -149,8 +149,7 @@ impl Driver {
                 changed = shutdown.changed(), if !self.membership.departing() => {
                     if changed.is_ok() && self.leave_on_shutdown && self.membership.joined() {
                         info!("leaving the cluster before shutting down");
-                        let now = self.now();
-                        let _ = self.membership.leave(now);
+                        let _ = self.membership.leave();
                     } else {
                         break;
                     }
@@ -329,10 +328,10 @@ impl Driver {
         let me = self.membership.identity().node;
         match command {
             AdminCommand::Leave => {
-                let now = self.now();
-                self.membership.leave(now)?;
+                self.membership.leave()?;
                 Ok(format!(
-                    "node {me} is leaving: `leaving` now, `left` in {} s, then it stops",
+                    "node {me} is leaving: `leaving` now; `left` once its new owners hold \
+                     every partition it owned, then it stops {} s later",
                     LEAVE_STEP.as_secs()
                 ))
             }
@@ -434,7 +433,9 @@ impl Driver {
         use std::sync::atomic::Ordering::Relaxed;
         let counters = self.transport.gossip_counters();
         let gossip = self.membership.gossip();
-        let ring = self.node.ring();
+        // Shares are where ownership is going (the newest layout); reads
+        // move there once its new owners hold their data.
+        let ring = self.node.placement().newest();
         let counts: HashMap<NodeId, u64> = ring.partition_replica_counts().into_iter().collect();
         let total = (ring.partitioner().count() as u64 * ring.effective_replicas() as u64).max(1);
         ClusterStatus {
@@ -475,6 +476,61 @@ impl Driver {
                 }
             },
             storage: self.watch.status(self.engine.name(), Instant::now()),
+            moves: self.moves_status(),
         }
+    }
+
+    /// The layouts as this node sees them and what it pulls.
+    fn moves_status(&self) -> MovesStatus {
+        let placement = self.node.placement();
+        let moving = placement
+            .read_ring()
+            .partitioner()
+            .iter()
+            .filter(|&p| placement.moving(p))
+            .count() as u32;
+        let stats = self.node.stats();
+        let mut status = MovesStatus {
+            layouts: placement.rings().len() as u32,
+            moving_partitions: moving,
+            gains: self
+                .node
+                .transfers()
+                .into_iter()
+                .map(|g| GainReport {
+                    partition: g.partition.0,
+                    waiting_on: g.waiting_on.iter().map(|n| n.0).collect(),
+                    pulled: g.pulled.iter().map(|n| n.0).collect(),
+                    retries: g.retries,
+                    last_error: g.last_error,
+                    keys: g.keys,
+                    bytes: g.bytes,
+                })
+                .collect(),
+            pulls_started: stats.transfers_started,
+            gains_completed: stats.transfers_completed,
+            pulls_failed: stats.transfers_failed,
+            keys_received: stats.transfer_keys,
+            bytes_received: stats.transfer_bytes,
+            keys_cleaned: stats.cleanup_keys,
+            ..MovesStatus::default()
+        };
+        if let Some(stage) = self.membership.stage() {
+            status.newest = stage.newest.stamp.to_string();
+            status.read = stage.read.stamp.to_string();
+            status.floor = stage.floor.stamp.to_string();
+            status.waiting_on = stage
+                .behind
+                .iter()
+                .filter(|(_, b)| b.ack || b.sync || b.sync_ack)
+                .map(|(id, b)| MoveWait {
+                    node: id.0,
+                    ack: b.ack,
+                    sync: b.sync,
+                    read: b.sync_ack,
+                })
+                .collect();
+        }
+        status
     }
 }

@@ -27,7 +27,8 @@ const SEGMENTS_PER_STEP: usize = 256;
 enum Asked {
     Root,
     Branches(Vec<u32>),
-    Keys,
+    /// The segments whose keys were listed (none for a push).
+    Keys(Vec<u32>),
 }
 
 /// The initiator's state of one exchange.
@@ -35,6 +36,12 @@ enum Asked {
 pub(crate) struct Exchange {
     peer: NodeId,
     partition: PartitionId,
+    /// A pull of a gained partition ([`crate::core::transfer`]), not a
+    /// repair.
+    pub(crate) stream: bool,
+    /// A segment could not be compared (it holds more than a message):
+    /// a pull that skipped one is not complete.
+    skipped: bool,
     /// Differing segments not yet compared key by key, in order.
     segments: VecDeque<u32>,
     asked: Asked,
@@ -65,7 +72,7 @@ fn answer_size(answer: &AeAnswer) -> usize {
         AeAnswer::InSync => 1,
         AeAnswer::Branches(b) => 8 * b.len(),
         AeAnswer::Segments(runs) => runs.iter().map(|r| 8 * r.len()).sum(),
-        AeAnswer::Delta { objects, want } => {
+        AeAnswer::Delta { objects, want, .. } => {
             objects_size(objects) + want.iter().map(|k| k.len()).sum::<usize>()
         }
     }
@@ -76,7 +83,7 @@ impl Node {
     /// believed up.
     pub(super) fn ae_start(&mut self, now: Duration, partition: PartitionId) {
         let others: Vec<NodeId> = self
-            .ring
+            .ring()
             .primaries(partition)
             .filter(|&n| n != self.id && self.peers.is_up(n))
             .collect();
@@ -84,24 +91,49 @@ impl Node {
             return;
         }
         let peer = others[self.rng.random_range(0..others.len())];
+        if self.ae_start_with(now, partition, peer, false) {
+            self.stats.ae_exchanges += 1;
+            self.ae.running += 1;
+        }
+    }
+
+    /// Starts an exchange of `partition` with `peer`: a repair, or a pull
+    /// (`stream`). Returns false if this node cannot read its partition.
+    pub(crate) fn ae_start_with(
+        &mut self,
+        now: Duration,
+        partition: PartitionId,
+        peer: NodeId,
+        stream: bool,
+    ) -> bool {
         let root = match self.ae_tree(partition) {
             Ok(tree) => tree.root(),
             Err(e) => {
                 self.stats.storage_errors += 1;
                 debug!(error = %e, %partition, "anti-entropy cannot read its partition");
-                return;
+                return false;
             }
         };
-        trace!(%partition, peer = peer.0, "anti-entropy exchange starts");
-        self.stats.ae_exchanges += 1;
-        self.ae.running += 1;
+        trace!(%partition, peer = peer.0, stream, "anti-entropy exchange starts");
         let exchange = Exchange {
             peer,
             partition,
+            stream,
+            skipped: false,
             segments: VecDeque::new(),
             asked: Asked::Root,
         };
         self.ae_send(now, exchange, AeStep::Root(root));
+        true
+    }
+
+    /// The budget an exchange is paced by.
+    fn exchange_budget(&mut self, stream: bool) -> &mut super::budget::Budget {
+        if stream {
+            &mut self.transfers.budget
+        } else {
+            &mut self.ae.budget
+        }
     }
 
     /// Sends the exchange's next step now, charging the budget.
@@ -109,19 +141,21 @@ impl Node {
         exchange.asked = match &step {
             AeStep::Root(_) => Asked::Root,
             AeStep::Branches(b) => Asked::Branches(b.clone()),
-            AeStep::Keys { .. } | AeStep::Push(_) => Asked::Keys,
+            AeStep::Keys { segments, .. } => Asked::Keys(segments.clone()),
+            AeStep::Push(_) => Asked::Keys(Vec::new()),
         };
         let size = step_size(&step);
-        self.ae.budget.charge(now, size);
+        self.exchange_budget(exchange.stream).charge(now, size);
         self.stats.ae_bytes_sent += size as u64;
         let id = self.next_request_id();
-        let (peer, partition) = (exchange.peer, exchange.partition);
+        let (peer, partition, stream) = (exchange.peer, exchange.partition, exchange.stream);
         self.send(
             peer,
             PeerMessage::AntiEntropy {
                 id,
                 partition,
                 step,
+                stream,
             },
         );
         self.track(now, id, Op::Exchange(exchange));
@@ -129,24 +163,32 @@ impl Node {
 
     /// Sends the next step when the budget allows, or parks it.
     fn ae_continue(&mut self, now: Duration, exchange: Exchange, step: AeStep) {
-        if self.ae.budget.available(now) {
+        if self.exchange_budget(exchange.stream).available(now) {
             self.ae_send(now, exchange, step);
         } else {
             self.ae.parked.push_back((exchange, step));
         }
     }
 
-    fn ae_finish(&mut self, failed: bool) {
+    /// An exchange ended: `Err` says why it did not complete.
+    fn ae_finish(&mut self, now: Duration, exchange: &Exchange, result: Result<(), &str>) {
+        if exchange.stream {
+            let result = match result {
+                Ok(()) if exchange.skipped => Err("a segment too large to compare".to_string()),
+                r => r.map_err(str::to_string),
+            };
+            return self.transfer_ended(now, exchange.partition, exchange.peer, result);
+        }
         self.ae.running = self.ae.running.saturating_sub(1);
-        if failed {
+        if result.is_err() {
             self.stats.ae_failed += 1;
         }
     }
 
     /// An exchange got no answer in time.
-    pub(crate) fn ae_expired(&mut self, exchange: Exchange) {
+    pub(crate) fn ae_expired(&mut self, now: Duration, exchange: Exchange) {
         debug!(partition = %exchange.partition, peer = exchange.peer.0, "anti-entropy step timed out");
-        self.ae_finish(true);
+        self.ae_finish(now, &exchange, Err("the source did not answer in time"));
     }
 
     /// The initiator reads a replica's answer and takes the next step.
@@ -161,29 +203,31 @@ impl Node {
         let Some(Op::Exchange(mut exchange)) = self.take_op_if(id, ours) else {
             return;
         };
-        self.ae
-            .budget
+        self.exchange_budget(exchange.stream)
             .charge(now, result.as_ref().map_or(1, answer_size));
         let partition = exchange.partition;
-        if !self.options.anti_entropy || !self.is_primary(partition) {
-            return self.ae_finish(false);
+        if (!exchange.stream && !self.options.anti_entropy) || !self.is_primary(partition) {
+            return self.ae_finish(now, &exchange, Err("this node no longer replicates it"));
         }
         let answer = match result {
             Ok(answer) => answer,
             Err(e) => {
                 debug!(error = %e, %partition, peer = from.0, "anti-entropy refused");
-                return self.ae_finish(true);
+                return self.ae_finish(now, &exchange, Err("the source refused"));
             }
         };
-        let step = match (std::mem::replace(&mut exchange.asked, Asked::Keys), answer) {
+        let step = match (
+            std::mem::replace(&mut exchange.asked, Asked::Keys(Vec::new())),
+            answer,
+        ) {
             (_, AeAnswer::InSync) => {
                 self.stats.ae_in_sync += 1;
-                return self.ae_finish(false);
+                return self.ae_finish(now, &exchange, Ok(()));
             }
             (Asked::Root, AeAnswer::Branches(theirs)) => {
                 let mine = match self.ae_tree(partition) {
                     Ok(tree) => tree.branches().to_vec(),
-                    Err(e) => return self.ae_storage_failed(e),
+                    Err(e) => return self.ae_storage_failed(now, &exchange, e),
                 };
                 let branches: Vec<u32> = differing(&mine, &theirs)
                     .into_iter()
@@ -192,14 +236,14 @@ impl Node {
                     .collect();
                 if branches.is_empty() {
                     self.stats.ae_in_sync += 1;
-                    return self.ae_finish(false);
+                    return self.ae_finish(now, &exchange, Ok(()));
                 }
                 AeStep::Branches(branches)
             }
             (Asked::Branches(asked), AeAnswer::Segments(runs)) => {
                 let tree = match self.ae_tree(partition) {
                     Ok(tree) => tree,
-                    Err(e) => return self.ae_storage_failed(e),
+                    Err(e) => return self.ae_storage_failed(now, &exchange, e),
                 };
                 for (branch, theirs) in asked.iter().zip(&runs) {
                     let b = *branch as usize;
@@ -211,33 +255,46 @@ impl Node {
                 }
                 match self.ae_keys_step(&mut exchange) {
                     Ok(Some(step)) => step,
-                    Ok(None) => return self.ae_finish(false),
-                    Err(e) => return self.ae_storage_failed(e),
+                    Ok(None) => return self.ae_finish(now, &exchange, Ok(())),
+                    Err(e) => return self.ae_storage_failed(now, &exchange, e),
                 }
             }
-            (Asked::Keys, AeAnswer::Delta { objects, want }) => {
+            (
+                Asked::Keys(asked),
+                AeAnswer::Delta {
+                    objects,
+                    want,
+                    more,
+                },
+            ) => {
                 self.ae_apply_delta(now, &exchange, objects, want);
+                if more {
+                    // The rest of these segments next, before the others.
+                    for s in asked.into_iter().rev() {
+                        exchange.segments.push_front(s);
+                    }
+                }
                 match self.ae_keys_step(&mut exchange) {
                     Ok(Some(step)) => step,
                     Ok(None) => {
                         self.stats.ae_repaired_exchanges += 1;
-                        return self.ae_finish(false);
+                        return self.ae_finish(now, &exchange, Ok(()));
                     }
-                    Err(e) => return self.ae_storage_failed(e),
+                    Err(e) => return self.ae_storage_failed(now, &exchange, e),
                 }
             }
             (_, _) => {
                 debug!(%partition, peer = from.0, "anti-entropy answer does not fit the step");
-                return self.ae_finish(true);
+                return self.ae_finish(now, &exchange, Err("an answer that does not fit the step"));
             }
         };
         self.ae_continue(now, exchange, step);
     }
 
-    fn ae_storage_failed(&mut self, e: StorageError) {
+    fn ae_storage_failed(&mut self, now: Duration, exchange: &Exchange, e: StorageError) {
         self.stats.storage_errors += 1;
         debug!(error = %e, "anti-entropy cannot read its partition");
-        self.ae_finish(true);
+        self.ae_finish(now, exchange, Err("this node cannot read its partition"));
     }
 
     /// The next `Keys` step: this node's keys in the next differing
@@ -261,6 +318,7 @@ impl Node {
                 if listed.len() > AE_MAX_KEYS || size > AE_MAX_BYTES {
                     // One segment beyond a message: cannot be compared.
                     self.stats.ae_segments_skipped += 1;
+                    exchange.skipped = true;
                     continue;
                 }
                 if keys.len() + listed.len() > AE_MAX_KEYS || bytes + size > AE_MAX_BYTES {
@@ -295,11 +353,15 @@ impl Node {
             .iter()
             .map(|(k, _)| k)
             .chain(&want)
-            .any(|k| self.ring.partition_of_key(k) != partition);
+            .any(|k| self.ring().partition_of_key(k) != partition);
         if foreign {
             debug!(%partition, "anti-entropy answer names keys of another partition; dropped");
             self.stats.rejected_messages += 1;
             return;
+        }
+        if exchange.stream {
+            let bytes = objects.iter().map(|(k, o)| object_size(k, o)).sum();
+            self.transfer_received(partition, objects.len(), bytes);
         }
         let mut push = Vec::new();
         for (key, theirs) in objects {
@@ -328,14 +390,14 @@ impl Node {
                 }
             }
         }
-        self.ae_push(now, exchange.peer, partition, push);
+        self.ae_push(now, (exchange.peer, exchange.stream), partition, push);
     }
 
     /// Sends states to `peer` in messages within the bounds.
     fn ae_push(
         &mut self,
         now: Duration,
-        peer: NodeId,
+        (peer, stream): (NodeId, bool),
         partition: PartitionId,
         push: Vec<KeyObject>,
     ) {
@@ -344,13 +406,14 @@ impl Node {
         let flush = |node: &mut Node, chunk: Vec<KeyObject>, bytes: usize| {
             node.stats.ae_keys_sent += chunk.len() as u64;
             node.stats.ae_bytes_sent += bytes as u64;
-            node.ae.budget.charge(now, bytes);
+            node.exchange_budget(stream).charge(now, bytes);
             node.send(
                 peer,
                 PeerMessage::AntiEntropy {
                     id: 0,
                     partition,
                     step: AeStep::Push(chunk),
+                    stream,
                 },
             );
         };
@@ -374,10 +437,10 @@ impl Node {
         now: Duration,
         from: NodeId,
         id: RequestId,
-        partition: PartitionId,
+        (partition, stream): (PartitionId, bool),
         step: AeStep,
     ) {
-        let refusal = if !self.options.anti_entropy {
+        let refusal = if !stream && !self.options.anti_entropy {
             Some(ReplicaError::AntiEntropyOff)
         } else if !self.is_primary(partition) {
             Some(ReplicaError::NotReplica(partition))
@@ -398,7 +461,7 @@ impl Node {
             Ok((answer, size)) => (Ok(answer), size),
             Err(e) => (Err(e), 1),
         };
-        self.ae.budget.charge(now, size);
+        self.exchange_budget(stream).charge(now, size);
         self.stats.ae_bytes_sent += size as u64;
         if let Ok(AeAnswer::Delta { objects, .. }) = &result {
             self.stats.ae_keys_sent += objects.len() as u64;
@@ -468,6 +531,7 @@ impl Node {
         let theirs: BTreeMap<Bytes, u64> = keys.into_iter().collect();
         let mut mine = BTreeSet::new();
         let (mut objects, mut want, mut bytes) = (Vec::new(), Vec::new(), 0);
+        let mut more = false;
         scan(&self.store, partition, Some(&segments), |s| {
             mine.insert(s.key.clone());
             let listed = theirs.get(&s.key);
@@ -477,13 +541,23 @@ impl Node {
             if bytes + s.size <= AE_MAX_BYTES && objects.len() < AE_MAX_KEYS {
                 bytes += s.size;
                 objects.push((s.key, s.object));
-            } else if listed.is_some() {
-                // No room for ours: take theirs now, send ours next time.
-                want.push(s.key);
+            } else {
+                more = true;
+                if listed.is_some() {
+                    // No room for ours: take theirs now, send ours next time.
+                    want.push(s.key);
+                }
             }
         })?;
         want.extend(theirs.into_keys().filter(|k| !mine.contains(k)));
         bytes += want.iter().map(|k| k.len()).sum::<usize>();
-        Ok((AeAnswer::Delta { objects, want }, bytes))
+        Ok((
+            AeAnswer::Delta {
+                objects,
+                want,
+                more,
+            },
+            bytes,
+        ))
     }
 }

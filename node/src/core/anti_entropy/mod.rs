@@ -168,41 +168,63 @@ impl Node {
         Ok(tree)
     }
 
-    /// The ring changed: walk the partitions this node now replicates, and
-    /// forget the trees of the others.
-    pub(super) fn ae_ring_changed(&mut self) {
-        let mine = self.ring.partitions_of(self.id);
-        let set: BTreeSet<PartitionId> = mine.iter().copied().collect();
-        self.ae.trees.retain(&set);
-        self.ae.partitions = mine;
+    /// The placement changed: walk the partitions this node replicates and
+    /// that are not moving (a moving partition is pulled instead, see
+    /// [`super::transfer`]), and forget the trees of the partitions it owns
+    /// in no active ring.
+    pub(super) fn ae_placement_changed(&mut self) {
+        let read = self.placement.read_ring();
+        let owned: BTreeSet<PartitionId> = read
+            .partitioner()
+            .iter()
+            .filter(|&p| self.placement.is_owner(p, self.id))
+            .collect();
+        self.ae.trees.retain(&owned);
+        self.ae.partitions = read
+            .partitions_of(self.id)
+            .into_iter()
+            .filter(|&p| !self.placement.moving(p))
+            .collect();
         if self.ae.cursor >= self.ae.partitions.len() {
             self.ae.cursor = 0;
         }
     }
 
-    /// When anti-entropy next needs `handle_timeout`.
+    /// When anti-entropy (or a parked pull) next needs `handle_timeout`.
     pub(super) fn ae_next_wake(&self, now: Duration) -> Option<Duration> {
-        if !self.options.anti_entropy {
-            return None;
+        let mut next = None;
+        for (exchange, _) in &self.ae.parked {
+            let budget = if exchange.stream {
+                &self.transfers.budget
+            } else {
+                &self.ae.budget
+            };
+            let at = budget.ready_at(now);
+            next = Some(next.map_or(at, |n: Duration| n.min(at)));
         }
-        let mut next = self.ae.next_start;
-        if !self.ae.parked.is_empty() {
-            next = next.min(self.ae.budget.ready_at(now));
+        if self.options.anti_entropy {
+            next = Some(next.map_or(self.ae.next_start, |n| n.min(self.ae.next_start)));
         }
-        Some(next)
+        next
     }
 
     /// Resumes parked exchanges the budget allows, and starts the next one
     /// when it is time.
     pub(super) fn ae_tick(&mut self, now: Duration) {
-        if !self.options.anti_entropy {
-            return;
+        let parked = std::mem::take(&mut self.ae.parked);
+        for (exchange, step) in parked {
+            let budget = if exchange.stream {
+                &mut self.transfers.budget
+            } else {
+                &mut self.ae.budget
+            };
+            if budget.available(now) {
+                self.ae_send(now, exchange, step);
+            } else {
+                self.ae.parked.push_back((exchange, step));
+            }
         }
-        while !self.ae.parked.is_empty() && self.ae.budget.available(now) {
-            let (exchange, step) = self.ae.parked.pop_front().expect("not empty");
-            self.ae_send(now, exchange, step);
-        }
-        if now < self.ae.next_start {
+        if !self.options.anti_entropy || now < self.ae.next_start {
             return;
         }
         let count = self.ae.partitions.len().max(1) as u32;

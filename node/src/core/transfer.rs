@@ -1,0 +1,278 @@
+//! Streaming the partitions a node gains when ownership moves.
+//!
+//! Membership hands the core a [`Placement`] (the active rings and the one
+//! reads use, see `membership::layouts`). A node *gains* a partition when
+//! it owns it in some active ring but not in the read ring: it must pull
+//! what the read ring's primaries hold before reads may use it. It pulls
+//! only once every member writes to the newest layout (`may_pull`), so
+//! every write acknowledged later reaches it directly; and it pulls from
+//! **every** old primary (a removed one excepted), so every write
+//! acknowledged earlier, at any W, is in what it pulls.
+//!
+//! A pull is an anti-entropy exchange that this node starts with one
+//! source for one partition ([`super::anti_entropy`]): it compares trees
+//! and brings over, in bounded batches, every state the source holds that
+//! this node lacks or holds differently, merging as everything else does
+//! (tombstones travel like values, so purges stay safe). The exchange is
+//! paced by its own byte budget (`transfer_bytes_per_sec`), separate from
+//! anti-entropy's, and at most `transfer_streams` run at a time. A source
+//! that fails or does not answer is retried after `transfer_retry`, the
+//! other sources of the partition meanwhile; a down source is waited for
+//! (the move stalls, visibly, until it is back or removed).
+//!
+//! A partition is complete once an exchange with each of its sources
+//! finished; the node tells membership when every gained partition is
+//! ([`Node::transfers_complete`]), which then announces the node synced.
+//! Progress lives in memory: a node that restarts pulls its incomplete
+//! partitions again (merging makes that harmless).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use quorra_ring::{NodeId, PartitionId, Placement};
+use tracing::{debug, info};
+
+use super::anti_entropy::budget::Budget;
+use super::node::Node;
+
+/// What membership tells the core besides the placement.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Moves {
+    /// Every member writes to the newest layout: gained partitions may be
+    /// pulled.
+    pub may_pull: bool,
+    /// Members removed by an operator (dead): not pulled from.
+    pub removed: BTreeSet<NodeId>,
+    /// Names the newest layout (its digest); a new value means writes
+    /// started from now on go to a new set of rings.
+    pub newest: u64,
+}
+
+/// One partition being gained.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Gain {
+    /// Sources not pulled from yet.
+    pub(crate) sources: BTreeSet<NodeId>,
+    /// Sources pulled from.
+    pub(crate) pulled: BTreeSet<NodeId>,
+    /// The source an exchange runs with now.
+    pub(crate) running: Option<NodeId>,
+    /// When a failed source may be tried again.
+    pub(crate) retry_at: BTreeMap<NodeId, Duration>,
+    /// Failed attempts.
+    pub(crate) retries: u32,
+    /// Why the last attempt failed.
+    pub(crate) last_error: Option<String>,
+    /// States received.
+    pub(crate) keys: u64,
+    /// Bytes received.
+    pub(crate) bytes: u64,
+}
+
+impl Gain {
+    fn complete(&self) -> bool {
+        self.sources.is_empty() && self.running.is_none()
+    }
+}
+
+/// The node's transfers.
+#[derive(Debug)]
+pub(crate) struct Transfers {
+    pub(crate) gains: BTreeMap<PartitionId, Gain>,
+    pub(crate) moves: Moves,
+    pub(crate) running: usize,
+    pub(crate) budget: Budget,
+}
+
+impl Transfers {
+    pub(crate) fn new(rate: u64, now: Duration) -> Self {
+        Self {
+            gains: BTreeMap::new(),
+            moves: Moves::default(),
+            running: 0,
+            budget: Budget::new(rate, now),
+        }
+    }
+}
+
+/// What one partition's move looks like, for operators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GainStatus {
+    /// The partition.
+    pub partition: PartitionId,
+    /// Sources still to pull from.
+    pub waiting_on: Vec<NodeId>,
+    /// Sources pulled from.
+    pub pulled: Vec<NodeId>,
+    /// Failed attempts, and the last error.
+    pub retries: u32,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// States and bytes received so far.
+    pub keys: u64,
+    /// Bytes received so far.
+    pub bytes: u64,
+}
+
+impl Node {
+    /// Recomputes what this node gains under the new placement: partitions
+    /// it owns in an active ring but not in the read ring. A gain already
+    /// under way keeps the sources it pulled from (what they held is here,
+    /// and later writes reach this node directly).
+    pub(super) fn transfers_placement_changed(&mut self, placement: &Placement) {
+        let me = self.id;
+        let read = placement.read_ring();
+        let removed = self.transfers.moves.removed.clone();
+        let mut gains = std::mem::take(&mut self.transfers.gains);
+        let mut next = BTreeMap::new();
+        for p in read.partitioner().iter() {
+            if !placement.is_owner(p, me) || read.is_primary(p, me) {
+                continue;
+            }
+            let mut gain = gains.remove(&p).unwrap_or_default();
+            gain.sources = read
+                .primaries(p)
+                .filter(|n| *n != me && !removed.contains(n) && !gain.pulled.contains(n))
+                .filter(|n| gain.running != Some(*n))
+                .collect();
+            next.insert(p, gain);
+        }
+        for (p, gain) in gains {
+            if gain.running.is_some() {
+                // Its exchange ends on its own; nothing waits for it.
+                debug!(partition = %p, "no longer gained");
+            }
+        }
+        self.transfers.gains = next;
+    }
+
+    /// Whether every partition this node gains has been pulled from each
+    /// of its sources.
+    pub fn transfers_complete(&self) -> bool {
+        self.transfers.gains.values().all(Gain::complete)
+    }
+
+    /// The partitions this node is gaining, with their progress.
+    pub fn transfers(&self) -> Vec<GainStatus> {
+        self.transfers
+            .gains
+            .iter()
+            .filter(|(_, g)| !g.complete())
+            .map(|(&partition, g)| GainStatus {
+                partition,
+                waiting_on: g.sources.iter().copied().chain(g.running).collect(),
+                pulled: g.pulled.iter().copied().collect(),
+                retries: g.retries,
+                last_error: g.last_error.clone(),
+                keys: g.keys,
+                bytes: g.bytes,
+            })
+            .collect()
+    }
+
+    /// Starts pulls, within the limits, for partitions whose sources are
+    /// up and not waiting for a retry.
+    pub(super) fn transfers_tick(&mut self, now: Duration) {
+        if !self.transfers.moves.may_pull {
+            return;
+        }
+        while self.transfers.running < self.options.transfer_streams
+            && self.transfers.budget.available(now)
+        {
+            let next = self.transfers.gains.iter().find_map(|(&p, g)| {
+                if g.running.is_some() {
+                    return None;
+                }
+                g.sources
+                    .iter()
+                    .find(|&&s| {
+                        self.peers.is_up(s) && g.retry_at.get(&s).is_none_or(|&at| at <= now)
+                    })
+                    .map(|&s| (p, s))
+            });
+            let Some((partition, source)) = next else {
+                return;
+            };
+            let gain = self.transfers.gains.get_mut(&partition).expect("found");
+            gain.sources.remove(&source);
+            gain.running = Some(source);
+            self.transfers.running += 1;
+            self.stats.transfers_started += 1;
+            if !self.ae_start_with(now, partition, source, true) {
+                self.transfer_ended(
+                    now,
+                    partition,
+                    source,
+                    Err("cannot read the partition".into()),
+                );
+            }
+        }
+    }
+
+    /// An exchange pulling `partition` from `source` ended.
+    pub(super) fn transfer_ended(
+        &mut self,
+        now: Duration,
+        partition: PartitionId,
+        source: NodeId,
+        result: Result<(), String>,
+    ) {
+        self.transfers.running = self.transfers.running.saturating_sub(1);
+        let retry = self.options.transfer_retry;
+        let Some(gain) = self.transfers.gains.get_mut(&partition) else {
+            return;
+        };
+        if gain.running != Some(source) {
+            return;
+        }
+        gain.running = None;
+        match result {
+            Ok(()) => {
+                gain.pulled.insert(source);
+                if gain.complete() {
+                    self.stats.transfers_completed += 1;
+                    info!(%partition, keys = gain.keys, bytes = gain.bytes, "partition received");
+                }
+            }
+            Err(e) => {
+                debug!(%partition, source = source.0, error = %e, "pull failed; retried later");
+                gain.retries += 1;
+                gain.last_error = Some(e);
+                gain.retry_at.insert(source, now + retry);
+                gain.sources.insert(source);
+                self.stats.transfers_failed += 1;
+            }
+        }
+    }
+
+    /// Counts what a pull of `partition` brought.
+    pub(super) fn transfer_received(&mut self, partition: PartitionId, keys: usize, bytes: usize) {
+        if let Some(gain) = self.transfers.gains.get_mut(&partition) {
+            gain.keys += keys as u64;
+            gain.bytes += bytes as u64;
+        }
+        self.stats.transfer_keys += keys as u64;
+        self.stats.transfer_bytes += bytes as u64;
+    }
+
+    /// When transfers next need `handle_timeout`.
+    pub(super) fn transfers_next_wake(&self, now: Duration) -> Option<Duration> {
+        if !self.transfers.moves.may_pull || self.transfers.running >= self.options.transfer_streams
+        {
+            return None;
+        }
+        let mut next: Option<Duration> = None;
+        for g in self
+            .transfers
+            .gains
+            .values()
+            .filter(|g| g.running.is_none())
+        {
+            for s in &g.sources {
+                let at = g.retry_at.get(s).copied().unwrap_or(now).max(now);
+                next = Some(next.map_or(at, |n: Duration| n.min(at)));
+            }
+        }
+        next.map(|at| at.max(self.transfers.budget.ready_at(now)))
+    }
+}

@@ -1,0 +1,329 @@
+//! Ownership transitions, derived from gossip with no coordinator.
+//!
+//! ## Layouts
+//!
+//! A member's tokens are fixed for life, so what changes ownership is a
+//! member entering the layouts (a join: it chose tokens) or leaving them
+//! (a leave, or an operator's removal of a dead node). Each such change is
+//! stamped ([`Stamp`]: a counter one above every stamp and tracker the
+//! changer knows, then its id) and gossiped in the member's entry
+//! (`joined`, `departed`). The **layout at stamp s** is the ring of the
+//! members that joined at or before s and had not departed at s. Every
+//! node that knows the same entries computes the same layouts, and a
+//! [`Tracker`] names one by its stamp and a digest of its members, so a
+//! tracker set by a member that had not heard of some change is recognised
+//! (its digest differs) and counted as behind.
+//!
+//! ## Stages
+//!
+//! Every member gossips three trackers, each moved forward by the member
+//! itself ([`super::Membership`]), and every node derives the stage from
+//! the minimum over the members that are not gone (down ones included:
+//! a transition waits for a member that is down, and an operator removes a
+//! member that died for good):
+//!
+//! 1. **ack**: the member writes to the newest layout it knows, and no
+//!    write it started before knowing it is still in flight. Writes go to
+//!    every *active* layout (below): a write succeeds only with its quorum
+//!    in each distinct primary set.
+//! 2. **sync**: the member holds the data of every partition it owns in
+//!    that layout. A member gaining a partition pulls it from every old
+//!    primary (the read layout's, a removed member excepted) only once
+//!    every member has acked the newest layout, so nothing acknowledged
+//!    after the pull can miss it, and everything acknowledged before it is
+//!    on one of the primaries it pulled from, whatever W was. Members that
+//!    gain nothing sync as soon as every member acked.
+//! 3. **sync_ack**: the member has seen every member synced to that layout
+//!    and reads from it (or a later one).
+//!
+//! A node **reads** from the newest layout every member synced to (the
+//! *read layout*), and **writes** to every layout from the oldest any
+//! member may still read from (the minimum sync_ack, the *floor*) to the
+//! newest. A coordinator one stage behind reads an older layout, which
+//! every write still reaches (writes go down to the floor, and the floor
+//! never passes a layout some member still reads); one stage ahead, it
+//! writes to more layouts than needed. Both stay monotonic on each node.
+//! A node drops a partition's data only when it owns it in no active
+//! layout: no member reads from a layout below the floor.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use quorra_gossip::{Entry, Stamp, Status, Tracker};
+use quorra_ring::{Member, NodeId, Placement, Ring, RingConfig, RingError};
+
+/// What a member contributes to the layouts.
+#[derive(Clone, Debug)]
+struct Record<'a> {
+    id: NodeId,
+    zone: &'a str,
+    tokens: &'a [quorra_ring::Token],
+    /// When its tokens entered the layouts (`None`: they have not).
+    joined: Option<Stamp>,
+    departed: Option<Stamp>,
+    /// Gone for good (left or removed): known only while some layout
+    /// holds its tokens.
+    gone: bool,
+    status: Status,
+    /// Its trackers.
+    layout: &'a quorra_gossip::Layout,
+}
+
+impl Record<'_> {
+    fn of(entry: &Entry) -> Record<'_> {
+        let info = &entry.info;
+        let owned_tokens =
+            !info.tokens.is_empty() && (info.status.owns_tokens() || info.layout.joined.is_some());
+        let joined = if owned_tokens {
+            // Members that owned tokens before stamps existed are in every
+            // layout from the first.
+            Some(info.layout.joined.unwrap_or(Stamp::ZERO))
+        } else {
+            None
+        };
+        // A member that left or was removed before stamps existed is in no
+        // layout.
+        let departed = info
+            .layout
+            .departed
+            .or(info.status.gone().then_some(Stamp::ZERO));
+        Record {
+            id: entry.id,
+            zone: &info.zone,
+            tokens: &info.tokens,
+            joined,
+            departed,
+            gone: info.status.gone(),
+            status: info.status,
+            layout: &info.layout,
+        }
+    }
+
+    /// Whether its tokens are in the layout at `s`.
+    fn in_layout(&self, s: Stamp) -> bool {
+        self.joined.is_some_and(|j| j <= s) && self.departed.is_none_or(|d| d > s)
+    }
+}
+
+/// Where the layouts stand, as one node sees them.
+#[derive(Clone, Debug)]
+pub struct Stage {
+    /// The newest layout.
+    pub newest: Tracker,
+    /// The layout reads use.
+    pub read: Tracker,
+    /// The oldest layout writes still go to.
+    pub floor: Tracker,
+    /// Every member not gone writes to the newest layout: gaining members
+    /// may pull.
+    pub all_acked: bool,
+    /// The members not gone, with whether they are behind: not acked,
+    /// synced or sync-acked to the newest layout.
+    pub behind: BTreeMap<NodeId, Behind>,
+    /// Members removed by an operator: no source to pull from.
+    pub removed: BTreeSet<NodeId>,
+    /// The active layouts' rings, oldest first, and the one reads use.
+    pub placement: Placement,
+}
+
+/// Which trackers of a member are short of the newest layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Behind {
+    /// Not yet writing to it.
+    pub ack: bool,
+    /// Not yet holding its data.
+    pub sync: bool,
+    /// Not yet reading from it.
+    pub sync_ack: bool,
+}
+
+/// The layouts of a member table.
+pub struct Layouts<'a> {
+    settings: RingConfig,
+    records: Vec<Record<'a>>,
+    /// Every stamp of a change, and [`Stamp::ZERO`], in order.
+    stamps: Vec<Stamp>,
+}
+
+impl<'a> Layouts<'a> {
+    /// The layouts of `entries` under `settings`.
+    pub fn new(settings: RingConfig, entries: impl Iterator<Item = &'a Entry>) -> Self {
+        let records: Vec<Record<'a>> = entries.map(Record::of).collect();
+        let mut stamps: BTreeSet<Stamp> = BTreeSet::from([Stamp::ZERO]);
+        for r in &records {
+            stamps.extend(r.joined);
+            stamps.extend(r.departed);
+        }
+        Self {
+            settings,
+            records,
+            stamps: stamps.into_iter().collect(),
+        }
+    }
+
+    /// The newest stamp.
+    pub fn newest_stamp(&self) -> Stamp {
+        *self.stamps.last().expect("ZERO is always there")
+    }
+
+    /// The highest counter of any stamp or tracker in `entries`: a change
+    /// is stamped one above it.
+    pub fn next_counter(entries: impl Iterator<Item = &'a Entry>) -> u64 {
+        let mut top = 0;
+        for e in entries {
+            let l = &e.info.layout;
+            for s in [l.joined, l.departed].into_iter().flatten() {
+                top = top.max(s.counter);
+            }
+            for t in [l.ack, l.sync, l.sync_ack] {
+                top = top.max(t.stamp.counter);
+            }
+        }
+        top + 1
+    }
+
+    /// The digest of the layout at `s`: its members with their zones and
+    /// tokens, in id order.
+    pub fn digest(&self, s: Stamp) -> u64 {
+        self.digest_but(s, None)
+    }
+
+    /// Whether a member followed the layout at `t`'s stamp as if member
+    /// `id`'s change stamped `change` had not happened: its change came
+    /// late, and must be stamped again so as not to alter a layout already
+    /// followed.
+    pub fn followed_without(&self, t: Tracker, id: NodeId, change: Stamp) -> bool {
+        t.stamp >= change
+            && t.digest != self.digest(t.stamp)
+            && t.digest == self.digest_but(t.stamp, Some((id, change)))
+    }
+
+    /// [`Layouts::digest`], as a member that had not heard of the change
+    /// `but` (a member and the stamp of its change) computes it.
+    fn digest_but(&self, s: Stamp, but: Option<(NodeId, Stamp)>) -> u64 {
+        let mut hasher = blake3::Hasher::new();
+        let mut members: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| match but {
+                Some((id, change)) if r.id == id => {
+                    let joined = r.joined.filter(|&j| j != change);
+                    let departed = r.departed.filter(|&d| d != change);
+                    joined.is_some_and(|j| j <= s) && departed.is_none_or(|d| d > s)
+                }
+                _ => r.in_layout(s),
+            })
+            .collect();
+        members.sort_by_key(|r| r.id);
+        for r in members {
+            hasher.update(&r.id.0.to_le_bytes());
+            hasher.update(&(r.zone.len() as u64).to_le_bytes());
+            hasher.update(r.zone.as_bytes());
+            hasher.update(&(r.tokens.len() as u64).to_le_bytes());
+            for t in r.tokens {
+                hasher.update(&t.0.to_le_bytes());
+            }
+        }
+        let bytes = hasher.finalize();
+        u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
+    }
+
+    /// The tracker naming the layout at `s`.
+    pub fn tracker(&self, s: Stamp) -> Tracker {
+        Tracker {
+            stamp: s,
+            digest: self.digest(s),
+        }
+    }
+
+    /// The stamp `t` vouches for: its own if its digest is the layout's,
+    /// else none (the member that set it had not heard of some change).
+    fn vouched(&self, t: Tracker) -> Option<Stamp> {
+        (self.digest(t.stamp) == t.digest).then_some(t.stamp)
+    }
+
+    /// The greatest layout stamp at or below `s`.
+    fn at_or_below(&self, s: Stamp) -> Stamp {
+        self.stamps
+            .iter()
+            .rev()
+            .find(|&&x| x <= s)
+            .copied()
+            .unwrap_or(Stamp::ZERO)
+    }
+
+    /// The ring of the layout at `s`: its members with their tokens, every
+    /// other member not gone known and owning nothing.
+    pub fn ring(&self, s: Stamp) -> Result<Ring, RingError> {
+        Ring::new(
+            self.settings,
+            self.records
+                .iter()
+                .filter(|r| !r.gone || r.in_layout(s))
+                .map(|r| {
+                    let tokens = if r.in_layout(s) {
+                        r.tokens.to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    Member::new(r.id, r.zone.to_string(), tokens)
+                }),
+        )
+    }
+
+    /// The stage of the transitions. `at_least` is the (read, floor) this
+    /// node derived before: neither goes back, so a tracker that stops
+    /// vouching (a late change) holds them where they are.
+    pub fn stage(&self, at_least: (Stamp, Stamp)) -> Result<Stage, RingError> {
+        let newest = self.newest_stamp();
+        let mut min_ack = Some(newest);
+        let mut min_sync = Some(newest);
+        let mut min_sync_ack = Some(newest);
+        let mut behind = BTreeMap::new();
+        let mut removed = BTreeSet::new();
+        for r in &self.records {
+            if r.gone {
+                if r.status == Status::Removed {
+                    removed.insert(r.id);
+                }
+                continue;
+            }
+            let ack = self.vouched(r.layout.ack);
+            let sync = self.vouched(r.layout.sync);
+            let sync_ack = self.vouched(r.layout.sync_ack);
+            behind.insert(
+                r.id,
+                Behind {
+                    ack: ack != Some(newest),
+                    sync: sync != Some(newest),
+                    sync_ack: sync_ack != Some(newest),
+                },
+            );
+            min_ack = min_ack.min(ack);
+            min_sync = min_sync.min(sync);
+            min_sync_ack = min_sync_ack.min(sync_ack);
+        }
+        let (read_before, floor_before) = at_least;
+        let floor = self.at_or_below(min_sync_ack.unwrap_or(Stamp::ZERO).max(floor_before));
+        let read = self
+            .at_or_below(min_sync.unwrap_or(Stamp::ZERO).max(read_before))
+            .max(floor);
+        let mut rings = Vec::new();
+        let mut read_index = 0;
+        for &s in self.stamps.iter().filter(|&&s| s >= floor) {
+            if s == read {
+                read_index = rings.len();
+            }
+            rings.push(self.ring(s)?);
+        }
+        let placement = Placement::new(rings, read_index).expect("the read layout is active");
+        Ok(Stage {
+            newest: self.tracker(newest),
+            read: self.tracker(read),
+            floor: self.tracker(floor),
+            all_acked: min_ack == Some(newest),
+            behind,
+            removed,
+            placement,
+        })
+    }
+}

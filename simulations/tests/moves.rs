@@ -1,0 +1,181 @@
+//! Ownership moves on a hand-driven cluster: every write acknowledged
+//! before a join, a leave or a lost disk stays readable at quorum after
+//! it, old owners keep nothing, and a purged delete does not come back
+//! with a node that regains its partition.
+//!
+//! Read repair, anti-entropy and hinted handoff are off in these tests, so
+//! only the moves themselves can bring a key to its new owners.
+
+use std::time::Duration;
+
+use quorra_client::{Consistency, Context};
+use quorra_simulations::harness::{Harness, ok, values};
+
+/// Longest a move may take here (at the default pace one takes a second
+/// or two; the rest is the failure detector settling).
+const MOVE_LIMIT: Duration = Duration::from_secs(60);
+
+const KEYS: usize = 60;
+
+fn quiet_cluster(nodes: usize) -> Harness {
+    Harness::with(nodes, |p| {
+        p.read_repair = false;
+        p.anti_entropy = false;
+        p.hinted_handoff = false;
+    })
+}
+
+/// Writes every key at W = 2 while one of its primaries (a different one
+/// for each key, in turn) is cut off, so each key is on exactly two of its
+/// three replicas. Returns the keys with their values.
+fn write_missing_one_replica(h: &mut Harness) -> Vec<(String, String)> {
+    let mut written = Vec::new();
+    for i in 0..KEYS {
+        let key = format!("key{i}");
+        let primaries = h.primaries(&key);
+        let (cut, coordinator) = (primaries[i % 3], primaries[(i + 1) % 3]);
+        h.isolate(cut);
+        let value = format!("v{i}");
+        ok(h.put(
+            coordinator,
+            &key,
+            &value,
+            Context::empty(),
+            Consistency::QUORUM,
+        ));
+        h.heal();
+        written.push((key, value));
+    }
+    // Let the failure detector see everyone up again.
+    h.run_for(Duration::from_secs(3));
+    written
+}
+
+/// Every key read at quorum through `through` returns its value, and no
+/// node that is not one of its primaries keeps a copy.
+fn all_readable_and_only_on_owners(h: &mut Harness, through: u64, written: &[(String, String)]) {
+    let mut missing = Vec::new();
+    for (key, value) in written {
+        let got = values(&ok(h.get(through, key, Consistency::QUORUM)));
+        if got != vec![value.clone()] {
+            missing.push(format!("{key}: {got:?}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged keys not returned at quorum: {}",
+        missing.len(),
+        written.len(),
+        missing.join(", ")
+    );
+    let members: Vec<u64> = h.sim.ring.node_ids().map(|n| n.0).collect();
+    for (key, _) in written {
+        let owners = h.primaries(key);
+        for &n in members.iter().filter(|n| !owners.contains(n)) {
+            assert!(
+                h.stored(n, key).is_none(),
+                "node {n} still holds {key}, whose primaries are {owners:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn two_nodes_joining_at_once_keep_every_write_that_missed_a_replica() {
+    let mut h = quiet_cluster(3);
+    let written = write_missing_one_replica(&mut h);
+    let (a, b) = (h.add_node(), h.add_node());
+    h.settle_moves(MOVE_LIMIT);
+    for n in [a, b] {
+        assert!(
+            h.node(n).stats().transfer_keys > 0,
+            "node {n} pulled nothing"
+        );
+    }
+    all_readable_and_only_on_owners(&mut h, 1, &written);
+}
+
+#[test]
+fn two_nodes_leaving_at_once_keep_every_write_that_missed_a_replica() {
+    let mut h = quiet_cluster(5);
+    let written = write_missing_one_replica(&mut h);
+    h.leave(4);
+    h.leave(5);
+    h.settle_moves(MOVE_LIMIT);
+    for n in [4, 5] {
+        assert!(
+            h.sim.nodes[h.sim.index_of(quorra_ring::NodeId(n))].departed,
+            "node {n} did not leave"
+        );
+    }
+    all_readable_and_only_on_owners(&mut h, 1, &written);
+}
+
+#[test]
+fn a_lost_disk_and_a_join_keep_every_write_acknowledged_at_w2() {
+    let mut h = quiet_cluster(3);
+    let written = write_missing_one_replica(&mut h);
+    // Node 2 loses its disk and comes back empty; node 4 joins.
+    h.lose_disk(2);
+    h.restart(2);
+    h.run_for(Duration::from_secs(3));
+    h.add_node();
+    h.settle_moves(MOVE_LIMIT);
+    // Every key is still on one of its old replicas that kept its disk;
+    // a quorum read through the newcomer finds it there or on a new owner
+    // that pulled it.
+    let mut missing = Vec::new();
+    for (key, value) in &written {
+        let got = values(&ok(h.get(4, key, Consistency::ALL)));
+        if !got.contains(value) {
+            missing.push(key.clone());
+        }
+    }
+    assert!(missing.is_empty(), "lost: {missing:?}");
+}
+
+#[test]
+fn a_node_regaining_its_partition_does_not_bring_back_a_purged_delete() {
+    let mut h = quiet_cluster(3);
+    let written: Vec<(String, String)> = (0..KEYS)
+        .map(|i| {
+            let (key, value) = (format!("key{i}"), format!("v{i}"));
+            ok(h.put(1, &key, &value, Context::empty(), Consistency::ALL));
+            (key, value)
+        })
+        .collect();
+    let before: Vec<Vec<u64>> = written.iter().map(|(k, _)| h.primaries(k)).collect();
+    let newcomer = h.add_node();
+    h.settle_moves(MOVE_LIMIT);
+    // Keys the newcomer took from someone: that node no longer owns them.
+    let displaced: Vec<(String, u64)> = written
+        .iter()
+        .zip(&before)
+        .filter_map(|((key, _), old)| {
+            let now = h.primaries(key);
+            let gone = old.iter().find(|n| !now.contains(n))?;
+            Some((key.clone(), *gone))
+        })
+        .collect();
+    assert!(!displaced.is_empty(), "the join moved no key");
+    // Delete them, and let the tombstones be purged everywhere.
+    for (key, _) in &displaced {
+        let read = ok(h.get(1, key, Consistency::ALL));
+        ok(h.delete(1, key, read.context, Consistency::ALL));
+    }
+    h.run_for(Duration::from_secs(30));
+    for (key, old) in &displaced {
+        assert!(h.stored(*old, key).is_none(), "node {old} kept {key}");
+        for n in h.primaries(key) {
+            assert!(h.stored(n, key).is_none(), "{key} not purged on {n}");
+        }
+    }
+    // The newcomer leaves: the displaced nodes own the keys again.
+    h.leave(newcomer);
+    h.settle_moves(MOVE_LIMIT);
+    for (key, old) in &displaced {
+        assert!(h.primaries(key).contains(old));
+        let got = values(&ok(h.get(*old, key, Consistency::ALL)));
+        assert!(got.is_empty(), "{key} came back as {got:?}");
+    }
+}
