@@ -129,6 +129,16 @@ impl Placement {
         self.rings.iter().any(|r| r.is_primary(p, node))
     }
 
+    /// Whether `node` gains `p`: it owns it in a ring newer than the read
+    /// ring and not in the read ring. (Owning it only in an older ring is
+    /// losing it: nothing to pull.)
+    pub fn gains(&self, p: PartitionId, node: NodeId) -> bool {
+        !self.read_ring().is_primary(p, node)
+            && self.rings[self.read + 1..]
+                .iter()
+                .any(|r| r.is_primary(p, node))
+    }
+
     /// The replicas of a write on `p`: every owner `is_up` accepts, and,
     /// for each owner it rejects, the next node of the newest ring's
     /// preference list that is up, owns nothing of `p` and is not yet
@@ -248,6 +258,13 @@ mod tests {
         assert_eq!(w.groups.len(), 2);
         assert_eq!(w.groups[0].members, vec![NodeId(2), NodeId(1)]);
         assert_eq!(w.groups[1].members, vec![NodeId(2), NodeId(3)]);
+        // Node 3 gains partition 1; node 1 loses it and gains nothing.
+        assert!(placement.gains(p, NodeId(3)));
+        assert!(!placement.gains(p, NodeId(1)) && !placement.gains(p, NodeId(2)));
+        // Once reads use the new ring, nobody gains it: node 1, owner in
+        // the old ring only, has nothing to pull.
+        let switched = Placement::new(vec![old.clone(), new.clone()], 1).unwrap();
+        assert!((1..=3).all(|n| !switched.gains(p, NodeId(n))));
         // Partition 3 (start 3Q): 2 then 1 in both rings.
         assert!(!placement.moving(PartitionId(3)));
         assert_eq!(

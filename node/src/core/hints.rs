@@ -23,11 +23,13 @@
 //! (`hints_overflowed`, `hints_refused_by_fallback`), never silently lost.
 //! The owner then gets the data from read repair and anti-entropy.
 //!
-//! A hint whose owner no longer replicates its partition (the owner left or
-//! was removed, or the ring moved) is an *orphan*: it is handed to the
-//! first current primary believed up instead (or merged here, if this node
-//! is one), and anti-entropy spreads it to the others. So no hint waits
-//! forever for an owner that will not come back.
+//! A hint whose owner is not a primary of its partition in the newest
+//! layout (the owner left or was removed, or is losing the partition in a
+//! move and may already have been pulled from) is an *orphan*: it is
+//! handed to the first primary of the newest layout believed up instead
+//! (or merged here, if this node is one), and anti-entropy spreads it to
+//! the others. So no hint waits forever for an owner that will not come
+//! back, and none is delivered to a copy about to be cleaned up.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -170,8 +172,9 @@ impl Node {
     }
 
     /// Offers a batch of hints for every owner that has none in flight: to
-    /// the owner if it is believed up and still a primary of the hints'
-    /// partitions, else (an orphan) to a current primary.
+    /// the owner if it is believed up and a primary of the hints'
+    /// partitions in the newest layout, else (an orphan) to a primary of
+    /// the newest layout (where the partition is going).
     pub(super) fn offer_hints(&mut self, now: Duration) {
         if !self.options.hinted_handoff {
             return;
@@ -192,9 +195,13 @@ impl Node {
                     continue;
                 }
             };
+            // Only to an owner in the newest layout: one that is losing the
+            // partition may already have been pulled from, and would drop
+            // the hint with the partition at cleanup.
+            let newest = self.placement.newest();
             let (direct, orphans): (Vec<KeyState>, Vec<KeyState>) = items
                 .into_iter()
-                .partition(|i| self.placement.is_owner(i.partition, owner));
+                .partition(|i| newest.is_primary(i.partition, owner));
             if !direct.is_empty() && self.peers.is_up(owner) {
                 self.send_handoff(now, owner, owner, direct);
             } else if !orphans.is_empty() {
@@ -231,8 +238,8 @@ impl Node {
     fn reroute_orphans(&mut self, now: Duration, owner: NodeId, orphans: Vec<KeyState>) {
         let target_of = |node: &Node, p: PartitionId| {
             node.placement
-                .owners(p)
-                .into_iter()
+                .newest()
+                .primaries(p)
                 .find(|&n| n == node.id || node.peers.is_up(n))
         };
         let Some(target) = target_of(self, orphans[0].partition) else {

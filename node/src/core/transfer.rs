@@ -2,8 +2,9 @@
 //!
 //! Membership hands the core a [`Placement`] (the active rings and the one
 //! reads use, see `membership::layouts`). A node *gains* a partition when
-//! it owns it in some active ring but not in the read ring: it must pull
-//! what the read ring's primaries hold before reads may use it. It pulls
+//! it owns it in a ring newer than the read ring but not in the read ring
+//! (owning it only in an older one is losing it): it must pull what the
+//! read ring's primaries hold before reads may use it. It pulls
 //! only once every member writes to the newest layout (`may_pull`), so
 //! every write acknowledged later reaches it directly; and it pulls from
 //! **every** old primary (a removed one excepted), so every write
@@ -116,7 +117,7 @@ pub struct GainStatus {
 
 impl Node {
     /// Recomputes what this node gains under the new placement: partitions
-    /// it owns in an active ring but not in the read ring. A gain already
+    /// it owns in a ring newer than the read ring but not in the read ring. A gain already
     /// under way keeps the sources it pulled from (what they held is here,
     /// and later writes reach this node directly).
     pub(super) fn transfers_placement_changed(&mut self, placement: &Placement) {
@@ -126,7 +127,7 @@ impl Node {
         let mut gains = std::mem::take(&mut self.transfers.gains);
         let mut next = BTreeMap::new();
         for p in read.partitioner().iter() {
-            if !placement.is_owner(p, me) || read.is_primary(p, me) {
+            if !placement.gains(p, me) {
                 continue;
             }
             let mut gain = gains.remove(&p).unwrap_or_default();
@@ -231,7 +232,19 @@ impl Node {
                 gain.pulled.insert(source);
                 if gain.complete() {
                     self.stats.transfers_completed += 1;
-                    info!(%partition, keys = gain.keys, bytes = gain.bytes, "partition received");
+                    // A cluster forming gains every partition empty: one
+                    // line per partition only when it brought something.
+                    if gain.keys > 0 {
+                        info!(%partition, keys = gain.keys, bytes = gain.bytes, "partition received");
+                    } else {
+                        debug!(%partition, "partition received, empty");
+                    }
+                    if self.transfers_complete() {
+                        info!(
+                            partitions = self.transfers.gains.len(),
+                            "every gained partition received"
+                        );
+                    }
                 }
             }
             Err(e) => {

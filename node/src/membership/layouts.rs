@@ -241,6 +241,21 @@ impl<'a> Layouts<'a> {
         (self.digest(t.stamp) == t.digest).then_some(t.stamp)
     }
 
+    /// The newest layout a member that joined at `joined` is not in
+    /// (the newest of all if it has not joined).
+    fn before_join(&self, joined: Option<Stamp>) -> Stamp {
+        match joined {
+            None => self.newest_stamp(),
+            Some(j) => self
+                .stamps
+                .iter()
+                .rev()
+                .find(|&&x| x < j)
+                .copied()
+                .unwrap_or(Stamp::ZERO),
+        }
+    }
+
     /// The greatest layout stamp at or below `s`.
     fn at_or_below(&self, s: Stamp) -> Stamp {
         self.stamps
@@ -288,7 +303,13 @@ impl<'a> Layouts<'a> {
                 continue;
             }
             let ack = self.vouched(r.layout.ack);
-            let sync = self.vouched(r.layout.sync);
+            // A member holds, vacuously, the data of every layout before
+            // it joined (it owns nothing there): a member just seen, whose
+            // trackers vouch for nothing yet, must not send reads back to
+            // the first layout, where nothing would be pulled from anyone.
+            let sync = self
+                .vouched(r.layout.sync)
+                .max(Some(self.before_join(r.joined)));
             let sync_ack = self.vouched(r.layout.sync_ack);
             behind.insert(
                 r.id,
@@ -325,5 +346,109 @@ impl<'a> Layouts<'a> {
             removed,
             placement,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorra_gossip::{Info, Layout};
+    use quorra_ring::Token;
+
+    const SETTINGS: RingConfig = RingConfig {
+        partitions: 64,
+        replicas: 3,
+    };
+
+    fn stamp(counter: u64, by: u64) -> Stamp {
+        Stamp {
+            counter,
+            by: NodeId(by),
+        }
+    }
+
+    fn entry(id: u64, joined: Option<Stamp>) -> Entry {
+        Entry {
+            id: NodeId(id),
+            generation: 1,
+            heartbeat: 1,
+            version: 1,
+            info: Info {
+                status: if joined.is_some() {
+                    Status::Normal
+                } else {
+                    Status::Joining
+                },
+                address: format!("127.0.0.1:{id}"),
+                zone: "z".into(),
+                tokens: if joined.is_some() {
+                    (0..8)
+                        .map(|t| Token((id * 8 + t).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                storage_failing: false,
+                layout: Layout {
+                    joined,
+                    ..Layout::default()
+                },
+            },
+        }
+    }
+
+    /// Three members joined at stamps 1 to 3, each having followed (ack,
+    /// sync, sync_ack) layout 3.
+    fn settled() -> Vec<Entry> {
+        let mut entries: Vec<Entry> = (1..=3).map(|i| entry(i, Some(stamp(i, i)))).collect();
+        let t = Layouts::new(SETTINGS, entries.iter()).tracker(stamp(3, 3));
+        for e in &mut entries {
+            e.info.layout.ack = t;
+            e.info.layout.sync = t;
+            e.info.layout.sync_ack = t;
+        }
+        entries
+    }
+
+    #[test]
+    fn a_member_just_seen_does_not_send_reads_back_to_the_first_layout() {
+        // Joining, trackers all default: seen by a node that knows nothing
+        // of earlier stages (a fresh or restarted one).
+        let mut entries = settled();
+        entries.push(entry(4, None));
+        let stage = Layouts::new(SETTINGS, entries.iter())
+            .stage((Stamp::ZERO, Stamp::ZERO))
+            .unwrap();
+        assert_eq!(stage.read.stamp, stamp(3, 3));
+        assert_eq!(stage.newest.stamp, stamp(3, 3));
+        assert!(!stage.all_acked, "the joining member has not acked");
+
+        // It chose tokens: reads stay on layout 3 until it synced layout 4.
+        // (Its sync_ack vouches for nothing yet, so the floor stays where
+        // the observer had it: layout 3 for one that followed layout 3.)
+        entries[3] = entry(4, Some(stamp(4, 4)));
+        let stage = Layouts::new(SETTINGS, entries.iter())
+            .stage((Stamp::ZERO, stamp(3, 3)))
+            .unwrap();
+        assert_eq!(stage.read.stamp, stamp(3, 3));
+        assert_eq!(stage.newest.stamp, stamp(4, 4));
+        assert_eq!(
+            stage.placement.rings().len(),
+            2,
+            "writes go to layouts 3 and 4"
+        );
+        let read = stage.placement.read_ring();
+        assert!(
+            read.partitioner()
+                .iter()
+                .all(|p| !read.is_primary(p, NodeId(4)))
+        );
+        let newest = stage.placement.newest();
+        assert!(
+            newest
+                .partitioner()
+                .iter()
+                .any(|p| newest.is_primary(p, NodeId(4)))
+        );
     }
 }

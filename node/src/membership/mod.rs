@@ -142,6 +142,9 @@ impl Membership {
         has_seeds: bool,
         tokens: usize,
     ) -> Self {
+        // The layout it read before a restart (its saved sync_ack): reads
+        // never go back to a layout whose owners may have cleaned up.
+        let reached = (identity.layout.sync_ack.stamp, Stamp::ZERO);
         Self {
             gossip,
             identity,
@@ -151,7 +154,7 @@ impl Membership {
             departure: Departure::Staying,
             refused: false,
             join: None,
-            reached: (Stamp::ZERO, Stamp::ZERO),
+            reached,
             stage: None,
         }
     }

@@ -538,7 +538,10 @@ impl Node {
             if listed == Some(&s.hash) {
                 return;
             }
-            if bytes + s.size <= AE_MAX_BYTES && objects.len() < AE_MAX_KEYS {
+            // A state larger than the whole budget goes alone (values may
+            // be larger than AE_MAX_BYTES); asking again would never end.
+            let fits = bytes + s.size <= AE_MAX_BYTES || objects.is_empty();
+            if fits && objects.len() < AE_MAX_KEYS {
                 bytes += s.size;
                 objects.push((s.key, s.object));
             } else {

@@ -37,8 +37,9 @@
 //!
 //! ## Bounds
 //!
-//! Every message is at most [`AE_MAX_BYTES`] of keys and states, and at
-//! most [`AE_MAX_KEYS`] keys. The initiator paces its exchange with a byte
+//! Every message is at most [`AE_MAX_BYTES`] of keys and states (or one
+//! state larger than that, which travels alone), and at most
+//! [`AE_MAX_KEYS`] keys. The initiator paces its exchange with a byte
 //! budget of `anti_entropy_bytes_per_sec` (`budget.rs`), charged with what
 //! travels both ways; a replica charges what it sends, so a node serving
 //! many exchanges starts fewer of its own. A step waits while the budget

@@ -1,0 +1,250 @@
+//! Data follows ownership with real processes: while nodes join or leave,
+//! a client keeps writing at `quorum` and another keeps reading, at
+//! `quorum`, keys written at `all` beforehand and keys the writer had
+//! acknowledged. Not one of those reads may miss its key, at any moment;
+//! afterwards every key reads back, the new owners received data and the
+//! old ones cleaned up what they no longer own.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use quorra_client::protocol::{AdminCommand, MovesStatus};
+use quorra_client::{Client, Consistency, Context};
+use quorra_e2e::TestCluster;
+
+/// Keys written at `all` before the change.
+const FIXED: usize = 400;
+
+/// What the load saw while membership changed.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Reads that succeeded.
+    reads: u64,
+    /// Successful reads that did not return the key's value: lost or
+    /// hidden acknowledged writes.
+    misses: Vec<String>,
+    /// Reads or writes that failed (timeouts while a node stops): not a
+    /// loss, since nothing was acknowledged or returned.
+    errors: u64,
+    /// Keys the writer wrote at `quorum` and had acknowledged.
+    acked: Vec<String>,
+}
+
+fn value_of(key: &str) -> String {
+    format!("value-of-{key}")
+}
+
+fn holds(response: &quorra_client::Response, key: &str) -> bool {
+    response
+        .values
+        .iter()
+        .any(|v| v.as_ref() == value_of(key).as_bytes())
+}
+
+async fn write_fixed(client: &Client) {
+    for i in 0..FIXED {
+        let key = format!("fixed-{i}");
+        client
+            .put(
+                key.clone(),
+                value_of(&key),
+                &Context::empty(),
+                Consistency::ALL,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("put {key} at all: {e}"));
+    }
+}
+
+/// Writes new keys at `quorum` until `stop`, noting the acknowledged ones.
+async fn writer(client: Client, stop: &AtomicBool, seen: &Mutex<Seen>) {
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let key = format!("live-{i}");
+        i += 1;
+        match client
+            .put(
+                key.clone(),
+                value_of(&key),
+                &Context::empty(),
+                Consistency::QUORUM,
+            )
+            .await
+        {
+            Ok(_) => seen.lock().unwrap().acked.push(key),
+            Err(_) => seen.lock().unwrap().errors += 1,
+        }
+    }
+}
+
+/// Reads, at `quorum` until `stop`, the fixed keys and the acknowledged
+/// live ones in turn, noting every successful read that misses its key.
+async fn reader(client: Client, stop: &AtomicBool, seen: &Mutex<Seen>) {
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let key = {
+            let s = seen.lock().unwrap();
+            if i.is_multiple_of(2) && !s.acked.is_empty() {
+                s.acked[(i / 2 * 7919) % s.acked.len()].clone()
+            } else {
+                format!("fixed-{}", i % FIXED)
+            }
+        };
+        match client.get(key.clone(), Consistency::QUORUM).await {
+            Ok(r) => {
+                let mut s = seen.lock().unwrap();
+                s.reads += 1;
+                if !holds(&r, &key) {
+                    s.misses.push(key);
+                }
+            }
+            Err(_) => seen.lock().unwrap().errors += 1,
+        }
+    }
+}
+
+/// Runs the load while `change` changes membership; returns what it saw.
+async fn under_load(cluster: &mut TestCluster, change: impl AsyncFnOnce(&mut TestCluster)) -> Seen {
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(Seen::default());
+    let (write_client, read_client) = (cluster.client().await, cluster.client().await);
+    let load = async {
+        tokio::join!(
+            writer(write_client, &stop, &seen),
+            reader(read_client, &stop, &seen)
+        )
+    };
+    let changing = async {
+        change(cluster).await;
+        stop.store(true, Ordering::Relaxed);
+    };
+    tokio::join!(load, changing);
+    let seen = seen.into_inner().unwrap();
+    eprintln!(
+        "under load: {} reads, {} misses, {} errors, {} writes acknowledged",
+        seen.reads,
+        seen.misses.len(),
+        seen.errors,
+        seen.acked.len()
+    );
+    seen
+}
+
+/// Every fixed and acknowledged key reads back at `consistency` through
+/// node `via`.
+async fn all_read_back(cluster: &TestCluster, via: usize, consistency: Consistency, seen: &Seen) {
+    let client = cluster.client_of(via).await;
+    let keys = (0..FIXED)
+        .map(|i| format!("fixed-{i}"))
+        .chain(seen.acked.iter().cloned());
+    let mut missing = Vec::new();
+    for key in keys {
+        let r = client
+            .get(key.clone(), consistency)
+            .await
+            .unwrap_or_else(|e| panic!("get {key} through node {}: {e}", via + 1));
+        if !holds(&r, &key) {
+            missing.push(key);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} keys missing through node {}: {:?}",
+        missing.len(),
+        via + 1,
+        &missing[..missing.len().min(20)]
+    );
+}
+
+async fn moves_of(cluster: &TestCluster, i: usize) -> MovesStatus {
+    let client = cluster.client_of(i).await;
+    client
+        .status_of(cluster.nodes[i].addr)
+        .await
+        .unwrap_or_else(|e| panic!("status of node {}: {e}", i + 1))
+        .moves
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn two_nodes_join_at_once_under_load_and_no_read_misses() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    write_fixed(&cluster.client().await).await;
+
+    let seen = under_load(&mut cluster, async |c: &mut TestCluster| {
+        c.add_node_unready(&[]);
+        c.add_node_unready(&[]);
+        c.wait_converged(5).await;
+    })
+    .await;
+    assert!(
+        seen.misses.is_empty(),
+        "reads missed acknowledged keys: {:?}",
+        seen.misses
+    );
+    assert!(seen.reads > 0 && !seen.acked.is_empty(), "{seen:?}");
+
+    // The newcomers received their share by moves, and serve reads at
+    // `one` from what they hold.
+    for i in [3, 4] {
+        let m = moves_of(&cluster, i).await;
+        assert!(
+            m.keys_received > 0,
+            "node {} received nothing: {m:?}",
+            i + 1
+        );
+        assert_eq!(m.layouts, 1, "{m:?}");
+    }
+    all_read_back(&cluster, 0, Consistency::QUORUM, &seen).await;
+    all_read_back(&cluster, 3, Consistency::ONE, &seen).await;
+    // The old owners dropped what they no longer own.
+    let mut cleaned = 0;
+    for i in 0..3 {
+        cleaned += moves_of(&cluster, i).await.keys_cleaned;
+    }
+    assert!(cleaned > 0, "no old owner cleaned up");
+    eprintln!("old owners cleaned {cleaned} keys");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn two_nodes_leave_one_after_another_under_load_and_no_read_misses() {
+    let mut cluster = TestCluster::start(5, &[]).await;
+    write_fixed(&cluster.client().await).await;
+
+    let seen = under_load(&mut cluster, async |c: &mut TestCluster| {
+        for i in [4, 3] {
+            let answer = c
+                .client_of(0)
+                .await
+                .admin(c.nodes[i].addr, AdminCommand::Leave)
+                .await
+                .unwrap();
+            assert!(answer.contains("leaving"), "{answer}");
+            let deadline = Instant::now() + Duration::from_secs(40);
+            while c.running(i) {
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} did not finish leaving",
+                    i + 1
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    })
+    .await;
+    assert!(
+        seen.misses.is_empty(),
+        "reads missed acknowledged keys: {:?}",
+        seen.misses
+    );
+    assert!(seen.reads > 0 && !seen.acked.is_empty(), "{seen:?}");
+
+    // Nodes 4 and 5 are gone: their data now lives on nodes 1 to 3 alone.
+    all_read_back(&cluster, 0, Consistency::ALL, &seen).await;
+    let mut received = 0;
+    for i in 0..3 {
+        received += moves_of(&cluster, i).await.keys_received;
+    }
+    assert!(received > 0, "the remaining nodes received nothing");
+}
