@@ -42,16 +42,24 @@ fn holds(response: &quorra_client::Response, key: &str) -> bool {
         .any(|v| v.as_ref() == value_of(key).as_bytes())
 }
 
+/// Writes `key` with its value, without context.
+async fn put(client: &Client, key: &str, consistency: Consistency) -> Result<(), String> {
+    client
+        .put(
+            key.to_owned(),
+            value_of(key),
+            &Context::empty(),
+            consistency,
+        )
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 async fn write_fixed(client: &Client) {
     for i in 0..FIXED {
         let key = format!("fixed-{i}");
-        client
-            .put(
-                key.clone(),
-                value_of(&key),
-                &Context::empty(),
-                Consistency::ALL,
-            )
+        put(client, &key, Consistency::ALL)
             .await
             .unwrap_or_else(|e| panic!("put {key} at all: {e}"));
     }
@@ -63,16 +71,8 @@ async fn writer(client: Client, stop: &AtomicBool, seen: &Mutex<Seen>) {
     while !stop.load(Ordering::Relaxed) {
         let key = format!("live-{i}");
         i += 1;
-        match client
-            .put(
-                key.clone(),
-                value_of(&key),
-                &Context::empty(),
-                Consistency::QUORUM,
-            )
-            .await
-        {
-            Ok(_) => seen.lock().unwrap().acked.push(key),
+        match put(&client, &key, Consistency::QUORUM).await {
+            Ok(()) => seen.lock().unwrap().acked.push(key),
             Err(_) => seen.lock().unwrap().errors += 1,
         }
     }

@@ -50,6 +50,15 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// The status of the first node that answers.
+    fn status(&self) -> Result<quorra_client::protocol::ClusterStatus, CliError> {
+        let config = self.config()?;
+        Ok(Self::runtime()?.block_on(async {
+            let client = Client::connect(config).await?;
+            client.status().await
+        })?)
+    }
+
     pub(crate) fn config(&self) -> Result<ClientConfig, CliError> {
         let dir = self
             .tls_dir
@@ -284,11 +293,7 @@ pub(crate) fn del(args: DelArgs) -> Result<(), CliError> {
 }
 
 pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
-    let config = args.connection.config()?;
-    let status = Connection::runtime()?.block_on(async {
-        let client = Client::connect(config).await?;
-        client.status().await
-    })?;
+    let status = args.connection.status()?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let members: Vec<serde_json::Value> = status
@@ -464,11 +469,7 @@ pub(crate) struct TransfersArgs {
 
 /// `quorra transfers`: the moves one node sees and its pulls, in full.
 pub(crate) fn transfers(args: TransfersArgs) -> Result<(), CliError> {
-    let config = args.connection.config()?;
-    let status = Connection::runtime()?.block_on(async {
-        let client = Client::connect(config).await?;
-        client.status().await
-    })?;
+    let status = args.connection.status()?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(
