@@ -39,6 +39,15 @@ use tracing::{debug, warn};
 use crate::detector::{PhiDetector, PhiParams};
 use crate::state::{Digest, Entry, Info, Status, Update};
 
+/// How far a removal raises the removed member's generation. Entries
+/// order by (generation, version), and the remover may know an older life
+/// of the dead member than others do (it crashed and restarted a few
+/// times before it died, while this node was cut off): a removal of that
+/// older life would lose to the newer entry everywhere and be undone. A
+/// dead member starts no new lives; one that was not dead after all finds
+/// itself removed, as it should.
+pub const REMOVAL_GAP: u64 = 1 << 16;
+
 /// Tunables, with documented defaults.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -380,6 +389,9 @@ impl Gossiper {
         };
         entry.info.status = Status::Removed;
         entry.info.layout.departed = Some(departed);
+        // Above any life of the member this node has not seen yet (see
+        // [`REMOVAL_GAP`]).
+        entry.generation += REMOVAL_GAP;
         entry.version += 1;
         self.events.push_back(Event::Changed(id));
         true
@@ -414,12 +426,22 @@ impl Gossiper {
         self.outbox.push_back((to, message));
     }
 
+    /// A round's opening. In its shadow round a node asks for everything
+    /// (no digests), whatever it remembers from an earlier life: only an
+    /// answer with every entry whole gives it the full view it needs to
+    /// join, and digests of remembered entries would get deltas instead (a
+    /// joining node that restarted then never joined).
     fn syn(&self) -> GossipMessage {
+        let digests = if self.shadow() {
+            Vec::new()
+        } else {
+            self.advertised().map(Entry::digest).collect()
+        };
         GossipMessage::Syn {
             cluster: self.cluster.clone(),
             settings: self.settings,
             address: self.own().info.address.clone(),
-            digests: self.advertised().map(Entry::digest).collect(),
+            digests,
         }
     }
 
@@ -539,6 +561,24 @@ impl Gossiper {
 
     fn detect(&mut self, now: Duration) {
         let params = self.phi_params();
+        // A member known but never heard from in this life (remembered from
+        // the last run, or learned second-hand with no newer heartbeat
+        // since) is watched from now on, as if its heartbeat had just
+        // arrived: one that died while this node was down is then judged
+        // down like any other, instead of looking up forever.
+        let unwatched: Vec<(NodeId, u64)> = self
+            .entries
+            .values()
+            .filter(|e| e.id != self.me && !e.info.status.gone())
+            .filter(|e| !self.detectors.contains_key(&e.id))
+            .map(|e| (e.id, e.heartbeat))
+            .collect();
+        for (id, heartbeat) in unwatched {
+            self.detectors
+                .entry(id)
+                .or_default()
+                .heartbeat(now, heartbeat, &params);
+        }
         let suspects: Vec<NodeId> = self
             .detectors
             .iter()

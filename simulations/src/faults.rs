@@ -64,24 +64,29 @@ impl Sim {
     /// Injects one random fault and schedules the next.
     pub fn inject_fault(&mut self) {
         let n = self.nodes.len();
+        let live = self.nodes.iter().filter(|x| !x.departed).count();
         let down = self.unavailable();
-        let may_stop_one = down < minority(n);
+        let may_stop_one = down < minority(live);
         match self.rng.random_range(0..10) {
             9 => {
-                // A disk is lost only from a whole cluster: every node
-                // running and joined, and the last lost disk long enough
-                // ago to be refilled. Losing disks faster than repair can
-                // refill them loses everything, which proves nothing.
-                let whole = self
-                    .nodes
-                    .iter()
-                    .all(|node| node.membership.as_ref().is_some_and(|m| m.joined()));
+                // A disk is lost only from a whole cluster: every member
+                // running, joined and not leaving, and the last lost disk
+                // (or death for good) long enough ago to be refilled.
+                // Losing disks faster than repair can refill them loses
+                // everything, which proves nothing. (A leaving node that
+                // loses its disk forgets that it was leaving: not drawn.)
+                let whole = self.nodes.iter().filter(|x| !x.departed).all(|node| {
+                    node.membership
+                        .as_ref()
+                        .is_some_and(|m| m.joined() && !m.departing())
+                });
                 let recovered = self
                     .disk_losses
                     .last()
                     .is_none_or(|&(_, at)| self.now >= at + DISK_LOSS_GAP);
-                if whole && recovered {
-                    let i = self.rng.random_range(0..n);
+                let candidates: Vec<usize> = (0..n).filter(|&i| !self.nodes[i].departed).collect();
+                if whole && recovered && !candidates.is_empty() {
+                    let i = candidates[self.rng.random_range(0..candidates.len())];
                     self.lose_disk(i);
                     let down = self.up_to(self.params.max_down);
                     self.schedule(self.now + down, Event::Restart { node: i });

@@ -10,6 +10,8 @@
 //!   duplication, partitions), disks (a flush takes time; a crash loses what
 //!   was not flushed), clocks (offset and rate error), pauses.
 //! - [`faults`]: random crashes, pauses and partitions at the seed's rates.
+//! - [`changes`]: joins, leaves and removals of dead nodes during the
+//!   safety phase, under the faults.
 //! - [`workload`]: concurrent clients doing gets, puts with and without
 //!   context and deletes on a small key space, increments of two counters
 //!   (the RESP gateway's `INCR`), and every RESP write (`SET` with
@@ -28,6 +30,7 @@
 //! The simulation works at the message level, over the sans-IO core; QUIC is
 //! not simulated (as the quinn and madsim experience advises).
 
+pub mod changes;
 pub mod check;
 pub mod clock;
 pub mod faults;

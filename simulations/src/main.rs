@@ -72,6 +72,10 @@ struct Args {
     /// input that caused it (for one seed: the output is long).
     #[arg(long, value_name = "K")]
     watch_key: Option<usize>,
+    /// Membership changes (joins, leaves, removes) in the safety phase,
+    /// instead of drawing 1 to 4 (0: none).
+    #[arg(long, value_name = "N")]
+    changes: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -264,6 +268,9 @@ fn print_verdict(seed: u64, verdict: &Verdict, args: &Args, verbose: bool) {
             if !extra.is_empty() {
                 println!("  {extra}");
             }
+            for (at, change) in &r.changes {
+                println!("  membership at {:.1}s: {change}", at.as_secs_f64());
+            }
             for stuck in &r.stuck {
                 println!("  liveness: {stuck}");
             }
@@ -304,6 +311,15 @@ struct Progress {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // The nodes' own log lines, for debugging one seed:
+    // QUORRA_SIM_LOG=quorra_node=debug quorra-sim --seed S --jobs 1.
+    if let Ok(filter) = std::env::var("QUORRA_SIM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init();
+    }
     let overrides = Overrides {
         nodes: args.nodes.map(|n| n as usize),
         ops: args.ops,
@@ -312,6 +328,7 @@ fn main() -> ExitCode {
         no_hinted_handoff: args.disable.contains(&Mechanism::HintedHandoff),
         no_anti_entropy: args.disable.contains(&Mechanism::AntiEntropy),
         watch_key: args.watch_key,
+        changes: args.changes,
     };
     let (first, last) = match (args.seed, args.seeds) {
         (Some(s), None) => (s, s),

@@ -66,6 +66,8 @@ pub struct Overrides {
     pub no_anti_entropy: bool,
     /// Print every change of this key on any node (see [`crate::watch`]).
     pub watch_key: Option<usize>,
+    /// Membership changes in the safety phase (0: none).
+    pub changes: Option<usize>,
 }
 
 /// The parameters of one run.
@@ -132,6 +134,12 @@ pub struct Params {
     pub max_hint_bytes: u64,
     /// Key whose every change is printed (not drawn; changes no outcome).
     pub watch_key: Option<usize>,
+    /// Membership changes injected in the safety phase (joins, leaves,
+    /// removes of dead nodes; see [`crate::changes`]): at least one.
+    pub changes: usize,
+    /// Mean time between two of them (the first comes within
+    /// [`crate::changes::FIRST_CHANGE`] of the safety phase's start).
+    pub change_interval: Duration,
 }
 
 fn ms(v: u64) -> Duration {
@@ -193,6 +201,8 @@ impl Params {
             tombstone_grace: ms(5_000),
             max_hint_bytes: 256 * 1024 * 1024,
             watch_key: overrides.watch_key,
+            changes: 1,
+            change_interval: Duration::ZERO,
         };
         match faults {
             FaultLevel::None => {}
@@ -225,6 +235,8 @@ impl Params {
         if rng.random_range(0..4) == 0 {
             p.read_fanout = ReadFanout::All;
         }
+        p.changes = overrides.changes.unwrap_or(rng.random_range(1..=4));
+        p.change_interval = ms(rng.random_range(1_000..10_000));
         p
     }
 
@@ -237,7 +249,7 @@ impl Params {
              latency={}..{}us tail={:.3}@{}ms loss={:.3} dup={:.3} fault_interval={}ms \
              max_down={}ms max_pause={}ms max_partition={}ms drift<={}ppm offset<={}ms flush<={}us \
              read_repair={} read_fanout={:?} hinted_handoff={} anti_entropy={} request_timeout={}ms \
-             tombstone_grace={}ms",
+             tombstone_grace={}ms changes={} change_interval={}ms",
             self.seed,
             self.nodes,
             self.replicas,
@@ -266,6 +278,8 @@ impl Params {
             self.anti_entropy,
             self.request_timeout.as_millis(),
             self.tombstone_grace.as_millis(),
+            self.changes,
+            self.change_interval.as_millis(),
         );
         s
     }
@@ -293,10 +307,12 @@ mod tests {
             no_hinted_handoff: false,
             no_anti_entropy: true,
             watch_key: None,
+            changes: Some(0),
         };
         let p = Params::draw(1, &o);
         assert_eq!((p.nodes, p.ops, p.faults), (5, 10, FaultLevel::None));
         assert_eq!(p.loss, 0.0);
         assert!(!p.read_repair && p.hinted_handoff && !p.anti_entropy);
+        assert_eq!(p.changes, 0);
     }
 }

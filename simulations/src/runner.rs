@@ -4,9 +4,8 @@
 //! 0. **Bootstrap**: every node starts knowing only its seeds; the run waits
 //!    until gossip has given every node the same ring, with every node
 //!    owning tokens (within [`BOOTSTRAP_LIMIT`], else the run is stuck).
-//!    The checks use that ring. Membership then holds still until the
-//!    checks (data does not move when ownership changes yet), except for
-//!    crashes and restarts, which the phi-accrual detector notices.
+//!    The layouts of these joins may still be moving data when the
+//!    workload starts.
 //! 1. **Safety phase**: the clients run their operations while faults are
 //!    injected at the seed's rates. It has no fixed length: it ends when
 //!    every operation has been issued and has ended, however slowly a
@@ -15,18 +14,22 @@
 //!    clients then stop issuing, and what is in flight ends by its reply
 //!    or its client's timeout (faults still on), so the checks read a
 //!    complete history; anything still open is recorded as unknown.
+//!    Membership changes during it too ([`crate::changes`]: joins, leaves,
+//!    deaths for good and removals), under the same faults.
 //! 2. **Liveness phase**: every fault ends (crashed nodes restart, pauses
 //!    end, partitions heal, the network stops losing messages). The cluster
 //!    runs on its own for [`SETTLE`] so failure detection and hinted handoff
 //!    can do their work, then until it is quiet (no message, request or
-//!    flush in flight, no hint left, every tombstone purged) and every
-//!    replica of every key holds the same state. Nobody reads the keys for
+//!    flush in flight, no hint left, every tombstone purged, every move
+//!    finished and every unowned partition dropped, one ring agreed by
+//!    every member) and every replica of every key holds the same state.
+//!    The checks then judge that ring's primaries. Nobody reads the keys for
 //!    it: convergence comes from hinted handoff, read repair of the
 //!    workload's own reads, and anti-entropy. Not getting there within
 //!    [`QUIET_LIMIT`] is a liveness failure.
 //! 3. **Checks** ([`crate::check`]) on the history and the final state. The
 //!    checks of the final state (durability, resurrection, counters,
-//!    convergence) run only on a cluster that went quiet: on one that did
+//!    convergence, cleanup) run only on a cluster that went quiet: on one that did
 //!    not, writes may still be on their way, so they would judge a state
 //!    that is not final. The report says they were skipped, and why.
 //! 4. **Membership**: a new node joins and one node leaves; within
@@ -101,6 +104,8 @@ pub struct Report {
     /// Why the run did not get through its phases, each its own line
     /// (empty: it did).
     pub stuck: Vec<String>,
+    /// The membership changes made during the run: when, and what.
+    pub changes: Vec<(Duration, String)>,
 }
 
 impl Report {
@@ -139,6 +144,8 @@ pub fn dispatch_world(sim: &mut Sim, event: Event, faults: bool) -> Option<Event
                 sim.inject_fault();
             }
         }
+        Event::Change => sim.inject_change(),
+        Event::Remove { node } => sim.try_remove(node),
         Event::Restart { node } => sim.restart(node),
         Event::Resume { node } => sim.resume(node),
         Event::Heal { links } => sim.heal(links),
@@ -184,6 +191,9 @@ fn run_until(
     }
 }
 
+/// Nothing left to do: no message, request or flush in flight, no hint,
+/// tombstone or partition to drop left, ownership at rest on one ring
+/// every member agrees on, and no expired value left to purge.
 fn quiet(sim: &Sim) -> bool {
     sim.network_quiet()
         && sim.nodes.iter().all(|n| {
@@ -191,9 +201,13 @@ fn quiet(sim: &Sim) -> bool {
                 node.requests_in_flight() == 0
                     && node.hint_usage().0 == 0
                     && node.tombstone_count() == 0
+                    && node.cleanup_pending() == 0
             })
         })
-        && expired_left(sim) == 0
+        && sim.moves_settled()
+        && sim
+            .agreed_ring()
+            .is_some_and(|ring| expired_copies(sim, &ring).is_empty())
 }
 
 /// Copies of RESP keys, on any primary, whose latest value has expired by
@@ -203,7 +217,7 @@ fn quiet(sim: &Sim) -> bool {
 /// before [`crate::clock`] bounded the wander, seed 7 of the 200,000-op
 /// heavy runs had clocks 418 s apart).
 fn expired_left(sim: &Sim) -> usize {
-    expired_copies(sim).len()
+    expired_copies(sim, &sim.ring).len()
 }
 
 /// What node `n`'s disk holds of `key` (nothing if unreadable).
@@ -218,20 +232,21 @@ fn held(
         .flatten()
 }
 
-/// Each copy [`expired_left`] counts: the key and the node holding it.
-fn expired_copies(sim: &Sim) -> Vec<(usize, NodeId)> {
+/// Each copy [`expired_left`] counts, by `ring`'s primaries: the key and
+/// the node holding it.
+fn expired_copies(sim: &Sim, ring: &quorra_ring::Ring) -> Vec<(usize, NodeId)> {
     let first = sim.params.keys + crate::workload::COUNTER_KEYS;
     let mut out = Vec::new();
     for k in first..first + crate::workload::RESP_KEYS {
         let key = crate::workload::key_name(k);
-        let partition = sim.ring.partition_of_key(&key);
+        let partition = ring.partition_of_key(&key);
         // Due by the clock of the node whose sweeper purges it, the first
         // primary: a copy other clocks see expired is not due before.
-        let Some(sweeper) = sim.ring.primaries(partition).next() else {
+        let Some(sweeper) = ring.primaries(partition).next() else {
             continue;
         };
         let now_ms = sim.nodes[sim.index_of(sweeper)].local(sim.now).as_millis() as u64;
-        for id in sim.ring.primaries(partition) {
+        for id in ring.primaries(partition) {
             let n = &sim.nodes[sim.index_of(id)];
             let values: Vec<bytes::Bytes> = held(n, partition, &key)
                 .map(|o| o.live_values().cloned().collect())
@@ -247,8 +262,10 @@ fn expired_copies(sim: &Sim) -> Vec<(usize, NodeId)> {
 /// A node joins and a random one leaves; every remaining node must reach
 /// the same ring and believe every running node up.
 fn change_membership(sim: &mut Sim, workload: &mut Workload) -> Option<Violation> {
-    let before = sim.nodes.len();
-    let leaver = sim.rng.random_range(0..before);
+    let members: Vec<usize> = (0..sim.nodes.len())
+        .filter(|&i| !sim.nodes[i].departed)
+        .collect();
+    let leaver = members[sim.rng.random_range(0..members.len())];
     let newcomer = sim.add_node();
     if let Err(e) = sim.leave(leaver) {
         return Some(Violation {
@@ -354,12 +371,14 @@ pub fn run(params: Params, record_trace: bool) -> Report {
     workload.start(&mut sim);
     workload.start_sweepers(&mut sim);
     sim.schedule_next_fault();
+    sim.schedule_changes();
 
     let safety_start = sim.now;
     let down_before = sim.node_time_down();
     if let Err(why) = safety_phase(&mut sim, &mut workload, params.ops) {
         stuck.push(why);
     }
+    sim.stop_changes();
     let safety_time = sim.now - safety_start;
     let down_share = (sim.node_time_down() - down_before).as_secs_f64()
         / (safety_time.as_secs_f64() * sim.nodes.len() as f64).max(1e-9);
@@ -374,6 +393,8 @@ pub fn run(params: Params, record_trace: bool) -> Report {
             break;
         }
         became_quiet = true;
+        // The checks judge the ring the members agree on now.
+        sim.ring = sim.agreed_ring().expect("quiet means agreed");
         if FinalState::read(&sim, all_keys(&params)).converged() {
             break;
         }
@@ -413,13 +434,46 @@ pub fn run(params: Params, record_trace: bool) -> Report {
             expired_left(&sim),
             sim.busy_events(),
         ));
+        if sim.agreed_ring().is_none() {
+            let views: Vec<String> = sim
+                .nodes
+                .iter()
+                .filter(|n| !n.departed)
+                .map(|n| {
+                    let members = n.membership.as_ref().and_then(|m| m.ring().ok()).map_or(
+                        "not running".to_string(),
+                        |r| {
+                            let ids: Vec<String> = r.node_ids().map(|id| id.to_string()).collect();
+                            format!("[{}]", ids.join(" "))
+                        },
+                    );
+                    format!("node {}: {members}", n.id)
+                })
+                .collect();
+            stuck.push(format!(
+                "the members do not agree on one ring: {}\n{}",
+                views.join("; "),
+                sim.describe_stages()
+            ));
+        }
+        let cleaning: Vec<String> = sim
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let pending = n.node.as_ref()?.cleanup_pending();
+                (pending > 0).then(|| format!("node {}: {pending}", n.id))
+            })
+            .collect();
+        if !cleaning.is_empty() {
+            stuck.push(format!("partitions still to drop: {}", cleaning.join(", ")));
+        }
         if !sim.moves_settled() {
             stuck.push(format!(
                 "ownership is still moving:\n{}",
                 sim.describe_stages()
             ));
         }
-        for (k, id) in expired_copies(&sim) {
+        for (k, id) in expired_copies(&sim, &sim.ring) {
             let key = crate::workload::key_name(k);
             let partition = sim.ring.partition_of_key(&key);
             let states: Vec<String> = sim
@@ -480,5 +534,6 @@ pub fn run(params: Params, record_trace: bool) -> Report {
         safety_time,
         down_share,
         stuck,
+        changes: std::mem::take(&mut sim.changes),
     }
 }

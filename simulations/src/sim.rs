@@ -115,6 +115,13 @@ pub enum Event {
     },
     /// Time for the next random fault.
     Fault,
+    /// Time for the next membership change ([`crate::changes`]).
+    Change,
+    /// An operator removes dead node `node` (retried until it is).
+    Remove {
+        /// Node index.
+        node: usize,
+    },
     /// A crashed node starts again.
     Restart {
         /// Node index.
@@ -142,6 +149,7 @@ impl Event {
                 | Event::ClientWake { .. }
                 | Event::Sweep { .. }
                 | Event::Fault
+                | Event::Change
                 | Event::Gossip { .. }
         )
     }
@@ -180,7 +188,8 @@ pub struct SimNode {
     pub node: Option<Node>,
     /// Its membership, `None` while crashed.
     pub membership: Option<Membership>,
-    /// The node left the cluster and stopped for good.
+    /// The node left the cluster and stopped for good, or died for good
+    /// ([`crate::changes`]): it never runs again.
     pub departed: bool,
     /// Down verdicts of this process's gossiper already counted.
     downs_counted: u64,
@@ -258,8 +267,9 @@ pub struct Sim {
     seq: u64,
     /// The nodes.
     pub nodes: Vec<SimNode>,
-    /// The ring the nodes agreed on at the end of the bootstrap (the
-    /// checks read primaries from it; membership holds still afterwards).
+    /// The ring the nodes agreed on at the end of the bootstrap, then
+    /// (membership changes during the run) the one they agree on once the
+    /// liveness phase is quiet: the checks read primaries from it.
     pub ring: Ring,
     /// Directed links cut by partitions (with a count, partitions may overlap).
     cut: BTreeMap<(usize, usize), u32>,
@@ -277,6 +287,10 @@ pub struct Sim {
     pub disk_losses: Vec<(u64, Duration)>,
     /// The updater every node runs with, and its log of applications.
     pub updater: crate::updater::RecordingUpdater,
+    /// Membership changes still to inject ([`crate::changes`]).
+    pub changes_left: usize,
+    /// The membership changes made: when, and what.
+    pub changes: Vec<(Duration, String)>,
 }
 
 impl Sim {
@@ -303,6 +317,8 @@ impl Sim {
             retired: quorra_node::core::Stats::default(),
             disk_losses: Vec::new(),
             updater: crate::updater::RecordingUpdater::default(),
+            changes_left: 0,
+            changes: Vec::new(),
         };
         for _ in 0..sim.params.nodes {
             sim.add_node();
@@ -412,9 +428,43 @@ impl Sim {
                     format!("{id}:{what}")
                 })
                 .collect();
-            let gaining = n.node.as_ref().map_or(0, |c| c.transfers().len());
+            let gains = n.node.as_ref().map(|c| c.transfers()).unwrap_or_default();
+            let gaining = match gains.first() {
+                None => "0".to_string(),
+                Some(g) => format!(
+                    "{} (first: {} waiting on {:?}, pulled {:?}, {} retries, last error {:?})",
+                    gains.len(),
+                    g.partition,
+                    g.waiting_on,
+                    g.pulled,
+                    g.retries,
+                    g.last_error
+                ),
+            };
+            let members: Vec<String> = n
+                .membership
+                .as_ref()
+                .map(|m| {
+                    m.gossip()
+                        .entries()
+                        .map(|e| {
+                            let l = &e.info.layout;
+                            let stamp = |s: Option<quorra_gossip::Stamp>| {
+                                s.map_or("-".into(), |s| s.to_string())
+                            };
+                            format!(
+                                "{}:{}({}..{})",
+                                e.id,
+                                e.info.status.name(),
+                                stamp(l.joined),
+                                stamp(l.departed)
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             out.push(format!(
-                "node {}: newest {} read {} floor {} rings {} all_acked {} gaining {} behind [{}]",
+                "node {}: newest {} read {} floor {} rings {} all_acked {} gaining {} behind [{}] members [{}]",
                 n.id,
                 stage.newest.stamp,
                 stage.read.stamp,
@@ -422,7 +472,8 @@ impl Sim {
                 stage.placement.rings().len(),
                 stage.all_acked,
                 gaining,
-                behind.join(" ")
+                behind.join(" "),
+                members.join(" ")
             ));
         }
         out.join("\n")
@@ -496,13 +547,14 @@ impl Sim {
         let mut node = Node::new(id, alone, store.clone(), self.node_options(i), local)
             .expect("a simulated node starts");
         // Node 1 founds the cluster; the others join through the first
-        // three, and so does node 1 when it restarts (after losing its
-        // disk, it must find the cluster again rather than found another).
+        // three that have not left (or died), and so does node 1 when it
+        // restarts (after losing its disk, it must find the cluster again
+        // rather than found another).
         let seeds: Vec<String> = if i == 0 && self.nodes[0].life == 0 {
             Vec::new()
         } else {
-            (0..self.nodes.len().min(4))
-                .filter(|&s| s != i)
+            (0..self.nodes.len())
+                .filter(|&s| s != i && !self.nodes[s].departed)
                 .take(3)
                 .map(Self::address)
                 .collect()
@@ -641,6 +693,8 @@ impl Sim {
             return true;
         }
         let local = self.nodes[i].local(self.now);
+        // Names the node on its log lines (QUORRA_SIM_LOG, see main.rs).
+        let _span = tracing::info_span!("sim", node = i + 1).entered();
         if let Some(trace) = &mut self.trace {
             trace.input(self.now, i, &event);
         }
@@ -678,7 +732,7 @@ impl Sim {
 
     /// Carries out what node `i` asked for: sends, replies, flush, timer;
     /// stops it for good once it has left the cluster.
-    fn after_input(&mut self, i: usize) {
+    pub(crate) fn after_input(&mut self, i: usize) {
         let local = self.nodes[i].local(self.now);
         let mut sends = Vec::new();
         let mut gossip = Vec::new();

@@ -305,6 +305,17 @@ impl Node {
         (self.ae.trees.len(), self.ae.running)
     }
 
+    /// The partitions whose Merkle trees this node keeps.
+    pub fn tree_partitions(&self) -> Vec<PartitionId> {
+        self.ae.trees.partitions()
+    }
+
+    /// Partitions waiting to be dropped because this node owns them no
+    /// more (see [`super::cleanup`]).
+    pub fn cleanup_pending(&self) -> usize {
+        self.cleanup.queue.len()
+    }
+
     /// Requests in flight (coordinated here, including stragglers tracked
     /// after the reply).
     pub fn requests_in_flight(&self) -> usize {
@@ -536,7 +547,7 @@ impl Node {
         if let Some(at) = self.ae_next_wake(next) {
             next = next.min(at);
         }
-        if let Some(at) = self.transfers_next_wake(next) {
+        if let Some(at) = self.transfers_next_wake() {
             next = next.min(at);
         }
         if let Some(at) = self.cleanup_next_wake() {

@@ -251,8 +251,19 @@ impl Node {
                 debug!(%partition, source = source.0, error = %e, "pull failed; retried later");
                 gain.retries += 1;
                 gain.last_error = Some(e);
-                gain.retry_at.insert(source, now + retry);
-                gain.sources.insert(source);
+                // Tried again only if it still is a source: the placement
+                // may have changed while the pull ran (a source that no
+                // longer owns the partition refuses every pull).
+                let still = self
+                    .placement
+                    .read_ring()
+                    .primaries(partition)
+                    .any(|n| n == source)
+                    && !self.transfers.moves.removed.contains(&source);
+                if still {
+                    gain.retry_at.insert(source, now + retry);
+                    gain.sources.insert(source);
+                }
                 self.stats.transfers_failed += 1;
             }
         }
@@ -268,24 +279,28 @@ impl Node {
         self.stats.transfer_bytes += bytes as u64;
     }
 
-    /// When transfers next need `handle_timeout`.
-    pub(super) fn transfers_next_wake(&self, now: Duration) -> Option<Duration> {
+    /// When transfers next need `handle_timeout`: the earliest moment a
+    /// pull can start (`Duration::ZERO` if one can start now, so that the
+    /// next pull follows the one that just ended without waiting for
+    /// another timer), or `None` if none can start before something else
+    /// happens (a source coming up, a pull ending, a new placement).
+    pub(super) fn transfers_next_wake(&self) -> Option<Duration> {
         if !self.transfers.moves.may_pull || self.transfers.running >= self.options.transfer_streams
         {
             return None;
         }
-        let mut next: Option<Duration> = None;
-        for g in self
+        let next = self
             .transfers
             .gains
             .values()
             .filter(|g| g.running.is_none())
-        {
-            for s in &g.sources {
-                let at = g.retry_at.get(s).copied().unwrap_or(now).max(now);
-                next = Some(next.map_or(at, |n: Duration| n.min(at)));
-            }
-        }
-        next.map(|at| at.max(self.transfers.budget.ready_at(now)))
+            .flat_map(|g| {
+                g.sources
+                    .iter()
+                    .filter(|&&s| self.peers.is_up(s))
+                    .map(|s| g.retry_at.get(s).copied().unwrap_or(Duration::ZERO))
+            })
+            .min();
+        next.map(|at| at.max(self.transfers.budget.ready_at(Duration::ZERO)))
     }
 }

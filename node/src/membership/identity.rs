@@ -88,8 +88,12 @@ pub fn own_entry(identity: &Identity, address: &str, generation: u32) -> Entry {
         heartbeat: 0,
         version: identity.version,
         info: Info {
+            // A node that stamped its departure and restarted before it
+            // left is still leaving: its data still has to move.
             status: if identity.left {
                 Status::Left
+            } else if identity.layout.departed.is_some() {
+                Status::Leaving
             } else if identity.tokens.is_empty() {
                 Status::Joining
             } else {

@@ -145,13 +145,23 @@ impl Membership {
         // The layout it read before a restart (its saved sync_ack): reads
         // never go back to a layout whose owners may have cleaned up.
         let reached = (identity.layout.sync_ack.stamp, Stamp::ZERO);
+        // A leave a restart interrupted goes on (see `own_entry`); a node
+        // that had announced `left` announces it again for one
+        // [`LEAVE_STEP`] and stops.
+        let departure = if identity.left {
+            Departure::Left(Duration::ZERO)
+        } else if identity.layout.departed.is_some() {
+            Departure::Leaving
+        } else {
+            Departure::Staying
+        };
         Self {
             gossip,
             identity,
             store,
             has_seeds,
             tokens,
-            departure: Departure::Staying,
+            departure,
             refused: false,
             join: None,
             reached,
@@ -411,10 +421,15 @@ impl Membership {
         // layouts do not change because it lost its data.
         info.layout = former.info.layout;
         self.identity.layout = info.layout;
-        info.status = if self.departing() {
-            info.status
-        } else {
-            Status::Normal
+        if info.layout.departed.is_some() && self.departure == Departure::Staying {
+            // It was leaving when it lost its data: the leave goes on (the
+            // others pull from the old owners that kept theirs).
+            self.departure = Departure::Leaving;
+        }
+        info.status = match self.departure {
+            Departure::Staying => Status::Normal,
+            Departure::Leaving => Status::Leaving,
+            Departure::Left(_) | Departure::Departed => info.status,
         };
         self.gossip.restart_as(u64::from(generation), info);
         self.gossip.announce();

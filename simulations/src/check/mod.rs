@@ -4,11 +4,14 @@
 //! of every key on its primaries: [`durability`], [`resurrection`],
 //! [`causality`], [`read_your_writes`], [`counters`], and for the RESP
 //! string keys [`resp`] (durability, no resurrection, the latest value
-//! decides, expiry, read-your-writes). The liveness check (exit code 11),
-//! [`convergence`], requires that after the healing phase every replica of
-//! every key holds the same state and no hint is left undelivered; a second
-//! one, [`Check::Membership`], that a join and a leave after the run reach
-//! every node (see [`crate::runner`]).
+//! decides, expiry, read-your-writes). The liveness checks (exit code 11):
+//! [`convergence`] requires that after the healing phase every replica of
+//! every key holds the same state and no hint is left undelivered;
+//! [`cleanup`] that no member keeps anything of a partition it does not
+//! own; [`Check::Membership`] that a join and a leave after the run reach
+//! every node (see [`crate::runner`]). Every membership change of the
+//! safety phase must have finished moving its data for the cluster to be
+//! quiet at all (the run is stuck otherwise).
 //!
 //! Supersession is read off the history: a write *supersedes* the values its
 //! context covered (`saw`). A write that failed or timed out may still have
@@ -16,6 +19,7 @@
 //! saw; only acknowledged writes *must* have.
 
 pub mod causality;
+pub mod cleanup;
 pub mod convergence;
 pub mod counters;
 pub mod durability;
@@ -51,6 +55,9 @@ pub enum Check {
     Expiry,
     /// Replicas did not converge after healing.
     Convergence,
+    /// A member keeps data, tombstone marks or a tree of a partition it
+    /// does not own once every move finished.
+    Cleanup,
     /// Gossip did not bring every node to the same ring (at the start, or
     /// after a join and a leave), or kept a live node down.
     Membership,
@@ -59,7 +66,10 @@ pub enum Check {
 impl Check {
     /// Whether the check is about safety (else liveness).
     pub fn is_safety(self) -> bool {
-        !matches!(self, Check::Convergence | Check::Membership)
+        !matches!(
+            self,
+            Check::Convergence | Check::Cleanup | Check::Membership
+        )
     }
 }
 
@@ -73,6 +83,7 @@ impl std::fmt::Display for Check {
             Check::Counters => "counters",
             Check::Expiry => "expiry",
             Check::Convergence => "convergence",
+            Check::Cleanup => "cleanup",
             Check::Membership => "membership",
         })
     }
@@ -151,7 +162,10 @@ pub fn check_history(sim: &Sim, history: &History) -> Vec<Violation> {
     let mut v = Vec::new();
     v.extend(causality::check(history));
     v.extend(resp::check_reads(sim, history));
-    if sim.params.faults == crate::params::FaultLevel::None {
+    // With no faults and no node dying for good (the only lost disks a
+    // fault-free run has): joins and leaves alone must keep every read at
+    // R after a write at W with R + W > N seeing it.
+    if sim.params.faults == crate::params::FaultLevel::None && sim.disk_losses.is_empty() {
         v.extend(read_your_writes::check(history, sim.params.replicas));
     }
     v
@@ -170,5 +184,6 @@ pub fn check_state(sim: &Sim, history: &History, fin: &FinalState) -> Vec<Violat
     let resp_keys: Vec<usize> = (resp_from..resp_from + crate::workload::RESP_KEYS).collect();
     v.extend(resp::check_state(sim, history, fin, &resp_keys));
     v.extend(convergence::check(fin));
+    v.extend(cleanup::check(sim));
     v
 }

@@ -284,7 +284,11 @@ impl Workload {
         consistency: Consistency,
         build: impl FnOnce(u64, ClientTag) -> (Kind, Request),
     ) {
-        let node = sim.rng.random_range(0..sim.nodes.len());
+        // A client knows the members that have not left (or died).
+        let members: Vec<usize> = (0..sim.nodes.len())
+            .filter(|&i| !sim.nodes[i].departed)
+            .collect();
+        let node = members[sim.rng.random_range(0..members.len())];
         let at = sim.now + Duration::from_micros(sim.rng.random_range(10..500));
         self.send_to(sim, client, node, at, key, consistency, build);
     }

@@ -152,6 +152,11 @@ impl Trees {
         self.built.retain(|p, _| partitions.contains(p));
     }
 
+    /// The partitions whose trees are built, in order.
+    pub(crate) fn partitions(&self) -> Vec<PartitionId> {
+        self.built.keys().copied().collect()
+    }
+
     /// How many trees are built.
     pub(crate) fn len(&self) -> usize {
         self.built.len()

@@ -1,0 +1,205 @@
+//! Membership changes during the safety phase: joins, leaves and removals
+//! under the workload and the faults.
+//!
+//! Every seed changes its membership [`Params::changes`] times while the
+//! clients run (the first within [`FIRST_CHANGE`] of the phase's start, so
+//! even a short phase sees one; the rest about every
+//! [`Params::change_interval`]). Each change is drawn:
+//!
+//! - **one node joins**, or **two join at once** (their moves overlap);
+//! - **a node leaves** (`quorra leave`: it streams what it loses, then
+//!   stops for good);
+//! - **a node dies for good and is removed**: it crashes, its disk is gone
+//!   (recorded as a lost disk, so the checks owe nothing to copies only it
+//!   held), and [`REMOVE_AFTER`] later an operator removes it through a
+//!   live member (retried every [`REMOVE_RETRY`] while that member still
+//!   believes it up). The new owners pull from the surviving old replicas.
+//!
+//! The cluster stays between [`MIN_MEMBERS`] and [`MAX_MEMBERS`] members
+//! that are not leaving; a change that would cross a bound becomes the
+//! opposite one. A node is killed for good only while fewer than a
+//! minority are down, the crash rule of [`crate::faults`]. The faults go on
+//! meanwhile, so crashes, pauses, partitions and message faults hit the
+//! streaming sources and targets mid-transfer.
+//!
+//! Not drawn yet: replacing a dead node under its tokens (Quorra has no
+//! replace yet), and a lost disk on a node that is leaving (see
+//! [`crate::faults`]).
+//!
+//! [`Params::changes`]: crate::params::Params::changes
+//! [`Params::change_interval`]: crate::params::Params::change_interval
+
+use std::time::Duration;
+
+use rand::RngExt;
+
+use crate::faults::minority;
+use crate::sim::{Event, Sim};
+use crate::workload::sweeper::SWEEP_INTERVAL;
+
+/// The first change comes within this long of the safety phase's start.
+pub const FIRST_CHANGE: Duration = Duration::from_secs(2);
+
+/// Fewest members (not leaving, not dead) the changes leave: N.
+pub const MIN_MEMBERS: usize = 3;
+
+/// Most members the changes make.
+pub const MAX_MEMBERS: usize = 8;
+
+/// How long after a node died for good the operator removes it.
+pub const REMOVE_AFTER: Duration = Duration::from_secs(5);
+
+/// How soon a refused removal (the remover still believes the node up)
+/// is tried again.
+pub const REMOVE_RETRY: Duration = Duration::from_secs(1);
+
+/// How soon a change that found no node to act on is tried again.
+const CHANGE_RETRY: Duration = Duration::from_millis(500);
+
+/// One drawn change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    Join(usize),
+    Leave,
+    Remove,
+}
+
+impl Sim {
+    /// Members that are not leaving, have not left and are not dead.
+    pub fn staying_members(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| !n.departed)
+            .filter(|n| n.membership.as_ref().is_none_or(|m| !m.departing()))
+            .count()
+    }
+
+    /// Starts the safety phase's changes: the first within
+    /// [`FIRST_CHANGE`].
+    pub fn schedule_changes(&mut self) {
+        self.changes_left = self.params.changes;
+        if self.changes_left > 0 {
+            let at = self.now + FIRST_CHANGE.mul_f64(self.rng.random_range(0.05..=1.0));
+            self.schedule(at, Event::Change);
+        }
+    }
+
+    /// No more changes (the safety phase ended); removals already decided
+    /// still happen.
+    pub fn stop_changes(&mut self) {
+        self.changes_left = 0;
+    }
+
+    /// Nodes that can act now: running, joined, not leaving.
+    fn settled_nodes(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                let n = &self.nodes[i];
+                n.running()
+                    && n.membership
+                        .as_ref()
+                        .is_some_and(|m| m.joined() && !m.departing())
+            })
+            .collect()
+    }
+
+    /// Draws and makes one change, then schedules the next.
+    pub fn inject_change(&mut self) {
+        if self.changes_left == 0 {
+            return;
+        }
+        let staying = self.staying_members();
+        let mut change = match self.rng.random_range(0..4) {
+            0 => Change::Join(1),
+            1 => Change::Join(2),
+            2 => Change::Leave,
+            _ => Change::Remove,
+        };
+        if let Change::Join(k) = change {
+            if staying + k > MAX_MEMBERS {
+                change = Change::Leave;
+            }
+        } else if staying <= MIN_MEMBERS {
+            change = Change::Join(1);
+        }
+        let done = match change {
+            Change::Join(k) => {
+                for _ in 0..k {
+                    let i = self.add_node();
+                    self.log_change(format!("node {} joins", i + 1));
+                    let at = self.now + SWEEP_INTERVAL;
+                    self.schedule(at, Event::Sweep { node: i });
+                }
+                true
+            }
+            Change::Leave => {
+                let candidates = self.settled_nodes();
+                if candidates.is_empty() {
+                    false
+                } else {
+                    let i = candidates[self.rng.random_range(0..candidates.len())];
+                    let left = self.leave(i).is_ok();
+                    if left {
+                        self.log_change(format!("node {} leaves", i + 1));
+                    }
+                    left
+                }
+            }
+            Change::Remove => {
+                let live = self.nodes.iter().filter(|n| !n.departed).count();
+                let candidates = self.settled_nodes();
+                if candidates.is_empty() || self.unavailable() >= minority(live) {
+                    false
+                } else {
+                    let i = candidates[self.rng.random_range(0..candidates.len())];
+                    self.kill_for_good(i);
+                    self.log_change(format!("node {} dies for good", i + 1));
+                    self.schedule(self.now + REMOVE_AFTER, Event::Remove { node: i });
+                    true
+                }
+            }
+        };
+        if done {
+            self.changes_left -= 1;
+            if self.changes_left == 0 {
+                return;
+            }
+            let u: f64 = self.rng.random_range(f64::EPSILON..1.0);
+            let gap = self.params.change_interval.mul_f64(-u.ln());
+            self.schedule(self.now + gap, Event::Change);
+        } else {
+            self.schedule(self.now + CHANGE_RETRY, Event::Change);
+        }
+    }
+
+    /// Crashes node `i` and never restarts it: its disk counts as lost.
+    fn kill_for_good(&mut self, i: usize) {
+        self.crash(i);
+        self.nodes[i].departed = true;
+        self.disk_losses.push((self.nodes[i].id.0, self.now));
+    }
+
+    /// An operator removes dead node `i` through a live member, or tries
+    /// again later if none can (each refuses while it believes `i` up).
+    pub fn try_remove(&mut self, i: usize) {
+        let id = self.nodes[i].id;
+        for remover in self.settled_nodes() {
+            let Some(m) = self.nodes[remover].membership.as_mut() else {
+                continue;
+            };
+            if m.remove(id).is_ok() {
+                self.log_change(format!("node {} removed by node {}", i + 1, remover + 1));
+                self.after_input(remover);
+                return;
+            }
+        }
+        self.schedule(self.now + REMOVE_RETRY, Event::Remove { node: i });
+    }
+
+    fn log_change(&mut self, what: String) {
+        if let Some(trace) = &mut self.trace {
+            trace.transition(self.now, usize::MAX, "membership change");
+        }
+        self.changes.push((self.now, what));
+    }
+}
