@@ -381,18 +381,39 @@ impl Gossiper {
     /// removed, by the ownership change `departed`. Returns false if the
     /// member is unknown or is this node.
     pub fn remove(&mut self, id: NodeId, departed: crate::Stamp) -> bool {
+        self.retire(id, Status::Removed, Some(departed))
+    }
+
+    /// Announces, on behalf of a member that left but stopped before its
+    /// own `left` reached this node (the layouts no longer hold it, and it
+    /// is down), that it is `left`. Returns false if the member is unknown
+    /// or is this node.
+    pub fn mark_left(&mut self, id: NodeId) -> bool {
+        self.retire(id, Status::Left, None)
+    }
+
+    /// Gives another member's entry a gone `status` (and its departure, if
+    /// given), above any life of it this node has not seen yet (see
+    /// [`REMOVAL_GAP`]).
+    fn retire(&mut self, id: NodeId, status: Status, departed: Option<crate::Stamp>) -> bool {
         if id == self.me {
             return false;
         }
         let Some(entry) = self.entries.get_mut(&id) else {
             return false;
         };
-        entry.info.status = Status::Removed;
-        entry.info.layout.departed = Some(departed);
-        // Above any life of the member this node has not seen yet (see
-        // [`REMOVAL_GAP`]).
+        entry.info.status = status;
+        if departed.is_some() {
+            entry.info.layout.departed = departed;
+        }
         entry.generation += REMOVAL_GAP;
-        entry.version += 1;
+        // Two members may remove the same one, each with its own stamp,
+        // from the same (generation, version): digests compare only those,
+        // so equal pairs with different contents would never converge. The
+        // stamp goes into the version: different removals, different
+        // versions, and the higher wins everywhere.
+        let salt = departed.map_or(0, |d| (d.counter << 20) | (d.by.0 & 0xF_FFFF));
+        entry.version += 1 + salt;
         self.events.push_back(Event::Changed(id));
         true
     }

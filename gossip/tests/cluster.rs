@@ -220,3 +220,83 @@ fn removal_and_leaving_spread_and_are_forgotten() {
     assert!(bus.nodes[0].entry(NodeId(4)).is_none());
     let _ = GossipMessage::Ack2 { updates: vec![] };
 }
+
+#[test]
+fn a_member_remembered_but_never_heard_from_is_judged_down() {
+    // Node 1 restarts remembering node 2, which died while it was down: no
+    // heartbeat of node 2 ever arrives in this life.
+    let mut bus = Bus::new(2, &[1], |_| "c");
+    bus.alive[1] = false;
+    bus.nodes[0].remember([entry(2)]);
+    let mut seconds = 0;
+    while bus.nodes[0].is_up(NodeId(2)) {
+        bus.tick(Duration::from_secs(1));
+        seconds += 1;
+        assert!(seconds <= 30, "a silent remembered member still looks up");
+    }
+}
+
+#[test]
+fn a_removal_wins_over_a_newer_life_the_remover_did_not_see() {
+    let mut bus = Bus::new(3, &[1], |_| "c");
+    for _ in 0..10 {
+        bus.tick(Duration::from_secs(1));
+    }
+    bus.alive[2] = false;
+    // Node 2 heard of a later life of node 3 (it restarted, then died)
+    // that node 1 never saw before removing it.
+    let mut later = bus.nodes[1].entry(NodeId(3)).unwrap().clone();
+    later.generation += 5;
+    later.version += 3;
+    bus.nodes[1].remember([later]);
+    assert!(bus.nodes[0].remove(
+        NodeId(3),
+        quorra_gossip::Stamp {
+            counter: 9,
+            by: NodeId(1)
+        }
+    ));
+    for _ in 0..10 {
+        bus.tick(Duration::from_secs(1));
+    }
+    for g in &bus.nodes[..2] {
+        assert_eq!(
+            g.entry(NodeId(3)).unwrap().info.status,
+            Status::Removed,
+            "node {} undid the removal",
+            g.id()
+        );
+    }
+}
+
+#[test]
+fn a_joining_node_that_restarted_with_a_remembered_table_gets_a_full_view() {
+    let mut bus = Bus::new(3, &[1], |_| "c");
+    for _ in 0..10 {
+        bus.tick(Duration::from_secs(1));
+    }
+    // Node 3 restarts, still joining (no tokens), remembering the table.
+    let table: Vec<Entry> = bus.nodes[2].entries().cloned().collect();
+    let mut joining = entry(3);
+    joining.info.status = Status::Joining;
+    joining.info.tokens.clear();
+    joining.generation = 2;
+    let mut restarted = Gossiper::new(
+        joining,
+        "c",
+        settings_hash(1024, 3),
+        vec!["node1".into()],
+        Config::default(),
+        43,
+        bus.now,
+    );
+    restarted.remember(table);
+    bus.nodes[2] = restarted;
+    for _ in 0..5 {
+        bus.tick(Duration::from_secs(1));
+    }
+    assert!(
+        bus.nodes[2].has_full_view(),
+        "a joining node that remembers its table never gets a full view"
+    );
+}

@@ -5,6 +5,7 @@
 //! quorra-sim --seeds A..B        seeds A to B inclusive; ends with "N passed, M failed"
 //!     [--nodes N] [--ops N] [--faults none|light|heavy]
 //!     [--disable read-repair,hinted-handoff] [--check-determinism] [--jobs J] [--quiet]
+//!     [--changes N] (membership changes in the safety phase; default 1 to 4)
 //! ```
 //!
 //! Exit codes: 0 all passed, 2 bad usage, 10 a safety check failed, 11

@@ -694,7 +694,7 @@ impl Sim {
         }
         let local = self.nodes[i].local(self.now);
         // Names the node on its log lines (QUORRA_SIM_LOG, see main.rs).
-        let _span = tracing::info_span!("sim", node = i + 1).entered();
+        let _span = tracing::info_span!(target: "quorra_node", "sim", node = i + 1, ms = self.now.as_millis() as u64).entered();
         if let Some(trace) = &mut self.trace {
             trace.input(self.now, i, &event);
         }
@@ -733,6 +733,7 @@ impl Sim {
     /// Carries out what node `i` asked for: sends, replies, flush, timer;
     /// stops it for good once it has left the cluster.
     pub(crate) fn after_input(&mut self, i: usize) {
+        let _span = tracing::info_span!(target: "quorra_node", "sim", node = i + 1, ms = self.now.as_millis() as u64).entered();
         let local = self.nodes[i].local(self.now);
         let mut sends = Vec::new();
         let mut gossip = Vec::new();

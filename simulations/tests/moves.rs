@@ -112,6 +112,23 @@ fn two_nodes_leaving_at_once_keep_every_write_that_missed_a_replica() {
 }
 
 #[test]
+fn a_leave_interrupted_by_a_crash_goes_on_after_the_restart() {
+    let mut h = quiet_cluster(5);
+    let written = write_missing_one_replica(&mut h);
+    h.leave(5);
+    h.run_for(Duration::from_millis(50));
+    h.crash(5);
+    h.run_for(Duration::from_secs(1));
+    h.restart(5);
+    h.settle_moves(MOVE_LIMIT);
+    assert!(
+        h.sim.nodes[h.sim.index_of(quorra_ring::NodeId(5))].departed,
+        "node 5 came back from its crash and never finished leaving"
+    );
+    all_readable_and_only_on_owners(&mut h, 1, &written);
+}
+
+#[test]
 fn a_lost_disk_and_a_join_keep_every_write_acknowledged_at_w2() {
     let mut h = quiet_cluster(3);
     let written = write_missing_one_replica(&mut h);

@@ -7,8 +7,12 @@
 //! read ring's primaries hold before reads may use it. It pulls
 //! only once every member writes to the newest layout (`may_pull`), so
 //! every write acknowledged later reaches it directly; and it pulls from
-//! **every** old primary (a removed one excepted), so every write
-//! acknowledged earlier, at any W, is in what it pulls.
+//! **every** old primary, so every write acknowledged earlier, at any W,
+//! is in what it pulls. If an old primary was removed (dead), it pulls
+//! from every owner in every active ring instead, the removed ones
+//! excepted: the old primaries left may lack what only the dead one held
+//! of them, while owners in newer rings pulled it, or acknowledged those
+//! writes themselves (see `sources`).
 //!
 //! A pull is an anti-entropy exchange that this node starts with one
 //! source for one partition ([`super::anti_entropy`]): it compares trees
@@ -25,7 +29,7 @@
 //! finished; the node tells membership when every gained partition is
 //! ([`Node::transfers_complete`]), which then announces the node synced.
 //! Progress lives in memory: a node that restarts pulls its incomplete
-//! partitions again (merging makes that harmless).
+//! partitions again from every source (merging makes that harmless).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -96,6 +100,29 @@ impl Transfers {
     }
 }
 
+/// Whom a node gaining `p` pulls it from: every primary of the read ring
+/// but itself. If one of them was removed (dead), what only it held among
+/// them may still be on owners in newer rings (they pulled it, or took
+/// writes acknowledged with it), so then every owner in every active ring
+/// is a source, removed ones excepted: a write acknowledged by any member
+/// still alive is among them.
+fn sources(
+    placement: &Placement,
+    p: PartitionId,
+    me: NodeId,
+    removed: &BTreeSet<NodeId>,
+) -> BTreeSet<NodeId> {
+    let read: Vec<NodeId> = placement.read_ring().primaries(p).collect();
+    let all = if read.iter().any(|n| removed.contains(n)) {
+        placement.owners(p)
+    } else {
+        read
+    };
+    all.into_iter()
+        .filter(|n| *n != me && !removed.contains(n))
+        .collect()
+}
+
 /// What one partition's move looks like, for operators.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GainStatus {
@@ -131,10 +158,9 @@ impl Node {
                 continue;
             }
             let mut gain = gains.remove(&p).unwrap_or_default();
-            gain.sources = read
-                .primaries(p)
-                .filter(|n| *n != me && !removed.contains(n) && !gain.pulled.contains(n))
-                .filter(|n| gain.running != Some(*n))
+            gain.sources = sources(placement, p, me, &removed)
+                .into_iter()
+                .filter(|n| !gain.pulled.contains(n) && gain.running != Some(*n))
                 .collect();
             next.insert(p, gain);
         }
@@ -230,12 +256,13 @@ impl Node {
         match result {
             Ok(()) => {
                 gain.pulled.insert(source);
-                if gain.complete() {
+                let (complete, keys, bytes) = (gain.complete(), gain.keys, gain.bytes);
+                if complete {
                     self.stats.transfers_completed += 1;
                     // A cluster forming gains every partition empty: one
                     // line per partition only when it brought something.
-                    if gain.keys > 0 {
-                        info!(%partition, keys = gain.keys, bytes = gain.bytes, "partition received");
+                    if keys > 0 {
+                        info!(%partition, keys, bytes, "partition received");
                     } else {
                         debug!(%partition, "partition received, empty");
                     }
@@ -254,12 +281,13 @@ impl Node {
                 // Tried again only if it still is a source: the placement
                 // may have changed while the pull ran (a source that no
                 // longer owns the partition refuses every pull).
-                let still = self
-                    .placement
-                    .read_ring()
-                    .primaries(partition)
-                    .any(|n| n == source)
-                    && !self.transfers.moves.removed.contains(&source);
+                let still = sources(
+                    &self.placement,
+                    partition,
+                    self.id,
+                    &self.transfers.moves.removed,
+                )
+                .contains(&source);
                 if still {
                     gain.retry_at.insert(source, now + retry);
                     gain.sources.insert(source);

@@ -312,7 +312,10 @@ impl Membership {
             self.save_members()?;
         }
         // Re-stamping looks at every tracker: only when the table changed.
-        if (changed && self.restamp_if_late()) || self.follow_layouts(node)? {
+        if (changed && self.restamp_if_late())
+            || self.follow_layouts(node)?
+            || self.retire_stopped_leavers()
+        {
             // Its own entry changed: the stage may move on.
             return self.process(now, node);
         }
@@ -581,6 +584,35 @@ impl Membership {
                "following the layouts");
         self.set_layout(layout)?;
         Ok(true)
+    }
+
+    /// A member still `leaving` here whose departure every member reads
+    /// past (the floor is above it: nobody reads or writes it any more) and
+    /// that is down stopped before its own `left` reached this node; this
+    /// node announces it `left` for it, or it would stay `leaving` in every
+    /// table forever. Returns whether it did.
+    fn retire_stopped_leavers(&mut self) -> bool {
+        let Some(stage) = &self.stage else {
+            return false;
+        };
+        let floor = stage.floor.stamp;
+        let stopped: Vec<NodeId> = self
+            .gossip
+            .entries()
+            .filter(|e| e.id != self.identity.node && e.info.status == Status::Leaving)
+            .filter(|e| e.info.layout.departed.is_some_and(|d| d <= floor))
+            .filter(|e| !self.gossip.is_up(e.id))
+            .map(|e| e.id)
+            .collect();
+        let mut retired = false;
+        for id in stopped {
+            info!(
+                member = id.0,
+                "a member that left stopped before its `left` came; marked left"
+            );
+            retired |= self.gossip.mark_left(id);
+        }
+        retired
     }
 
     /// Gives this node's entry `layout`, saved before it is announced (a
