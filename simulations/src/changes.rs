@@ -158,10 +158,9 @@ impl Sim {
                 }
             }
             Change::Remove => {
-                let live = self.nodes.iter().filter(|n| !n.departed).count();
                 let candidates = self.settled_nodes();
                 if candidates.is_empty()
-                    || self.unavailable() >= minority(live)
+                    || self.unavailable() >= minority(self.members().len())
                     || !self.fully_replicated()
                 {
                     false
@@ -221,12 +220,10 @@ impl Sim {
     pub fn try_remove(&mut self, i: usize) {
         let id = self.nodes[i].id;
         let knows = |sim: &Sim, r: usize| {
-            sim.nodes[r].membership.as_ref().is_some_and(|m| {
-                m.gossip()
-                    .entries()
-                    .find(|e| e.id == id)
-                    .is_none_or(|e| e.info.status.gone())
-            })
+            sim.nodes[r]
+                .membership
+                .as_ref()
+                .is_some_and(|m| m.gossip().entry(id).is_none_or(|e| e.info.status.gone()))
         };
         let settled = self.settled_nodes();
         if !settled.is_empty() && settled.iter().all(|&r| knows(self, r)) {

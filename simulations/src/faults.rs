@@ -64,9 +64,9 @@ impl Sim {
     /// Injects one random fault and schedules the next.
     pub fn inject_fault(&mut self) {
         let n = self.nodes.len();
-        let live = self.nodes.iter().filter(|x| !x.departed).count();
+        let members = self.members();
         let down = self.unavailable();
-        let may_stop_one = down < minority(live);
+        let may_stop_one = down < minority(members.len());
         match self.rng.random_range(0..10) {
             9 => {
                 // A disk is lost only from a whole cluster: every member
@@ -75,8 +75,9 @@ impl Sim {
                 // Losing disks faster than repair can refill them loses
                 // everything, which proves nothing. (A leaving node that
                 // loses its disk forgets that it was leaving: not drawn.)
-                let whole = self.nodes.iter().filter(|x| !x.departed).all(|node| {
-                    node.membership
+                let whole = members.iter().all(|&i| {
+                    self.nodes[i]
+                        .membership
                         .as_ref()
                         .is_some_and(|m| m.joined() && !m.departing())
                 });
@@ -84,9 +85,8 @@ impl Sim {
                     .disk_losses
                     .last()
                     .is_none_or(|&(_, at)| self.now >= at + DISK_LOSS_GAP);
-                let candidates: Vec<usize> = (0..n).filter(|&i| !self.nodes[i].departed).collect();
-                if whole && recovered && !candidates.is_empty() {
-                    let i = candidates[self.rng.random_range(0..candidates.len())];
+                if whole && recovered && !members.is_empty() {
+                    let i = members[self.rng.random_range(0..members.len())];
                     self.lose_disk(i);
                     let down = self.up_to(self.params.max_down);
                     self.schedule(self.now + down, Event::Restart { node: i });

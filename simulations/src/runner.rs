@@ -262,9 +262,7 @@ fn expired_copies(sim: &Sim, ring: &quorra_ring::Ring) -> Vec<(usize, NodeId)> {
 /// A node joins and a random one leaves; every remaining node must reach
 /// the same ring and believe every running node up.
 fn change_membership(sim: &mut Sim, workload: &mut Workload) -> Option<Violation> {
-    let members: Vec<usize> = (0..sim.nodes.len())
-        .filter(|&i| !sim.nodes[i].departed)
-        .collect();
+    let members = sim.members();
     let leaver = members[sim.rng.random_range(0..members.len())];
     let newcomer = sim.add_node();
     if let Err(e) = sim.leave(leaver) {

@@ -357,6 +357,14 @@ impl Sim {
         i
     }
 
+    /// The members: indices of the nodes that have not left or died, in
+    /// order.
+    pub fn members(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].departed)
+            .collect()
+    }
+
     /// The gossip address of node `i`.
     pub fn address(i: usize) -> String {
         format!("sim-node-{}", i + 1)
@@ -389,8 +397,7 @@ impl Sim {
             }
         }
         let (ring, members) = agreed?;
-        let live = self.nodes.iter().filter(|n| !n.departed).count();
-        (members.len() == live).then_some(ring)
+        (members.len() == self.members().len()).then_some(ring)
     }
 
     /// Whether every running node that has not left sees ownership at

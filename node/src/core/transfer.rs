@@ -256,13 +256,12 @@ impl Node {
         match result {
             Ok(()) => {
                 gain.pulled.insert(source);
-                let (complete, keys, bytes) = (gain.complete(), gain.keys, gain.bytes);
-                if complete {
+                if gain.complete() {
                     self.stats.transfers_completed += 1;
                     // A cluster forming gains every partition empty: one
                     // line per partition only when it brought something.
-                    if keys > 0 {
-                        info!(%partition, keys, bytes, "partition received");
+                    if gain.keys > 0 {
+                        info!(%partition, keys = gain.keys, bytes = gain.bytes, "partition received");
                     } else {
                         debug!(%partition, "partition received, empty");
                     }

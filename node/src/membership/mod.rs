@@ -278,6 +278,7 @@ impl Membership {
     /// batch of inputs, with the time.
     pub fn process(&mut self, now: Duration, node: &mut Node) -> Result<(), StorageError> {
         let mut changed = false;
+        let mut went_down = false;
         while let Some(event) = self.gossip.poll_event() {
             match event {
                 Event::Changed(id) => {
@@ -291,6 +292,7 @@ impl Membership {
                 Event::Down(id) => {
                     warn!(peer = id.0, "peer is down (phi accrual)");
                     node.handle_peer_status(id, false);
+                    went_down = true;
                 }
                 Event::Refused { cluster, settings } => {
                     warn!(
@@ -311,10 +313,12 @@ impl Membership {
             self.apply_ring(node);
             self.save_members()?;
         }
-        // Re-stamping looks at every tracker: only when the table changed.
+        // Re-stamping looks at every tracker, and a stopped leaver can only
+        // show up with a new floor (a changed table) or a new down verdict:
+        // both only then, not on every batch.
         if (changed && self.restamp_if_late())
             || self.follow_layouts(node)?
-            || self.retire_stopped_leavers()
+            || ((changed || went_down) && self.retire_stopped_leavers())
         {
             // Its own entry changed: the stage may move on.
             return self.process(now, node);

@@ -285,9 +285,7 @@ impl Workload {
         build: impl FnOnce(u64, ClientTag) -> (Kind, Request),
     ) {
         // A client knows the members that have not left (or died).
-        let members: Vec<usize> = (0..sim.nodes.len())
-            .filter(|&i| !sim.nodes[i].departed)
-            .collect();
+        let members = sim.members();
         let node = members[sim.rng.random_range(0..members.len())];
         let at = sim.now + Duration::from_micros(sim.rng.random_range(10..500));
         self.send_to(sim, client, node, at, key, consistency, build);
