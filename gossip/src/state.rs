@@ -145,6 +145,13 @@ pub struct Layout {
     /// It has seen every member synced to this layout, so it reads from
     /// this layout or a later one.
     pub sync_ack: Tracker,
+    /// The dead member whose tokens it took when it joined (`quorra node
+    /// --replace`): that member departed the layouts at this one's
+    /// `joined`, whether or not its own entry says so yet, so no node ever
+    /// sees both own the same tokens. Left out of the encoding when
+    /// `None`, so members that predate it read every other entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<NodeId>,
 }
 
 /// Gossip's entry for one member.

@@ -16,7 +16,11 @@
 //!   they do while they believe it up), and again if [`REMOVE_CHECK`]
 //!   later some live member still does not see it gone (a removal can be
 //!   lost with the member that made it). The new owners
-//!   pull from the surviving owners.
+//!   pull from the surviving owners;
+//! - **a node dies for good and is replaced**: it dies as above, and
+//!   [`REMOVE_AFTER`] later a new node starts with `--replace` of it,
+//!   taking its tokens: the replacer pulls the dead node's partitions from
+//!   the survivors, and nothing else moves.
 //!
 //! The cluster stays between [`MIN_MEMBERS`] and [`MAX_MEMBERS`] members
 //! that are not leaving; a change that would cross a bound becomes the
@@ -30,8 +34,7 @@
 //! meanwhile, so crashes, pauses, partitions and message faults hit the
 //! streaming sources and targets mid-transfer.
 //!
-//! Not drawn yet: replacing a dead node under its tokens (Quorra has no
-//! replace yet), and a lost disk on a node that is leaving (see
+//! Not drawn yet: a lost disk on a node that is leaving (see
 //! [`crate::faults`]).
 //!
 //! [`Params::changes`]: crate::params::Params::changes
@@ -54,7 +57,8 @@ pub const MIN_MEMBERS: usize = 3;
 /// Most members the changes make.
 pub const MAX_MEMBERS: usize = 8;
 
-/// How long after a node died for good the operator removes it.
+/// How long after a node died for good the operator removes or replaces
+/// it.
 pub const REMOVE_AFTER: Duration = Duration::from_secs(5);
 
 /// How soon a refused removal (the remover still believes the node up)
@@ -73,7 +77,10 @@ const CHANGE_RETRY: Duration = Duration::from_millis(500);
 enum Change {
     Join(usize),
     Leave,
+    /// A death, then a removal.
     Remove,
+    /// A death, then a replacement.
+    Replace,
 }
 
 impl Sim {
@@ -121,11 +128,12 @@ impl Sim {
             return;
         }
         let staying = self.staying_members();
-        let mut change = match self.rng.random_range(0..4) {
+        let mut change = match self.rng.random_range(0..5) {
             0 => Change::Join(1),
             1 => Change::Join(2),
             2 => Change::Leave,
-            _ => Change::Remove,
+            3 => Change::Remove,
+            _ => Change::Replace,
         };
         if let Change::Join(k) = change {
             if staying + k > MAX_MEMBERS {
@@ -157,7 +165,7 @@ impl Sim {
                     left
                 }
             }
-            Change::Remove => {
+            Change::Remove | Change::Replace => {
                 let candidates = self.settled_nodes();
                 if candidates.is_empty()
                     || self.unavailable() >= minority(self.members().len())
@@ -168,7 +176,12 @@ impl Sim {
                     let i = candidates[self.rng.random_range(0..candidates.len())];
                     self.kill_for_good(i);
                     self.log_change(format!("node {} dies for good", i + 1));
-                    self.schedule(self.now + REMOVE_AFTER, Event::Remove { node: i });
+                    let then = if change == Change::Remove {
+                        Event::Remove { node: i }
+                    } else {
+                        Event::Replace { node: i }
+                    };
+                    self.schedule(self.now + REMOVE_AFTER, then);
                     true
                 }
             }
@@ -205,7 +218,7 @@ impl Sim {
     }
 
     /// Crashes node `i` and never restarts it: its disk counts as lost.
-    fn kill_for_good(&mut self, i: usize) {
+    pub fn kill_for_good(&mut self, i: usize) {
         self.crash(i);
         self.nodes[i].departed = true;
         self.disk_losses.push((self.nodes[i].id.0, self.now));
@@ -245,6 +258,14 @@ impl Sim {
             }
         }
         self.schedule(self.now + REMOVE_RETRY, Event::Remove { node: i });
+    }
+
+    /// An operator starts a new node to replace dead node `i`.
+    pub fn replace(&mut self, i: usize) {
+        let j = self.add_node_replacing(Some(self.nodes[i].id));
+        self.log_change(format!("node {} replaces node {}", j + 1, i + 1));
+        let at = self.now + SWEEP_INTERVAL;
+        self.schedule(at, Event::Sweep { node: j });
     }
 
     fn log_change(&mut self, what: String) {

@@ -271,6 +271,20 @@ impl Harness {
         self.sim.nodes[i].id.0
     }
 
+    /// Node `node` dies for good: it crashes and never runs again, its disk
+    /// counted as lost.
+    pub fn kill_for_good(&mut self, node: u64) {
+        let i = self.sim.index_of(NodeId(node));
+        self.sim.kill_for_good(i);
+    }
+
+    /// Starts a new node with `--replace` of dead node `dead`; returns its
+    /// id.
+    pub fn replace(&mut self, dead: u64) -> u64 {
+        let i = self.sim.add_node_replacing(Some(NodeId(dead)));
+        self.sim.nodes[i].id.0
+    }
+
     /// Node `node` starts leaving the cluster.
     pub fn leave(&mut self, node: u64) {
         let i = self.sim.index_of(NodeId(node));

@@ -308,6 +308,27 @@ struct Progress {
     /// The exit code of the most severe verdict so far.
     worst: u8,
     ops: u64,
+    /// Membership changes made, by kind (see [`change_kind`]).
+    changes: BTreeMap<&'static str, u64>,
+}
+
+/// The kind of a logged membership change, for the range's tally.
+fn change_kind(change: &str) -> &'static str {
+    if change.contains(" refused: ") {
+        "refusals"
+    } else if change.contains(" replaces ") {
+        "replacements"
+    } else if change.contains(" removed by ") {
+        "removals"
+    } else if change.ends_with(" dies for good") {
+        "deaths"
+    } else if change.ends_with(" joins") {
+        "joins"
+    } else if change.ends_with(" leaves") {
+        "leaves"
+    } else {
+        "other"
+    }
 }
 
 fn main() -> ExitCode {
@@ -371,16 +392,25 @@ fn main() -> ExitCode {
                     p.pending.insert(seed, verdict);
                     while let Some(v) = p.pending.remove(&p.next_print) {
                         print_verdict(p.next_print, &v, &args, verbose);
-                        match &v {
+                        let report = match &v {
                             Verdict::Passed(r) => {
                                 p.passed += 1;
-                                p.ops += r.ops as u64;
+                                Some(r)
                             }
                             Verdict::Failed(r, _) => {
                                 p.failed += 1;
-                                p.ops += r.ops as u64;
+                                Some(r)
                             }
-                            Verdict::Panicked(_) => p.failed += 1,
+                            Verdict::Panicked(_) => {
+                                p.failed += 1;
+                                None
+                            }
+                        };
+                        if let Some(r) = report {
+                            p.ops += r.ops as u64;
+                            for (_, change) in &r.changes {
+                                *p.changes.entry(change_kind(change)).or_default() += 1;
+                            }
                         }
                         p.worst = worse(p.worst, v.code());
                         p.next_print += 1;
@@ -394,12 +424,19 @@ fn main() -> ExitCode {
         failed,
         worst,
         ops,
+        changes,
         ..
     } = done.into_inner().unwrap_or_else(|p| p.into_inner());
     let wall = started.elapsed().as_secs_f64();
+    let changes: Vec<String> = changes.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!(
-        "{passed} passed, {failed} failed ({ops} client ops in {wall:.1}s: {:.0} ops/s on {jobs} thread(s))",
-        ops as f64 / wall.max(1e-9)
+        "{passed} passed, {failed} failed ({ops} client ops in {wall:.1}s: {:.0} ops/s on {jobs} thread(s)); membership changes: {}",
+        ops as f64 / wall.max(1e-9),
+        if changes.is_empty() {
+            "none".to_string()
+        } else {
+            changes.join(", ")
+        }
     );
     ExitCode::from(worst)
 }

@@ -146,6 +146,7 @@ pub fn dispatch_world(sim: &mut Sim, event: Event, faults: bool) -> Option<Event
         }
         Event::Change => sim.inject_change(),
         Event::Remove { node } => sim.try_remove(node),
+        Event::Replace { node } => sim.replace(node),
         Event::Restart { node } => sim.restart(node),
         Event::Resume { node } => sim.resume(node),
         Event::Heal { links } => sim.heal(links),

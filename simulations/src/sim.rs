@@ -122,6 +122,11 @@ pub enum Event {
         /// Node index.
         node: usize,
     },
+    /// An operator starts a new node in the place of dead node `node`.
+    Replace {
+        /// Node index of the dead node.
+        node: usize,
+    },
     /// A crashed node starts again.
     Restart {
         /// Node index.
@@ -184,6 +189,9 @@ pub struct SimNode {
     pub id: NodeId,
     /// Its disk, which outlives crashes.
     pub engine: Arc<MemoryEngine>,
+    /// Started with `--replace` of this dead member (on every start, as
+    /// the flag stays on a command line; ignored once it joined).
+    pub replaces: Option<NodeId>,
     /// The running core, `None` while crashed.
     pub node: Option<Node>,
     /// Its membership, `None` while crashed.
@@ -329,6 +337,12 @@ impl Sim {
     /// Adds a node with a fresh disk and a clock of its own, and starts it;
     /// it joins through the seeds. Returns its index.
     pub fn add_node(&mut self) -> usize {
+        self.add_node_replacing(None)
+    }
+
+    /// Adds a node, started to replace member `replaces` if some, and
+    /// starts it; returns its index.
+    pub fn add_node_replacing(&mut self, replaces: Option<NodeId>) -> usize {
         let p = &self.params;
         let drift = if p.max_drift_ppm == 0 {
             0.0
@@ -341,6 +355,7 @@ impl Sim {
         self.nodes.push(SimNode {
             id: NodeId(i as u64 + 1),
             engine: Arc::new(MemoryEngine::new()),
+            replaces,
             node: None,
             membership: None,
             departed: false,
@@ -418,6 +433,9 @@ impl Sim {
     pub fn describe_stages(&self) -> String {
         let mut out = Vec::new();
         for n in self.nodes.iter().filter(|n| n.running()) {
+            if let Some(why) = n.membership.as_ref().and_then(|m| m.failure()) {
+                out.push(format!("node {} failed: {why}", n.id));
+            }
             let Some(stage) = n.membership.as_ref().and_then(|m| m.stage()) else {
                 continue;
             };
@@ -459,8 +477,10 @@ impl Sim {
                             let stamp = |s: Option<quorra_gossip::Stamp>| {
                                 s.map_or("-".into(), |s| s.to_string())
                             };
+                            let replaces =
+                                l.replaces.map_or(String::new(), |r| format!(" for {r}"));
                             format!(
-                                "{}:{}({}..{})",
+                                "{}:{}({}..{}{replaces})",
                                 e.id,
                                 e.info.status.name(),
                                 stamp(l.joined),
@@ -579,6 +599,9 @@ impl Sim {
         gossip.remember(remembered);
         let mut membership =
             Membership::new(identity, gossip, store, has_seeds, self.params.tokens);
+        if let Some(dead) = self.nodes[i].replaces {
+            membership.set_replace(dead);
+        }
         membership
             .start(&mut node)
             .expect("a simulated disk writes");
@@ -745,7 +768,7 @@ impl Sim {
         let mut sends = Vec::new();
         let mut gossip = Vec::new();
         let mut replies = Vec::new();
-        let (flush, timer, departed, downs) = {
+        let (flush, timer, departed, downs, failure) = {
             let n = &mut self.nodes[i];
             let (Some(node), Some(membership)) = (n.node.as_mut(), n.membership.as_mut()) else {
                 unreachable!("after_input on a stopped node");
@@ -767,6 +790,7 @@ impl Sim {
                 node.poll_timeout().min(membership.poll_timeout()),
                 membership.departed(),
                 membership.gossip().stats().downs,
+                membership.failure().map(str::to_string),
             )
         };
         self.stats.gossip_downs += downs - self.nodes[i].downs_counted;
@@ -816,7 +840,13 @@ impl Sim {
                 },
             );
         }
-        if departed {
+        if let Some(why) = &failure {
+            // A node that cannot go on (a refused replacement) exits, as
+            // the daemon does.
+            self.changes
+                .push((self.now, format!("node {} refused: {why}", i + 1)));
+        }
+        if departed || failure.is_some() {
             if let Some(trace) = &mut self.trace {
                 trace.transition(self.now, i, "departed");
             }

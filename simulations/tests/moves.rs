@@ -196,3 +196,84 @@ fn a_node_regaining_its_partition_does_not_bring_back_a_purged_delete() {
         assert!(got.is_empty(), "{key} came back as {got:?}");
     }
 }
+
+#[test]
+fn a_replacement_takes_the_dead_nodes_tokens_and_pulls_from_every_survivor() {
+    let mut h = quiet_cluster(4);
+    let written = write_missing_one_replica(&mut h);
+    let before = h.sim.ring.clone();
+    // Node 4 dies for good: some keys are now on one live replica only.
+    h.kill_for_good(4);
+    h.run_for(Duration::from_secs(5));
+    let new = h.replace(4);
+    h.settle_moves(MOVE_LIMIT);
+    // The new node owns exactly what node 4 owned; nothing else moved.
+    let after = h.sim.ring.clone();
+    let rename = |n: quorra_ring::NodeId| {
+        if n.0 == 4 {
+            quorra_ring::NodeId(new)
+        } else {
+            n
+        }
+    };
+    for p in before.partitioner().iter() {
+        let was: Vec<_> = before.primaries(p).map(rename).collect();
+        let now: Vec<_> = after.primaries(p).collect();
+        assert_eq!(now, was, "partition {p}");
+    }
+    assert!(
+        h.node(new).stats().transfer_keys > 0,
+        "node {new} pulled nothing"
+    );
+    for n in 1..=3 {
+        assert_eq!(h.node(n).stats().transfer_keys, 0, "node {n} pulled data");
+    }
+    // Every key is on two primaries again: the replacement has what any
+    // survivor had (a key node 4 held with one survivor is on the
+    // replacement too, whichever survivor held it).
+    for (key, value) in &written {
+        let holders: Vec<u64> = h
+            .primaries(key)
+            .into_iter()
+            .filter(|&n| h.stored_values(n, key) == vec![value.clone()])
+            .collect();
+        assert!(holders.len() >= 2, "{key} is only on {holders:?}");
+    }
+    all_readable_and_only_on_owners(&mut h, 1, &written);
+}
+
+#[test]
+fn replacing_a_live_or_unknown_node_is_refused_and_moves_nothing() {
+    let mut h = quiet_cluster(3);
+    let before = h.sim.ring.clone();
+    let live = h.replace(2);
+    let unknown = h.replace(99);
+    h.run_for(Duration::from_secs(45));
+    // Both stopped (as the daemon exits), saying why.
+    for n in [live, unknown] {
+        let i = h.sim.index_of(quorra_ring::NodeId(n));
+        assert!(h.sim.nodes[i].departed, "node {n} still runs");
+    }
+    let refusals: Vec<&str> = h.sim.changes.iter().map(|(_, why)| why.as_str()).collect();
+    assert!(
+        refusals.iter().any(|r| r.contains("node 2 is up")),
+        "{refusals:?}"
+    );
+    assert!(
+        refusals.iter().any(|r| r.contains("not a member")),
+        "{refusals:?}"
+    );
+    // (They stay in the member table as joining and down, as any node
+    // that stopped before it joined: `quorra remove` clears them.)
+    for i in 0..3 {
+        let m = h.sim.nodes[i].membership.as_ref().expect("running");
+        let ring = m.ring().expect("a ring");
+        for p in before.partitioner().iter() {
+            let was: Vec<_> = before.primaries(p).collect();
+            let now: Vec<_> = ring.primaries(p).collect();
+            assert_eq!(now, was, "partition {p} moved on node {}", i + 1);
+        }
+        let stage = m.stage().expect("a stage");
+        assert_eq!(stage.read, stage.newest, "node {}: a move under way", i + 1);
+    }
+}

@@ -243,3 +243,104 @@ async fn two_nodes_leave_one_after_another_under_load_and_no_read_misses() {
     }
     assert!(received > 0, "the remaining nodes received nothing");
 }
+
+/// Node `i`'s share as node `via` sees it.
+async fn share_of(cluster: &TestCluster, via: usize, i: usize) -> f64 {
+    let client = cluster.client_of(via).await;
+    let status = client
+        .status_of(cluster.nodes[via].addr)
+        .await
+        .unwrap_or_else(|e| panic!("status of node {}: {e}", via + 1));
+    let id = cluster.nodes[i].id;
+    status
+        .members
+        .iter()
+        .find(|m| m.id == id)
+        .unwrap_or_else(|| panic!("node {id} not in {status:?}"))
+        .share
+}
+
+/// The state node `via` gives node `i`.
+async fn state_of(cluster: &TestCluster, via: usize, i: usize) -> String {
+    let client = cluster.client_of(via).await;
+    let status = client.status_of(cluster.nodes[via].addr).await.unwrap();
+    let id = cluster.nodes[i].id;
+    status
+        .members
+        .iter()
+        .find(|m| m.id == id)
+        .map_or("forgotten".into(), |m| m.state.clone())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_dead_node_is_replaced_under_load_and_only_its_partitions_move() {
+    let mut cluster = TestCluster::start(4, &[]).await;
+    write_fixed(&cluster.client().await).await;
+    let share = share_of(&cluster, 0, 3).await;
+
+    let seen = under_load(&mut cluster, async |c: &mut TestCluster| {
+        c.kill9(3);
+        let dead = c.nodes[3].id.to_string();
+        let started = Instant::now();
+        let new = c.add_node_unready(&["--replace", &dead]);
+        // Normal once it believes node 4 down and took its tokens.
+        c.wait_ready(new).await;
+        eprintln!("the replacement was normal after {:?}", started.elapsed());
+        c.wait_converged(4).await;
+    })
+    .await;
+
+    // Node 5 holds node 4's tokens, received its partitions, and nothing
+    // else moved: the survivors received nothing.
+    assert_eq!(share_of(&cluster, 0, 4).await, share);
+    assert_eq!(state_of(&cluster, 0, 3).await, "removed");
+    let m = moves_of(&cluster, 4).await;
+    assert!(
+        m.keys_received > 0,
+        "the replacement received nothing: {m:?}"
+    );
+    for i in 0..3 {
+        let m = moves_of(&cluster, i).await;
+        assert_eq!(m.keys_received, 0, "node {} received data: {m:?}", i + 1);
+    }
+    all_read_back(&cluster, 0, Consistency::ALL, &seen).await;
+    all_read_back(&cluster, 4, Consistency::ONE, &seen).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_dead_node_is_removed_then_a_new_one_joins_under_load_and_no_read_misses() {
+    let mut cluster = TestCluster::start(4, &[]).await;
+    write_fixed(&cluster.client().await).await;
+
+    let seen = under_load(&mut cluster, async |c: &mut TestCluster| {
+        c.kill9(3);
+        let dead = c.nodes[3].id;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Refused while node 1 still believes it up.
+        loop {
+            let answer = c
+                .client_of(0)
+                .await
+                .admin(c.nodes[0].addr, AdminCommand::Remove { node: dead })
+                .await;
+            match answer {
+                Ok(a) => {
+                    eprintln!("remove: {a}");
+                    break;
+                }
+                Err(e) => assert!(Instant::now() < deadline, "removal refused: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        c.wait_converged(3).await;
+        let new = c.add_node_unready(&[]);
+        c.wait_ready(new).await;
+        c.wait_converged(4).await;
+    })
+    .await;
+
+    assert_eq!(state_of(&cluster, 0, 3).await, "removed");
+    let m = moves_of(&cluster, 4).await;
+    assert!(m.keys_received > 0, "the new node received nothing: {m:?}");
+    all_read_back(&cluster, 0, Consistency::ALL, &seen).await;
+}

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 use quorra_client::TlsFiles;
-use quorra_ring::{DEFAULT_PARTITIONS, DEFAULT_REPLICAS, DEFAULT_TOKENS_PER_NODE, RingConfig};
+use quorra_ring::{
+    DEFAULT_PARTITIONS, DEFAULT_REPLICAS, DEFAULT_TOKENS_PER_NODE, NodeId, RingConfig,
+};
 use serde::Deserialize;
 
 use super::CliError;
@@ -69,6 +71,12 @@ pub(crate) struct NodeArgs {
     /// Tokens this node chooses when it joins [default: 64].
     #[arg(long)]
     tokens: Option<usize>,
+    /// Join in the place of this dead member (its node id), under its
+    /// tokens: only its partitions move, to this node, pulled from the
+    /// survivors. Refused if that member is up, gone or unknown; ignored
+    /// once this node has joined.
+    #[arg(long, env = "QUORRA_REPLACE", value_name = "NODE_ID")]
+    replace: Option<u64>,
     /// Coordinator request timeout in milliseconds [default: 2000].
     #[arg(long)]
     request_timeout_ms: Option<u64>,
@@ -82,8 +90,9 @@ pub(crate) struct NodeArgs {
     /// [default: 10].
     #[arg(long, env = "QUORRA_SPECULATIVE_READ_MS")]
     speculative_read_ms: Option<u64>,
-    /// On SIGINT/SIGTERM, announce `leaving` then `left` before stopping
-    /// (the node's data is not moved: see the README).
+    /// On SIGINT/SIGTERM, leave the cluster before stopping: the new
+    /// owners pull every partition this node owned, then it announces
+    /// `left` and exits (a second signal does not cut it short; kill it).
     #[arg(long, env = "QUORRA_LEAVE_ON_SHUTDOWN")]
     leave_on_shutdown: bool,
     /// Gossip interval in milliseconds [default: 1000].
@@ -142,6 +151,7 @@ struct FileConfig {
     partitions: Option<u32>,
     replicas: Option<usize>,
     tokens: Option<usize>,
+    replace: Option<u64>,
     request_timeout_ms: Option<u64>,
     read_fanout: Option<String>,
     speculative_read_ms: Option<u64>,
@@ -329,6 +339,7 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
             .unwrap_or_else(|| "quorra".into()),
         new_cluster,
         tokens,
+        replace: args.replace.or(file.replace).map(NodeId),
         options,
         gossip,
         leave_on_shutdown: args.leave_on_shutdown || file.leave_on_shutdown.unwrap_or(false),

@@ -27,9 +27,14 @@
 //! layout (the owner left or was removed, or is losing the partition in a
 //! move and may already have been pulled from) is an *orphan*: it is
 //! handed to the first primary of the newest layout believed up instead
-//! (or merged here, if this node is one), and anti-entropy spreads it to
-//! the others. So no hint waits forever for an owner that will not come
-//! back, and none is delivered to a copy about to be cleaned up.
+//! (or merged here, if this node is one), and sent as a repair to the
+//! other primaries of the newest layout believed up. So no hint waits
+//! forever for an owner that will not come back, none is delivered to a
+//! copy about to be cleaned up, and a hint does not lose its copy by
+//! landing on a node that already holds the write: when the coordinator
+//! of a write is a node gaining its partition, it is that first primary
+//! (seed 757 of the simulator lost a write acknowledged twice at W = 1
+//! that way, with one lost disk).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -234,7 +239,8 @@ impl Node {
     /// Hints whose owner no longer replicates their partition (it left or
     /// was removed, or the ring moved) go to a current primary instead: the
     /// first one believed up, this node included (it merges them into its
-    /// own data). Anti-entropy then brings them to the other primaries.
+    /// own data); the others believed up get them as repairs (not waited
+    /// for: anti-entropy brings them what a lost repair missed).
     fn reroute_orphans(&mut self, now: Duration, owner: NodeId, orphans: Vec<KeyState>) {
         let target_of = |node: &Node, p: PartitionId| {
             node.placement
@@ -250,6 +256,7 @@ impl Node {
             .filter(|i| target_of(self, i.partition) == Some(target))
             .collect();
         self.stats.hints_rerouted += batch.len() as u64;
+        self.copy_orphans(now, target, &batch);
         if target != self.id {
             return self.send_handoff(now, target, owner, batch);
         }
@@ -262,6 +269,37 @@ impl Node {
                     self.stats.storage_errors += 1;
                     debug!(error = %e, "an orphan hint could not be merged here");
                 }
+            }
+        }
+    }
+
+    /// Sends `orphans`, handed to `target`, to the other primaries of the
+    /// newest layout believed up as repairs, and merges them here if this
+    /// node is one.
+    fn copy_orphans(&mut self, now: Duration, target: NodeId, orphans: &[KeyState]) {
+        for item in orphans {
+            let others: Vec<NodeId> = self
+                .placement
+                .newest()
+                .primaries(item.partition)
+                .filter(|&n| n != target && (n == self.id || self.peers.is_up(n)))
+                .collect();
+            for n in others {
+                if n == self.id {
+                    if let Err(e) = self.merge_owned(now, item.partition, &item.key, &item.object) {
+                        self.stats.storage_errors += 1;
+                        debug!(error = %e, "an orphan hint could not be copied here");
+                    }
+                    continue;
+                }
+                self.send(
+                    n,
+                    PeerMessage::Repair {
+                        partition: item.partition,
+                        key: item.key.clone(),
+                        object: item.object.clone(),
+                    },
+                );
             }
         }
     }

@@ -64,6 +64,9 @@ struct Record<'a> {
     /// holds its tokens.
     gone: bool,
     status: Status,
+    /// The member that took its tokens (`quorra node --replace`): its
+    /// departure is that member's join.
+    replaced_by: Option<NodeId>,
     /// Its trackers.
     layout: &'a quorra_gossip::Layout,
 }
@@ -94,6 +97,7 @@ impl Record<'_> {
             departed,
             gone: info.status.gone(),
             status: info.status,
+            replaced_by: None,
             layout: &info.layout,
         }
     }
@@ -147,7 +151,8 @@ pub struct Layouts<'a> {
 impl<'a> Layouts<'a> {
     /// The layouts of `entries` under `settings`.
     pub fn new(settings: RingConfig, entries: impl Iterator<Item = &'a Entry>) -> Self {
-        let records: Vec<Record<'a>> = entries.map(Record::of).collect();
+        let mut records: Vec<Record<'a>> = entries.map(Record::of).collect();
+        Self::apply_replacements(&mut records);
         let mut stamps: BTreeSet<Stamp> = BTreeSet::from([Stamp::ZERO]);
         for r in &records {
             stamps.extend(r.joined);
@@ -157,6 +162,29 @@ impl<'a> Layouts<'a> {
             settings,
             records,
             stamps: stamps.into_iter().collect(),
+        }
+    }
+
+    /// A member that joined in a dead one's place departs that one at its
+    /// join, removed, even before the dead one's own entry says so (the
+    /// replacer changes both, but gossip may bring one before the other):
+    /// the two never own the same tokens in one layout.
+    fn apply_replacements(records: &mut [Record<'a>]) {
+        let replacements: Vec<(NodeId, NodeId, Stamp)> = records
+            .iter()
+            .filter_map(|r| Some((r.id, r.layout.replaces?, r.joined?)))
+            .collect();
+        for (by, dead, joined) in replacements {
+            let Some(r) = records.iter_mut().find(|r| r.id == dead) else {
+                // Forgotten since (gone long ago): nothing to depart.
+                continue;
+            };
+            r.departed = Some(r.departed.map_or(joined, |d| d.min(joined)));
+            if !r.gone {
+                r.gone = true;
+                r.status = Status::Removed;
+            }
+            r.replaced_by = Some(by);
         }
     }
 
@@ -205,7 +233,9 @@ impl<'a> Layouts<'a> {
             .records
             .iter()
             .filter(|r| match but {
-                Some((id, change)) if r.id == id => {
+                // A replacement is one change: the replacer's join and the
+                // dead member's departure.
+                Some((id, change)) if r.id == id || r.replaced_by == Some(id) => {
                     let joined = r.joined.filter(|&j| j != change);
                     let departed = r.departed.filter(|&d| d != change);
                     joined.is_some_and(|j| j <= s) && departed.is_none_or(|d| d > s)
@@ -408,6 +438,83 @@ mod tests {
             e.info.layout.sync_ack = t;
         }
         entries
+    }
+
+    /// `Layout` as it was before `replaces`.
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct LayoutBefore {
+        joined: Option<Stamp>,
+        departed: Option<Stamp>,
+        ack: Tracker,
+        sync: Tracker,
+        sync_ack: Tracker,
+    }
+
+    #[test]
+    fn a_layout_without_a_replacement_encodes_as_before_it_existed() {
+        let layout = Layout {
+            joined: Some(stamp(3, 1)),
+            departed: Some(stamp(5, 2)),
+            ..Layout::default()
+        };
+        let bytes = rmp_serde::to_vec(&layout).unwrap();
+        let before: LayoutBefore = rmp_serde::from_slice(&bytes).expect("an older node reads it");
+        assert_eq!(before.joined, layout.joined);
+        let back: Layout = rmp_serde::from_slice(&rmp_serde::to_vec(&before).unwrap()).unwrap();
+        assert_eq!(
+            back, layout,
+            "an older node's entry reads with no replacement"
+        );
+        let replacing = Layout {
+            replaces: Some(NodeId(4)),
+            ..layout
+        };
+        let back: Layout = rmp_serde::from_slice(&rmp_serde::to_vec(&replacing).unwrap()).unwrap();
+        assert_eq!(back, replacing);
+    }
+
+    #[test]
+    fn a_replacement_is_one_change_whichever_entry_arrives_first() {
+        let mut entries = settled();
+        // Member 5 replaces member 3 at stamp 4, under its tokens; member
+        // 3's own entry does not say so yet.
+        let mut replacer = entry(5, Some(stamp(4, 5)));
+        replacer.info.tokens = entries[2].info.tokens.clone();
+        replacer.info.layout.replaces = Some(NodeId(3));
+        entries.push(replacer);
+        let layouts = Layouts::new(SETTINGS, entries.iter());
+        let stage = layouts.stage((stamp(3, 3), stamp(3, 3))).unwrap();
+        assert_eq!(stage.newest.stamp, stamp(4, 5));
+        assert!(stage.removed.contains(&NodeId(3)), "no source to pull from");
+        assert!(
+            !stage.behind.contains_key(&NodeId(3)),
+            "a replaced member is not waited for"
+        );
+        let (old, new) = (
+            layouts.ring(stamp(3, 3)).unwrap(),
+            layouts.ring(stamp(4, 5)).unwrap(),
+        );
+        for p in old.partitioner().iter() {
+            let was: Vec<NodeId> = old
+                .primaries(p)
+                .map(|n| if n == NodeId(3) { NodeId(5) } else { n })
+                .collect();
+            assert_eq!(new.primaries(p).collect::<Vec<_>>(), was);
+        }
+        let digests = [stamp(3, 3), stamp(4, 5)].map(|s| layouts.digest(s));
+        // Once member 3's entry says it was removed at the same stamp, the
+        // layouts are the same.
+        entries[2].info.status = Status::Removed;
+        entries[2].info.layout.departed = Some(stamp(4, 5));
+        let again = Layouts::new(SETTINGS, entries.iter());
+        assert_eq!([stamp(3, 3), stamp(4, 5)].map(|s| again.digest(s)), digests);
+        // A member that followed layout 4 without the replacement is seen
+        // as having done so.
+        let without = Tracker {
+            stamp: stamp(4, 5),
+            digest: Layouts::new(SETTINGS, settled().iter()).digest(stamp(3, 3)),
+        };
+        assert!(again.followed_without(without, NodeId(5), stamp(4, 5)));
     }
 
     #[test]

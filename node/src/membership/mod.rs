@@ -27,6 +27,14 @@
 //!   own trackers forward (acked once no older write is in flight, synced
 //!   once the core has pulled every partition it gains, sync-acked to the
 //!   layout it reads);
+//! - a node started to **replace** a dead member (`quorra node --replace
+//!   ID`) takes that member's tokens instead of choosing its own: once it
+//!   has a full view it waits [`JOIN_SETTLE`], then until it believes the
+//!   member down (refusing, past [`REPLACE_WAIT`], one that stays up), and
+//!   in one change removes it and joins under its tokens (its entry names
+//!   the member it replaces, so no node sees both own them). Only the
+//!   partitions the dead member replicated move, each to the replacer,
+//!   pulled from the surviving owners;
 //! - leaving stamps the node's departure and announces `leaving`; once no
 //!   active layout holds it any more (the others have pulled what it
 //!   owned, and read without it) it announces `left`, and one
@@ -75,6 +83,12 @@ pub const JOIN_SETTLE: Duration = Duration::from_secs(2);
 /// predecessor that takes longer is slow or gone, and is not waited for.
 pub const JOIN_TURN_LIMIT: Duration = Duration::from_secs(10);
 
+/// Longest a replacing node waits, after [`JOIN_SETTLE`], to believe the
+/// member it replaces down. The failure detector judges a silent member
+/// down within seconds (phi accrual over the gossip interval); one still
+/// up after this long is alive, and replacing it is refused.
+pub const REPLACE_WAIT: Duration = Duration::from_secs(30);
+
 /// How long a node that has left keeps running, so the news reaches
 /// everyone.
 pub const LEAVE_STEP: Duration = Duration::from_secs(3);
@@ -106,6 +120,11 @@ pub struct Membership {
     refused: bool,
     /// Where its join stands, once it could choose tokens.
     join: Option<Joining>,
+    /// The dead member whose tokens it takes, instead of choosing.
+    replace: Option<NodeId>,
+    /// Why the node cannot go on (a replacement refused): its owner stops
+    /// it with this message.
+    failure: Option<String>,
     /// The (read, floor) layouts derived last: they never go back.
     reached: (Stamp, Stamp),
     /// The stage of the transitions, derived last.
@@ -164,9 +183,31 @@ impl Membership {
             departure,
             refused: false,
             join: None,
+            replace: None,
+            failure: None,
             reached,
             stage: None,
         }
+    }
+
+    /// Makes this node, when it joins, take the tokens of dead member
+    /// `dead` (see the module documentation). Ignored, with a warning, by a
+    /// node that has joined already (a replacer restarted after it took the
+    /// place).
+    pub fn set_replace(&mut self, dead: NodeId) {
+        if self.joined() {
+            warn!(
+                replaces = dead.0,
+                "this node has joined already; --replace ignored"
+            );
+            return;
+        }
+        self.replace = Some(dead);
+    }
+
+    /// Why the node cannot go on, if it cannot: its owner stops it.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     /// The stage of ownership transitions, as derived last.
@@ -336,8 +377,24 @@ impl Membership {
                 return Ok(());
             }
             Some(Joining::Settling(at)) if now < at => return Ok(()),
-            Some(Joining::Settling(_)) => self.join = Some(Joining::Turn(now + JOIN_TURN_LIMIT)),
+            Some(Joining::Settling(_)) => {
+                // A replacer takes no turn (it chooses nothing): it waits
+                // to believe the dead member down instead.
+                let wait = if self.replace.is_some() {
+                    REPLACE_WAIT
+                } else {
+                    JOIN_TURN_LIMIT
+                };
+                self.join = Some(Joining::Turn(now + wait));
+            }
             Some(Joining::Turn(_)) => {}
+        }
+        if let (Some(dead), Some(Joining::Turn(limit))) = (self.replace, self.join) {
+            if !self.replace_dead(now, limit, node, dead)? {
+                return Ok(());
+            }
+            self.join = None;
+            return self.process(now, node);
         }
         let waiting_for = self.joining_before_me();
         if let Some(Joining::Turn(limit)) = self.join
@@ -364,6 +421,72 @@ impl Membership {
             })
             .map(|e| e.id)
             .collect()
+    }
+
+    /// Takes the tokens of dead member `dead` once this node believes it
+    /// down (see the module documentation); refuses, and fails the node,
+    /// if `dead` is this node, unknown, gone, owns no tokens, or is still
+    /// up at `limit`. Returns whether it took them.
+    fn replace_dead(
+        &mut self,
+        now: Duration,
+        limit: Duration,
+        node: &mut Node,
+        dead: NodeId,
+    ) -> Result<bool, StorageError> {
+        let refusal = match self.gossip.entry(dead) {
+            _ if dead == self.identity.node => Some(format!(
+                "this node is node {dead}: a node restarted without its data under its own id takes its place back by itself; start it without --replace"
+            )),
+            None => Some(format!("node {dead} is not a member of this cluster")),
+            Some(e) if e.info.status.gone() => Some(format!(
+                "node {dead} is already {}: its tokens left the ring; start this node without --replace to join",
+                e.info.status.name()
+            )),
+            Some(e) if e.info.tokens.is_empty() || !e.info.status.owns_tokens() => Some(format!(
+                "node {dead} owns no tokens (it is {}); start this node without --replace to join",
+                e.info.status.name()
+            )),
+            Some(_) => None,
+        };
+        if let Some(why) = refusal {
+            return Ok(self.fail_replace(why));
+        }
+        if self.gossip.is_up(dead) {
+            if now >= limit {
+                return Ok(self.fail_replace(format!(
+                    "node {dead} is up (still heard after {}s): replace only a node that died for good",
+                    REPLACE_WAIT.as_secs()
+                )));
+            }
+            return Ok(false);
+        }
+        let entry = self.gossip.entry(dead).expect("checked above").clone();
+        if entry.info.zone != self.identity.zone {
+            warn!(replaces = dead.0, their_zone = %entry.info.zone, our_zone = %self.identity.zone,
+                  "replacing a node of another zone: zone-aware placement moves more than its partitions");
+        }
+        let stamp = self.next_stamp();
+        self.gossip.remove(dead, stamp);
+        self.replace = None;
+        self.announce_joined(node, entry.info.tokens, stamp, Some(dead))?;
+        info!(
+            node = self.identity.node.0,
+            replaces = dead.0,
+            tokens = self.identity.tokens.len(),
+            "took the tokens of a dead node; now normal, pulling its partitions from the survivors"
+        );
+        Ok(true)
+    }
+
+    /// Refuses the replacement and fails the node with `why`; returns
+    /// false (nothing taken).
+    fn fail_replace(&mut self, why: String) -> bool {
+        error!("{why}");
+        self.replace = None;
+        self.refused = true;
+        self.failure = Some(why);
+        false
     }
 
     /// Whether the node may choose its tokens: it has none, has not left
@@ -702,16 +825,7 @@ impl Membership {
                 }
             };
         let joined = self.next_stamp();
-        self.identity.tokens = tokens.clone();
-        self.identity.layout.joined = Some(joined);
-        let mut info = self.gossip.own().info.clone();
-        info.tokens = tokens;
-        info.status = Status::Normal;
-        info.layout.joined = Some(joined);
-        self.gossip.set_info(info);
-        self.gossip.announce();
-        self.identity.version = self.gossip.own().version;
-        identity::save(&self.store, &self.identity)?;
+        self.announce_joined(node, tokens, joined, None)?;
         info!(
             node = self.identity.node.0,
             tokens = self.identity.tokens.len(),
@@ -719,6 +833,30 @@ impl Membership {
             ?not_waited,
             "tokens chosen; now normal"
         );
+        Ok(())
+    }
+
+    /// Puts this node's `tokens` into the layouts at stamp `joined` (in
+    /// place of member `replaces`, if some) and announces it `normal`.
+    fn announce_joined(
+        &mut self,
+        node: &mut Node,
+        tokens: Vec<quorra_ring::Token>,
+        joined: Stamp,
+        replaces: Option<NodeId>,
+    ) -> Result<(), StorageError> {
+        self.identity.tokens = tokens.clone();
+        self.identity.layout.joined = Some(joined);
+        self.identity.layout.replaces = replaces;
+        let mut info = self.gossip.own().info.clone();
+        info.tokens = tokens;
+        info.status = Status::Normal;
+        info.layout.joined = Some(joined);
+        info.layout.replaces = replaces;
+        self.gossip.set_info(info);
+        self.gossip.announce();
+        self.identity.version = self.gossip.own().version;
+        identity::save(&self.store, &self.identity)?;
         self.apply_ring(node);
         Ok(())
     }

@@ -62,6 +62,9 @@ pub struct NodeConfig {
     pub new_cluster: RingConfig,
     /// Tokens to choose when joining.
     pub tokens: usize,
+    /// Join in the place of this dead member, under its tokens, instead of
+    /// choosing new ones (ignored once the node has joined).
+    pub replace: Option<NodeId>,
     /// The core's options (timeouts, bounds, sync mode).
     pub options: Options,
     /// Gossip's options (interval, detector).
@@ -105,6 +108,10 @@ pub enum DaemonError {
     /// The core refused to start.
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// The cluster cannot take this node as configured (a refused
+    /// replacement).
+    #[error("{0}")]
+    Membership(String),
 }
 
 fn data_dir_error(path: &Path, reason: impl std::fmt::Display) -> DaemonError {
@@ -210,6 +217,7 @@ struct CoreFactory {
     options: Options,
     gossip: GossipConfig,
     tokens: usize,
+    replace: Option<NodeId>,
 }
 
 impl CoreFactory {
@@ -247,13 +255,16 @@ impl CoreFactory {
             now,
         );
         gossip.remember(remembered);
-        let membership = Membership::new(
+        let mut membership = Membership::new(
             identity,
             gossip,
             store.clone(),
             !self.seeds.is_empty(),
             self.tokens,
         );
+        if let Some(dead) = self.replace {
+            membership.set_replace(dead);
+        }
         Ok((node, membership))
     }
 }
@@ -276,6 +287,12 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     // a failed first start must not stamp the directory with a random id.
     if let Some(existing) = identity::load(&store)? {
         check_identity(&existing, &config)?;
+    }
+    if config.replace.is_some() && config.seeds.is_empty() {
+        return Err(DaemonError::Config(
+            "--replace needs --seeds: the node takes a dead member's place in an existing cluster"
+                .into(),
+        ));
     }
     let server = server_config(&config.tls)?;
     let peer = client_config(&config.tls, ALPN_PEER)?;
@@ -357,6 +374,7 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         },
         gossip: config.gossip.clone(),
         tokens: config.tokens,
+        replace: config.replace,
     };
     let (node, membership) = factory.build(&store, origin.elapsed())?;
     info!(

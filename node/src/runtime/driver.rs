@@ -195,6 +195,9 @@ impl Driver {
                 }
             }
             self.outputs()?;
+            if let Some(why) = self.membership.failure() {
+                return Err(DaemonError::Membership(why.to_string()));
+            }
         }
         // Stopping: wait for a flush in flight, then flush everything.
         if self.flushing {
