@@ -49,6 +49,14 @@ pub enum AdminCommand {
         /// The node to remove.
         node: u64,
     },
+    /// Change the node's limits on pulls for moves (kept until it
+    /// restarts; `None` keeps a limit as it is).
+    Throttle {
+        /// Bytes per second (0: unlimited).
+        bytes_per_sec: Option<u64>,
+        /// Partitions pulled at a time (at least 1).
+        streams: Option<u32>,
+    },
 }
 
 /// Node → client.
@@ -211,6 +219,16 @@ pub struct MovesStatus {
     pub bytes_received: u64,
     /// Keys dropped from partitions this node no longer owns.
     pub keys_cleaned: u64,
+    /// States per second this node's current pulls receive (received by
+    /// the partitions in `gains`, over the time since the first of them
+    /// started).
+    #[serde(default)]
+    pub keys_per_sec: u64,
+    /// Seconds until every partition in `gains` is received at that rate,
+    /// partitions with no estimate yet counted at the mean of the others;
+    /// `None` while no estimate or rate is known.
+    #[serde(default)]
+    pub eta_secs: Option<u64>,
 }
 
 /// A member the newest layout waits for, and for what.
@@ -243,6 +261,19 @@ pub struct GainReport {
     pub keys: u64,
     /// See `keys`.
     pub bytes: u64,
+    /// States the partition holds, as its sources told (the most any
+    /// told); `None` until one answered.
+    #[serde(default)]
+    pub estimate_keys: Option<u64>,
+    /// States and bytes per second since its first pull started.
+    #[serde(default)]
+    pub keys_per_sec: u64,
+    /// See `keys_per_sec`.
+    #[serde(default)]
+    pub bytes_per_sec: u64,
+    /// Seconds left at that rate, once the estimate and a rate are known.
+    #[serde(default)]
+    pub eta_secs: Option<u64>,
 }
 
 /// One node's storage: healthy, or failing and recovering.

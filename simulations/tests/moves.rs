@@ -277,3 +277,31 @@ fn replacing_a_live_or_unknown_node_is_refused_and_moves_nothing() {
         assert_eq!(stage.read, stage.newest, "node {}: a move under way", i + 1);
     }
 }
+
+#[test]
+fn a_move_shows_an_estimate_a_rate_and_an_eta_while_it_runs() {
+    let mut h = quiet_cluster(3);
+    let written = write_missing_one_replica(&mut h);
+    let new = h.add_node();
+    let until = h.now() + MOVE_LIMIT;
+    let mut seen = None;
+    while seen.is_none() && h.now() < until {
+        h.run_for(Duration::from_millis(5));
+        let now = Duration::from_millis(h.clock_ms(new));
+        seen = h
+            .node(new)
+            .transfers()
+            .into_iter()
+            .find(|g| g.keys > 0 && g.estimate_keys.is_some())
+            .map(|g| (g, now));
+    }
+    let (g, now) = seen.expect("no partition under way showed what it received");
+    // The estimate is what a source holds: at least what came from it.
+    assert!(g.estimate_keys.unwrap() >= 1, "{g:?}");
+    assert!(g.keys_per_sec(now).is_some_and(|r| r > 0.0), "{g:?}");
+    assert!(g.eta_secs(now).is_some(), "{g:?}");
+    let (rate, eta) = quorra_node::core::overall_progress(&h.node(new).transfers(), now);
+    assert!(rate.is_some() && eta.is_some(), "{rate:?} {eta:?}");
+    h.settle_moves(MOVE_LIMIT);
+    all_readable_and_only_on_owners(&mut h, 1, &written);
+}

@@ -344,3 +344,25 @@ async fn a_dead_node_is_removed_then_a_new_one_joins_under_load_and_no_read_miss
     assert!(m.keys_received > 0, "the new node received nothing: {m:?}");
     all_read_back(&cluster, 0, Consistency::ALL, &seen).await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_pull_limits_change_on_a_running_node() {
+    let cluster = TestCluster::start(1, &["--transfer-bytes-per-sec", "0"]).await;
+    let client = cluster.client_of(0).await;
+    let addr = cluster.nodes[0].addr;
+    let throttle = |bytes_per_sec, streams| AdminCommand::Throttle {
+        bytes_per_sec,
+        streams,
+    };
+    let shown = client.admin(addr, throttle(None, None)).await.unwrap();
+    assert!(shown.contains("unlimited, 4 partitions"), "{shown}");
+    let set = client
+        .admin(addr, throttle(Some(1 << 20), Some(2)))
+        .await
+        .unwrap();
+    assert!(set.contains("1048576 bytes/s, 2 partitions"), "{set}");
+    let refused = client.admin(addr, throttle(None, Some(0))).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let kept = client.admin(addr, throttle(None, None)).await.unwrap();
+    assert!(kept.contains("1048576 bytes/s, 2 partitions"), "{kept}");
+}

@@ -7,7 +7,10 @@
 //! would, so siblings stay bounded by concurrency instead of piling up.
 //! Latencies go into HDR histograms (1 µs to 60 s, 3 significant digits);
 //! a progress line goes to stderr every second; the summary (or one JSON
-//! object with `--json`) to stdout.
+//! object with `--json`) to stdout. `--preload` first writes every key
+//! once (blind puts, the tasks sharing one counter over the key space), so
+//! the timed run meets a key space of the size asked for, not the share
+//! of it random puts happened to reach; `--ops 0` only preloads.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -46,6 +49,10 @@ pub(crate) struct BenchArgs {
     /// one, two, quorum, all, or r=N,w=N.
     #[arg(long, default_value = "quorum")]
     consistency: String,
+    /// Write every key once before the timed run (at the same
+    /// consistency, value size and concurrency).
+    #[arg(long)]
+    preload: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -130,6 +137,68 @@ async fn worker(shared: Arc<Shared>, seed: u64) -> Totals {
     t
 }
 
+/// Writes every key once, `concurrency` tasks taking the next key from one
+/// counter; returns the keys written and the errors.
+async fn preload(shared: Arc<Shared>) -> (u64, u64) {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let keys = shared.args.keys;
+    let mut tasks = Vec::new();
+    for _ in 0..shared.args.concurrency {
+        let (shared, next) = (shared.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let value = Bytes::from(vec![b'x'; shared.args.value_size]);
+            let (mut written, mut errors) = (0u64, 0u64);
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= keys {
+                    return (written, errors);
+                }
+                let key = Bytes::from(format!("bench:{k:016x}"));
+                match shared
+                    .client
+                    .put(key, value.clone(), &Context::empty(), shared.consistency)
+                    .await
+                {
+                    Ok(response) => {
+                        shared.contexts.insert(k, response.context);
+                        written += 1;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+        }));
+    }
+    let progress = {
+        let next = next.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let at = next.load(Ordering::Relaxed).min(keys);
+                let rate = at as f64 / started.elapsed().as_secs_f64();
+                eprint!("\rpreloading: {at}/{keys} keys, {rate:.0} writes/s   ");
+            }
+        })
+    };
+    let (mut written, mut errors) = (0, 0);
+    for t in tasks {
+        if let Ok((w, e)) = t.await {
+            written += w;
+            errors += e;
+        }
+    }
+    progress.abort();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "\rpreloaded {written} keys of {} B in {secs:.1}s: {:.0} writes/s, {errors} errors",
+        shared.args.value_size,
+        written as f64 / secs.max(1e-9)
+    );
+    (written, errors)
+}
+
 async fn bench(args: BenchArgs) -> Result<(), CliError> {
     if !(0.0..=1.0).contains(&args.read_ratio) {
         return Err(CliError::Usage(
@@ -153,6 +222,12 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
         errors: AtomicU64::new(0),
         contexts: DashMap::new(),
     });
+    if shared.args.preload {
+        preload(shared.clone()).await;
+        if shared.args.ops == 0 {
+            return Ok(());
+        }
+    }
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..shared.args.concurrency {

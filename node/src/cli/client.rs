@@ -425,8 +425,10 @@ fn write_moves(out: &mut impl Write, moves: &MovesStatus, limit: usize) -> Resul
     }
     writeln!(
         out,
-        "  this node: {} partitions to pull; {} pulls started, {} failed; received {} keys ({} bytes), cleaned {}",
+        "  this node: {} partitions to pull ({} keys/s, ETA {}); {} pulls started, {} failed; received {} keys ({} bytes), cleaned {}",
         moves.gains.len(),
+        moves.keys_per_sec,
+        eta(moves.eta_secs),
         moves.pulls_started,
         moves.pulls_failed,
         moves.keys_received,
@@ -434,14 +436,20 @@ fn write_moves(out: &mut impl Write, moves: &MovesStatus, limit: usize) -> Resul
         moves.keys_cleaned
     )?;
     for g in moves.gains.iter().take(limit) {
+        let of = g
+            .estimate_keys
+            .map_or(String::new(), |e| format!(" of ~{e}"));
         writeln!(
             out,
-            "  partition {}: pulled from {:?}, waiting on {:?}, {} keys ({} bytes){}",
+            "  partition {}: {}{of} keys ({} bytes), {} keys/s ({} B/s), ETA {}; pulled from {:?}, waiting on {:?}{}",
             g.partition,
-            g.pulled,
-            g.waiting_on,
             g.keys,
             g.bytes,
+            g.keys_per_sec,
+            g.bytes_per_sec,
+            eta(g.eta_secs),
+            g.pulled,
+            g.waiting_on,
             match &g.last_error {
                 Some(e) => format!(", {} retries, last error: {e}", g.retries),
                 None => String::new(),
@@ -456,6 +464,16 @@ fn write_moves(out: &mut impl Write, moves: &MovesStatus, limit: usize) -> Resul
         )?;
     }
     Ok(())
+}
+
+/// An ETA for people: `12s`, `3m04s`, `2h05m`, or `unknown`.
+fn eta(secs: Option<u64>) -> String {
+    match secs {
+        None => "unknown".into(),
+        Some(s) if s < 60 => format!("{s}s"),
+        Some(s) if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        Some(s) => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -486,9 +504,16 @@ pub(crate) fn transfers(args: TransfersArgs) -> Result<(), CliError> {
 
 #[derive(Args, Debug)]
 pub(crate) struct LeaveArgs {
+    /// Return once the node announced `leaving`, without waiting for it
+    /// to hand everything over and stop.
+    #[arg(long)]
+    no_wait: bool,
     #[command(flatten)]
     connection: Connection,
 }
+
+/// How often `quorra leave` looks at the leaving node's progress.
+const LEAVE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Args, Debug)]
 pub(crate) struct RemoveArgs {
@@ -516,10 +541,99 @@ fn admin(
     Ok(())
 }
 
+/// `quorra leave`: starts the leave, then (unless `--no-wait`) shows, as
+/// it changes, what the move still waits for, until the node stops.
 pub(crate) fn leave(args: LeaveArgs) -> Result<(), CliError> {
     admin(
         &args.connection,
         quorra_client::protocol::AdminCommand::Leave,
+    )?;
+    if args.no_wait {
+        return Ok(());
+    }
+    let mut config = args.connection.config()?;
+    config.seeds.truncate(1);
+    config.retries = 0;
+    let node = config.seeds[0];
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    Connection::runtime()?.block_on(async {
+        loop {
+            tokio::time::sleep(LEAVE_POLL).await;
+            let status = match Client::connect(config.clone()).await {
+                Ok(client) => client.status_of(node).await,
+                Err(e) => Err(e),
+            };
+            let Ok(status) = status else {
+                // It stopped: it announced `left` once its new owners held
+                // everything, and stopped a few seconds later.
+                println!(
+                    "node at {node} has left and stopped ({:.0?})",
+                    started.elapsed()
+                );
+                return;
+            };
+            let own = status.members.iter().find(|m| m.id == status.node);
+            let now = match own.map(|m| m.state.as_str()) {
+                Some("left") => "left: stopping".to_string(),
+                _ => {
+                    let m = &status.moves;
+                    let waiting: Vec<String> = m
+                        .waiting_on
+                        .iter()
+                        .map(|w| {
+                            let what = if w.sync {
+                                "to hold its data"
+                            } else if w.ack {
+                                "to write to it"
+                            } else {
+                                "to read from it"
+                            };
+                            format!("node {} {what}", w.node)
+                        })
+                        .collect();
+                    format!(
+                        "leaving: {} partitions moving; waiting for {}",
+                        m.moving_partitions,
+                        if waiting.is_empty() {
+                            "nobody".to_string()
+                        } else {
+                            waiting.join(", ")
+                        }
+                    )
+                }
+            };
+            if now != last {
+                println!("{now} ({:.0?})", started.elapsed());
+                last = now;
+            }
+        }
+    });
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ThrottleArgs {
+    /// Bytes per second the node may pull for moves (0: unlimited).
+    #[arg(long)]
+    bytes_per_sec: Option<u64>,
+    /// Partitions the node pulls at a time (at least 1).
+    #[arg(long)]
+    streams: Option<u32>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+pub(crate) fn throttle(args: ThrottleArgs) -> Result<(), CliError> {
+    if args.streams == Some(0) {
+        return Err(CliError::Usage("--streams must be at least 1".into()));
+    }
+    admin(
+        &args.connection,
+        quorra_client::protocol::AdminCommand::Throttle {
+            bytes_per_sec: args.bytes_per_sec,
+            streams: args.streams,
+        },
     )
 }
 

@@ -52,6 +52,9 @@ enum Command {
     Leave(client::LeaveArgs),
     /// Announce, through the node at --peer, that a dead node is removed for good.
     Remove(client::RemoveArgs),
+    /// Change, on the running node at --peer, how fast it pulls the partitions it gains (until
+    /// it restarts; without options, shows the limits).
+    Throttle(client::ThrottleArgs),
     /// Make the cluster CA and certificates.
     #[command(subcommand)]
     Cert(cert::CertCommand),
@@ -114,6 +117,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench::run(args),
         Command::Leave(args) => client::leave(args),
         Command::Remove(args) => client::remove(args),
+        Command::Throttle(args) => client::throttle(args),
         Command::Cert(command) => cert::run(command),
     }
 }

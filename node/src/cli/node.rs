@@ -112,6 +112,15 @@ pub(crate) struct NodeArgs {
     /// (0: unlimited) [default: 524288, 512 KiB/s].
     #[arg(long, env = "QUORRA_ANTI_ENTROPY_BYTES_PER_SEC")]
     anti_entropy_bytes_per_sec: Option<u64>,
+    /// Bytes per second this node may pull, at most, for partitions it
+    /// gains when ownership moves (0: unlimited); separate from
+    /// anti-entropy's. Changed on a running node with `quorra throttle`
+    /// [default: 67108864, 64 MiB/s].
+    #[arg(long, env = "QUORRA_TRANSFER_BYTES_PER_SEC")]
+    transfer_bytes_per_sec: Option<u64>,
+    /// Partitions this node pulls at a time, at most [default: 4].
+    #[arg(long, env = "QUORRA_TRANSFER_STREAMS")]
+    transfer_streams: Option<usize>,
     /// TCP address for the Redis protocol (RESP), e.g. 127.0.0.1:6379
     /// [default: none, no RESP port].
     #[arg(long, env = "QUORRA_RESP_LISTEN")]
@@ -161,6 +170,8 @@ struct FileConfig {
     anti_entropy_interval_secs: Option<u64>,
     anti_entropy_exchanges: Option<usize>,
     anti_entropy_bytes_per_sec: Option<u64>,
+    transfer_bytes_per_sec: Option<u64>,
+    transfer_streams: Option<usize>,
     resp_listen: Option<SocketAddr>,
     requirepass: Option<String>,
     resp_tls: Option<bool>,
@@ -258,6 +269,17 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
             ));
         }
         options.anti_entropy_interval = Duration::from_secs(s);
+    }
+    if let Some(b) = args.transfer_bytes_per_sec.or(file.transfer_bytes_per_sec) {
+        options.transfer_bytes_per_sec = b;
+    }
+    if let Some(n) = args.transfer_streams.or(file.transfer_streams) {
+        if n == 0 {
+            return Err(CliError::Usage(
+                "--transfer-streams must be at least 1".into(),
+            ));
+        }
+        options.transfer_streams = n;
     }
     if let Some(n) = args.anti_entropy_exchanges.or(file.anti_entropy_exchanges) {
         if n == 0 {

@@ -109,6 +109,16 @@ pub enum AeAnswer {
     InSync,
     /// My branch hashes (roots differ).
     Branches(Vec<u64>),
+    /// My branch hashes, and how many keys I hold of the partition: the
+    /// answer to a pull's first step, so the node gaining the partition
+    /// can estimate the move. (A node that predates it fails that pull,
+    /// and retries it; repairs never see it.)
+    Sized {
+        /// As in [`AeAnswer::Branches`].
+        branches: Vec<u64>,
+        /// Keys (tombstones included) in my tree of the partition.
+        keys: u64,
+    },
     /// My segment hashes under each branch asked, in the order asked.
     Segments(Vec<Vec<u64>>),
     /// What differs in the segments compared.

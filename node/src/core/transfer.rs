@@ -28,6 +28,16 @@
 //! A partition is complete once an exchange with each of its sources
 //! finished; the node tells membership when every gained partition is
 //! ([`Node::transfers_complete`]), which then announces the node synced.
+//! A pull that stalls (a step unanswered within the request timeout)
+//! fails like any other, and is logged: its source waits
+//! `transfer_retry` while the partition's other sources go first.
+//!
+//! **Progress for people**: each source answers a pull's first step with
+//! the number of keys it holds of the partition; the largest is the
+//! partition's estimate (each source holds nearly all of it, and later
+//! sources send only what the earlier ones lacked). With the time of the
+//! partition's first pull, that gives a rate and an ETA per partition
+//! ([`GainStatus`]).
 //! Progress lives in memory: a node that restarts pulls its incomplete
 //! partitions again from every source (merging makes that harmless).
 
@@ -70,6 +80,10 @@ pub(crate) struct Gain {
     pub(crate) last_error: Option<String>,
     /// States received.
     pub(crate) keys: u64,
+    /// The most keys a source said it holds of the partition.
+    pub(crate) estimate: Option<u64>,
+    /// When its first pull started.
+    pub(crate) started: Option<Duration>,
     /// Bytes received.
     pub(crate) bytes: u64,
 }
@@ -140,6 +154,58 @@ pub struct GainStatus {
     pub keys: u64,
     /// Bytes received so far.
     pub bytes: u64,
+    /// Keys the partition holds, as its sources told (the most any told);
+    /// `None` before one answered.
+    pub estimate_keys: Option<u64>,
+    /// When its first pull started (node time), if one did.
+    pub started: Option<Duration>,
+}
+
+/// The rate and ETA of a node's gains together: states received by them
+/// over the time since the first of them started, and the states left
+/// (a partition with no estimate yet counted at the mean of the others)
+/// at that rate. `None`s while unknown.
+pub fn overall_progress(gains: &[GainStatus], now: Duration) -> (Option<f64>, Option<f64>) {
+    let Some(first) = gains.iter().filter_map(|g| g.started).min() else {
+        return (None, None);
+    };
+    let secs = now.saturating_sub(first).as_secs_f64();
+    let received: u64 = gains.iter().map(|g| g.keys).sum();
+    let rate = (secs > 0.0).then(|| received as f64 / secs);
+    let known: Vec<u64> = gains.iter().filter_map(|g| g.estimate_keys).collect();
+    if known.is_empty() {
+        return (rate, None);
+    }
+    let mean = known.iter().sum::<u64>() as f64 / known.len() as f64;
+    let left: f64 = gains
+        .iter()
+        .map(|g| (g.estimate_keys.map_or(mean, |e| e as f64) - g.keys as f64).max(0.0))
+        .sum();
+    let eta = match rate {
+        _ if left == 0.0 => Some(0.0),
+        Some(r) if r > 0.0 => Some(left / r),
+        _ => None,
+    };
+    (rate, eta)
+}
+
+impl GainStatus {
+    /// Keys per second since its first pull started, at `now`.
+    pub fn keys_per_sec(&self, now: Duration) -> Option<f64> {
+        let secs = now.checked_sub(self.started?)?.as_secs_f64();
+        (secs > 0.0).then(|| self.keys as f64 / secs)
+    }
+
+    /// Seconds until it is received at the rate so far, if the estimate
+    /// and a rate are known.
+    pub fn eta_secs(&self, now: Duration) -> Option<f64> {
+        let left = self.estimate_keys?.saturating_sub(self.keys);
+        if left == 0 {
+            return Some(0.0);
+        }
+        let rate = self.keys_per_sec(now).filter(|&r| r > 0.0)?;
+        Some(left as f64 / rate)
+    }
 }
 
 impl Node {
@@ -193,6 +259,8 @@ impl Node {
                 last_error: g.last_error.clone(),
                 keys: g.keys,
                 bytes: g.bytes,
+                estimate_keys: g.estimate,
+                started: g.started,
             })
             .collect()
     }
@@ -223,6 +291,7 @@ impl Node {
             let gain = self.transfers.gains.get_mut(&partition).expect("found");
             gain.sources.remove(&source);
             gain.running = Some(source);
+            gain.started.get_or_insert(now);
             self.transfers.running += 1;
             self.stats.transfers_started += 1;
             if !self.ae_start_with(now, partition, source, true) {
@@ -274,7 +343,8 @@ impl Node {
                 }
             }
             Err(e) => {
-                debug!(%partition, source = source.0, error = %e, "pull failed; retried later");
+                info!(%partition, source = source.0, error = %e, retries = gain.retries + 1,
+                      "pull failed; the partition's other sources go first, this one again later");
                 gain.retries += 1;
                 gain.last_error = Some(e);
                 // Tried again only if it still is a source: the placement
@@ -293,6 +363,41 @@ impl Node {
                 }
                 self.stats.transfers_failed += 1;
             }
+        }
+    }
+
+    /// Sets the limits on pulls, each if given: bytes per second (0:
+    /// unlimited) and partitions at a time (at least 1); returns them as
+    /// they are now. A pull under way keeps running; new ones follow the
+    /// new limits.
+    pub fn set_transfer_limits(
+        &mut self,
+        now: Duration,
+        bytes_per_sec: Option<u64>,
+        streams: Option<usize>,
+    ) -> (u64, usize) {
+        if let Some(rate) = bytes_per_sec {
+            self.options.transfer_bytes_per_sec = rate;
+            self.transfers.budget = Budget::new(rate, now);
+        }
+        if let Some(n) = streams {
+            self.options.transfer_streams = n.max(1);
+        }
+        info!(
+            bytes_per_sec = self.options.transfer_bytes_per_sec,
+            streams = self.options.transfer_streams,
+            "limits on pulls changed"
+        );
+        (
+            self.options.transfer_bytes_per_sec,
+            self.options.transfer_streams,
+        )
+    }
+
+    /// A source of `partition` said it holds `keys` of it.
+    pub(super) fn transfer_sized(&mut self, partition: PartitionId, keys: u64) {
+        if let Some(gain) = self.transfers.gains.get_mut(&partition) {
+            gain.estimate = Some(gain.estimate.map_or(keys, |e| e.max(keys)));
         }
     }
 
@@ -329,5 +434,54 @@ impl Node {
             })
             .min();
         next.map(|at| at.max(self.transfers.budget.ready_at(Duration::ZERO)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gain(keys: u64, estimate: Option<u64>, started: Option<u64>) -> GainStatus {
+        GainStatus {
+            partition: PartitionId(0),
+            waiting_on: Vec::new(),
+            pulled: Vec::new(),
+            retries: 0,
+            last_error: None,
+            keys,
+            bytes: keys * 100,
+            estimate_keys: estimate,
+            started: started.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn a_gain_s_rate_and_eta_follow_what_it_received_since_it_started() {
+        let now = Duration::from_secs(20);
+        let g = gain(500, Some(2000), Some(10));
+        assert_eq!(g.keys_per_sec(now), Some(50.0));
+        assert_eq!(g.eta_secs(now), Some(30.0));
+        // More received than a source held (several sources): done.
+        assert_eq!(gain(2100, Some(2000), Some(10)).eta_secs(now), Some(0.0));
+        // Not started, or nothing received yet: no rate, no ETA.
+        assert_eq!(gain(0, Some(2000), None).eta_secs(now), None);
+        assert_eq!(gain(0, Some(2000), Some(10)).eta_secs(now), None);
+        assert_eq!(gain(500, None, Some(10)).eta_secs(now), None);
+    }
+
+    #[test]
+    fn the_overall_eta_counts_unsized_partitions_at_the_mean_estimate() {
+        let now = Duration::from_secs(20);
+        // 1000 received in the 10 s since the first started: 100 keys/s;
+        // left: 1000 + 500 + (mean 1250 for the unsized one) = 2750.
+        let gains = [
+            gain(1000, Some(2000), Some(10)),
+            gain(0, Some(500), None),
+            gain(0, None, None),
+        ];
+        let (rate, eta) = overall_progress(&gains, now);
+        assert_eq!(rate, Some(100.0));
+        assert_eq!(eta, Some(27.5));
+        assert_eq!(overall_progress(&[gain(0, None, None)], now), (None, None));
     }
 }

@@ -97,8 +97,10 @@ impl Node {
     fn ae_answer_shape(&self, answer: &AeAnswer) -> Verdict {
         match answer {
             AeAnswer::InSync => Ok(()),
-            AeAnswer::Branches(b) if b.len() == BRANCHES => Ok(()),
-            AeAnswer::Branches(_) => Err("wrong number of branches"),
+            AeAnswer::Branches(b) | AeAnswer::Sized { branches: b, .. } if b.len() == BRANCHES => {
+                Ok(())
+            }
+            AeAnswer::Branches(_) | AeAnswer::Sized { .. } => Err("wrong number of branches"),
             AeAnswer::Segments(runs)
                 if runs.len() <= BRANCHES && runs.iter().all(|r| r.len() == FANOUT) =>
             {

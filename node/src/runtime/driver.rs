@@ -39,7 +39,7 @@ use tracing::{info, warn};
 use super::daemon::DaemonError;
 use super::storage_watch::{PROBE_BYTES, StorageWatch};
 use super::transport::{Input, PeerFrame, ReplyTo, Transport};
-use crate::core::{ClientTag, Node};
+use crate::core::{ClientTag, Node, overall_progress};
 use crate::membership::{LEAVE_STEP, Membership};
 use crate::storage::reopen::Reopenable;
 use crate::storage::{Engine, Lsn, StorageError, Store};
@@ -342,6 +342,26 @@ impl Driver {
                 self.membership.remove(NodeId(node))?;
                 Ok(format!("node {node} removed; the news spreads by gossip"))
             }
+            AdminCommand::Throttle {
+                bytes_per_sec,
+                streams,
+            } => {
+                if streams == Some(0) {
+                    return Err("streams must be at least 1".into());
+                }
+                let now = self.now();
+                let (rate, streams) =
+                    self.node
+                        .set_transfer_limits(now, bytes_per_sec, streams.map(|s| s as usize));
+                let rate = if rate == 0 {
+                    "unlimited".to_string()
+                } else {
+                    format!("{rate} bytes/s")
+                };
+                Ok(format!(
+                    "node {me} pulls at {rate}, {streams} partitions at a time (until it restarts)"
+                ))
+            }
         }
     }
 
@@ -493,21 +513,36 @@ impl Driver {
             .filter(|&p| placement.moving(p))
             .count() as u32;
         let stats = self.node.stats();
+        let now = self.now();
+        let gains = self.node.transfers();
+        let (keys_per_sec, eta) = overall_progress(&gains, now);
         let mut status = MovesStatus {
             layouts: placement.rings().len() as u32,
             moving_partitions: moving,
-            gains: self
-                .node
-                .transfers()
+            keys_per_sec: keys_per_sec.map_or(0, |r| r.round() as u64),
+            eta_secs: eta.map(|s| s.ceil() as u64),
+            gains: gains
                 .into_iter()
-                .map(|g| GainReport {
-                    partition: g.partition.0,
-                    waiting_on: g.waiting_on.iter().map(|n| n.0).collect(),
-                    pulled: g.pulled.iter().map(|n| n.0).collect(),
-                    retries: g.retries,
-                    last_error: g.last_error,
-                    keys: g.keys,
-                    bytes: g.bytes,
+                .map(|g| {
+                    let keys_per_sec = g.keys_per_sec(now).unwrap_or(0.0);
+                    let bytes_per_sec = if g.keys == 0 {
+                        0.0
+                    } else {
+                        keys_per_sec * g.bytes as f64 / g.keys as f64
+                    };
+                    GainReport {
+                        partition: g.partition.0,
+                        waiting_on: g.waiting_on.iter().map(|n| n.0).collect(),
+                        pulled: g.pulled.iter().map(|n| n.0).collect(),
+                        retries: g.retries,
+                        last_error: g.last_error.clone(),
+                        keys: g.keys,
+                        bytes: g.bytes,
+                        estimate_keys: g.estimate_keys,
+                        keys_per_sec: keys_per_sec.round() as u64,
+                        bytes_per_sec: bytes_per_sec.round() as u64,
+                        eta_secs: g.eta_secs(now).map(|s| s.ceil() as u64),
+                    }
                 })
                 .collect(),
             pulls_started: stats.transfers_started,

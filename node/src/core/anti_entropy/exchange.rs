@@ -71,6 +71,7 @@ fn answer_size(answer: &AeAnswer) -> usize {
     match answer {
         AeAnswer::InSync => 1,
         AeAnswer::Branches(b) => 8 * b.len(),
+        AeAnswer::Sized { branches, .. } => 8 * branches.len() + 8,
         AeAnswer::Segments(runs) => runs.iter().map(|r| 8 * r.len()).sum(),
         AeAnswer::Delta { objects, want, .. } => {
             objects_size(objects) + want.iter().map(|k| k.len()).sum::<usize>()
@@ -216,6 +217,11 @@ impl Node {
                 return self.ae_finish(now, &exchange, Err("the source refused"));
             }
         };
+        if let AeAnswer::Sized { keys, .. } = &answer
+            && exchange.stream
+        {
+            self.transfer_sized(partition, *keys);
+        }
         let step = match (
             std::mem::replace(&mut exchange.asked, Asked::Keys(Vec::new())),
             answer,
@@ -224,7 +230,13 @@ impl Node {
                 self.stats.ae_in_sync += 1;
                 return self.ae_finish(now, &exchange, Ok(()));
             }
-            (Asked::Root, AeAnswer::Branches(theirs)) => {
+            (
+                Asked::Root,
+                AeAnswer::Branches(theirs)
+                | AeAnswer::Sized {
+                    branches: theirs, ..
+                },
+            ) => {
                 let mine = match self.ae_tree(partition) {
                     Ok(tree) => tree.branches().to_vec(),
                     Err(e) => return self.ae_storage_failed(now, &exchange, e),
@@ -455,7 +467,7 @@ impl Node {
         }
         let answer = match refusal {
             Some(e) => Err(e),
-            None => self.ae_answer(partition, step),
+            None => self.ae_answer(partition, step, stream),
         };
         let (result, size) = match answer {
             Ok((answer, size)) => (Ok(answer), size),
@@ -488,6 +500,7 @@ impl Node {
         &mut self,
         partition: PartitionId,
         step: AeStep,
+        stream: bool,
     ) -> Result<(AeAnswer, usize), ReplicaError> {
         let failed = |node: &mut Node, e: StorageError| {
             node.stats.storage_errors += 1;
@@ -504,6 +517,10 @@ impl Node {
         };
         let answer = match step {
             AeStep::Root(theirs) if tree.root() == theirs => AeAnswer::InSync,
+            AeStep::Root(_) if stream => AeAnswer::Sized {
+                branches: tree.branches().to_vec(),
+                keys: tree.keys(),
+            },
             AeStep::Root(_) => AeAnswer::Branches(tree.branches().to_vec()),
             AeStep::Branches(branches) => AeAnswer::Segments(
                 branches
