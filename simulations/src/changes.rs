@@ -145,10 +145,8 @@ impl Sim {
         let done = match change {
             Change::Join(k) => {
                 for _ in 0..k {
-                    let i = self.add_node();
+                    let i = self.start_newcomer(None);
                     self.log_change(format!("node {} joins", i + 1));
-                    let at = self.now + SWEEP_INTERVAL;
-                    self.schedule(at, Event::Sweep { node: i });
                 }
                 true
             }
@@ -262,10 +260,17 @@ impl Sim {
 
     /// An operator starts a new node to replace dead node `i`.
     pub fn replace(&mut self, i: usize) {
-        let j = self.add_node_replacing(Some(self.nodes[i].id));
+        let j = self.start_newcomer(Some(self.nodes[i].id));
         self.log_change(format!("node {} replaces node {}", j + 1, i + 1));
+    }
+
+    /// Starts a new node (replacing `replaces`, if some) with its clients'
+    /// expiry sweeper; returns its index.
+    fn start_newcomer(&mut self, replaces: Option<quorra_ring::NodeId>) -> usize {
+        let i = self.add_node_replacing(replaces);
         let at = self.now + SWEEP_INTERVAL;
-        self.schedule(at, Event::Sweep { node: j });
+        self.schedule(at, Event::Sweep { node: i });
+        i
     }
 
     fn log_change(&mut self, what: String) {

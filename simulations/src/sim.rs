@@ -433,9 +433,6 @@ impl Sim {
     pub fn describe_stages(&self) -> String {
         let mut out = Vec::new();
         for n in self.nodes.iter().filter(|n| n.running()) {
-            if let Some(why) = n.membership.as_ref().and_then(|m| m.failure()) {
-                out.push(format!("node {} failed: {why}", n.id));
-            }
             let Some(stage) = n.membership.as_ref().and_then(|m| m.stage()) else {
                 continue;
             };

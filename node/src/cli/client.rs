@@ -624,10 +624,8 @@ pub(crate) struct ThrottleArgs {
     connection: Connection,
 }
 
+/// `quorra throttle`: the node checks the limits (and refuses 0 streams).
 pub(crate) fn throttle(args: ThrottleArgs) -> Result<(), CliError> {
-    if args.streams == Some(0) {
-        return Err(CliError::Usage("--streams must be at least 1".into()));
-    }
     admin(
         &args.connection,
         quorra_client::protocol::AdminCommand::Throttle {

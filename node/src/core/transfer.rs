@@ -192,8 +192,17 @@ pub fn overall_progress(gains: &[GainStatus], now: Duration) -> (Option<f64>, Op
 impl GainStatus {
     /// Keys per second since its first pull started, at `now`.
     pub fn keys_per_sec(&self, now: Duration) -> Option<f64> {
+        self.per_sec(self.keys, now)
+    }
+
+    /// Bytes per second since its first pull started, at `now`.
+    pub fn bytes_per_sec(&self, now: Duration) -> Option<f64> {
+        self.per_sec(self.bytes, now)
+    }
+
+    fn per_sec(&self, count: u64, now: Duration) -> Option<f64> {
         let secs = now.checked_sub(self.started?)?.as_secs_f64();
-        (secs > 0.0).then(|| self.keys as f64 / secs)
+        (secs > 0.0).then(|| count as f64 / secs)
     }
 
     /// Seconds until it is received at the rate so far, if the estimate

@@ -434,7 +434,8 @@ impl Membership {
         node: &mut Node,
         dead: NodeId,
     ) -> Result<bool, StorageError> {
-        let refusal = match self.gossip.entry(dead) {
+        let entry = self.gossip.entry(dead).cloned();
+        let refusal = match &entry {
             _ if dead == self.identity.node => Some(format!(
                 "this node is node {dead}: a node restarted without its data under its own id takes its place back by itself; start it without --replace"
             )),
@@ -452,6 +453,7 @@ impl Membership {
         if let Some(why) = refusal {
             return Ok(self.fail_replace(why));
         }
+        let entry = entry.expect("an unknown member is refused above");
         if self.gossip.is_up(dead) {
             if now >= limit {
                 return Ok(self.fail_replace(format!(
@@ -461,7 +463,6 @@ impl Membership {
             }
             return Ok(false);
         }
-        let entry = self.gossip.entry(dead).expect("checked above").clone();
         if entry.info.zone != self.identity.zone {
             warn!(replaces = dead.0, their_zone = %entry.info.zone, our_zone = %self.identity.zone,
                   "replacing a node of another zone: zone-aware placement moves more than its partitions");

@@ -523,26 +523,18 @@ impl Driver {
             eta_secs: eta.map(|s| s.ceil() as u64),
             gains: gains
                 .into_iter()
-                .map(|g| {
-                    let keys_per_sec = g.keys_per_sec(now).unwrap_or(0.0);
-                    let bytes_per_sec = if g.keys == 0 {
-                        0.0
-                    } else {
-                        keys_per_sec * g.bytes as f64 / g.keys as f64
-                    };
-                    GainReport {
-                        partition: g.partition.0,
-                        waiting_on: g.waiting_on.iter().map(|n| n.0).collect(),
-                        pulled: g.pulled.iter().map(|n| n.0).collect(),
-                        retries: g.retries,
-                        last_error: g.last_error.clone(),
-                        keys: g.keys,
-                        bytes: g.bytes,
-                        estimate_keys: g.estimate_keys,
-                        keys_per_sec: keys_per_sec.round() as u64,
-                        bytes_per_sec: bytes_per_sec.round() as u64,
-                        eta_secs: g.eta_secs(now).map(|s| s.ceil() as u64),
-                    }
+                .map(|g| GainReport {
+                    partition: g.partition.0,
+                    waiting_on: g.waiting_on.iter().map(|n| n.0).collect(),
+                    pulled: g.pulled.iter().map(|n| n.0).collect(),
+                    retries: g.retries,
+                    keys: g.keys,
+                    bytes: g.bytes,
+                    estimate_keys: g.estimate_keys,
+                    keys_per_sec: g.keys_per_sec(now).map_or(0, |r| r.round() as u64),
+                    bytes_per_sec: g.bytes_per_sec(now).map_or(0, |r| r.round() as u64),
+                    eta_secs: g.eta_secs(now).map(|s| s.ceil() as u64),
+                    last_error: g.last_error,
                 })
                 .collect(),
             pulls_started: stats.transfers_started,
