@@ -300,7 +300,7 @@ fn a_move_shows_an_estimate_a_rate_and_an_eta_while_it_runs() {
     assert!(g.estimate_keys.unwrap() >= 1, "{g:?}");
     assert!(g.keys_per_sec(now).is_some_and(|r| r > 0.0), "{g:?}");
     assert!(g.eta_secs(now).is_some(), "{g:?}");
-    let (rate, eta) = quorra_node::core::overall_progress(&h.node(new).transfers(), now);
+    let (rate, eta) = h.node(new).transfers_progress(now);
     assert!(rate.is_some() && eta.is_some(), "{rate:?} {eta:?}");
     h.settle_moves(MOVE_LIMIT);
     all_readable_and_only_on_owners(&mut h, 1, &written);

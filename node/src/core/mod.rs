@@ -89,5 +89,5 @@ pub use messages::{
 pub use node::{ClientTag, Node, NodeError};
 pub use options::{Options, ReadFanout};
 pub use stats::Stats;
-pub use transfer::{GainStatus, Moves, overall_progress};
+pub use transfer::{GainStatus, Moves};
 pub use update::{Applied, Change, Updater};

@@ -37,7 +37,8 @@
 //! partition's estimate (each source holds nearly all of it, and later
 //! sources send only what the earlier ones lacked). With the time of the
 //! partition's first pull, that gives a rate and an ETA per partition
-//! ([`GainStatus`]).
+//! ([`GainStatus`]) and for the node's gains together
+//! ([`Node::transfers_progress`]).
 //! Progress lives in memory: a node that restarts pulls its incomplete
 //! partitions again from every source (merging makes that harmless).
 
@@ -161,26 +162,35 @@ pub struct GainStatus {
     pub started: Option<Duration>,
 }
 
-/// The rate and ETA of a node's gains together: states received by them
-/// over the time since the first of them started, and the states left
-/// (a partition with no estimate yet counted at the mean of the others)
-/// at that rate. `None`s while unknown.
-pub fn overall_progress(gains: &[GainStatus], now: Duration) -> (Option<f64>, Option<f64>) {
-    let Some(first) = gains.iter().filter_map(|g| g.started).min() else {
+/// The rate and ETA of a node's gains together: states received by all
+/// of them, finished ones included, over the time since the first of them
+/// started, and the states the unfinished ones still lack (one with no
+/// estimate yet counted at the mean estimate of all) at that rate. So the
+/// figures stay known while only partitions not started yet remain.
+/// `None`s while unknown.
+fn overall_progress<'a>(
+    gains: impl Iterator<Item = &'a Gain> + Clone,
+    now: Duration,
+) -> (Option<f64>, Option<f64>) {
+    let Some(first) = gains.clone().filter_map(|g| g.started).min() else {
         return (None, None);
     };
     let secs = now.saturating_sub(first).as_secs_f64();
-    let received: u64 = gains.iter().map(|g| g.keys).sum();
+    let received: u64 = gains.clone().map(|g| g.keys).sum();
     let rate = (secs > 0.0).then(|| received as f64 / secs);
-    let known: Vec<u64> = gains.iter().filter_map(|g| g.estimate_keys).collect();
-    if known.is_empty() {
-        return (rate, None);
+    let known: Vec<u64> = gains.clone().filter_map(|g| g.estimate).collect();
+    let mean = if known.is_empty() {
+        None
+    } else {
+        Some(known.iter().sum::<u64>() as f64 / known.len() as f64)
+    };
+    let mut left = 0.0;
+    for g in gains.filter(|g| !g.complete()) {
+        let Some(estimate) = g.estimate.map(|e| e as f64).or(mean) else {
+            return (rate, None);
+        };
+        left += (estimate - g.keys as f64).max(0.0);
     }
-    let mean = known.iter().sum::<u64>() as f64 / known.len() as f64;
-    let left: f64 = gains
-        .iter()
-        .map(|g| (g.estimate_keys.map_or(mean, |e| e as f64) - g.keys as f64).max(0.0))
-        .sum();
     let eta = match rate {
         _ if left == 0.0 => Some(0.0),
         Some(r) if r > 0.0 => Some(left / r),
@@ -272,6 +282,12 @@ impl Node {
                 started: g.started,
             })
             .collect()
+    }
+
+    /// The keys per second and the seconds left of this node's gains
+    /// together, at `now` (see [`overall_progress`]).
+    pub fn transfers_progress(&self, now: Duration) -> (Option<f64>, Option<f64>) {
+        overall_progress(self.transfers.gains.values(), now)
     }
 
     /// Starts pulls, within the limits, for partitions whose sources are
@@ -478,19 +494,55 @@ mod tests {
         assert_eq!(gain(500, None, Some(10)).eta_secs(now), None);
     }
 
+    fn part(keys: u64, estimate: Option<u64>, started: Option<u64>, done: bool) -> Gain {
+        let mut g = Gain {
+            keys,
+            estimate,
+            started: started.map(Duration::from_secs),
+            ..Gain::default()
+        };
+        if !done {
+            g.sources.insert(NodeId(1));
+        }
+        g
+    }
+
     #[test]
     fn the_overall_eta_counts_unsized_partitions_at_the_mean_estimate() {
         let now = Duration::from_secs(20);
         // 1000 received in the 10 s since the first started: 100 keys/s;
         // left: 1000 + 500 + (mean 1250 for the unsized one) = 2750.
         let gains = [
-            gain(1000, Some(2000), Some(10)),
-            gain(0, Some(500), None),
-            gain(0, None, None),
+            part(1000, Some(2000), Some(10), false),
+            part(0, Some(500), None, false),
+            part(0, None, None, false),
         ];
-        let (rate, eta) = overall_progress(&gains, now);
+        let (rate, eta) = overall_progress(gains.iter(), now);
         assert_eq!(rate, Some(100.0));
         assert_eq!(eta, Some(27.5));
-        assert_eq!(overall_progress(&[gain(0, None, None)], now), (None, None));
+        let unknown = [part(0, None, None, false)];
+        assert_eq!(overall_progress(unknown.iter(), now), (None, None));
+    }
+
+    #[test]
+    fn the_overall_eta_stays_known_while_only_unstarted_partitions_remain() {
+        let now = Duration::from_secs(20);
+        // Two finished: 1000 keys in the 10 s since the first started,
+        // 100 keys/s. The one left has not started: 300 keys at that
+        // rate, or, not sized yet, the mean size (500).
+        let mut gains = [
+            part(600, Some(600), Some(10), true),
+            part(400, Some(400), Some(12), true),
+            part(0, Some(300), None, false),
+        ];
+        assert_eq!(
+            overall_progress(gains.iter(), now),
+            (Some(100.0), Some(3.0))
+        );
+        gains[2].estimate = None;
+        assert_eq!(
+            overall_progress(gains.iter(), now),
+            (Some(100.0), Some(5.0))
+        );
     }
 }

@@ -39,7 +39,7 @@ use tracing::{info, warn};
 use super::daemon::DaemonError;
 use super::storage_watch::{PROBE_BYTES, StorageWatch};
 use super::transport::{Input, PeerFrame, ReplyTo, Transport};
-use crate::core::{ClientTag, Node, overall_progress};
+use crate::core::{ClientTag, Node};
 use crate::membership::{LEAVE_STEP, Membership};
 use crate::storage::reopen::Reopenable;
 use crate::storage::{Engine, Lsn, StorageError, Store};
@@ -515,7 +515,7 @@ impl Driver {
         let stats = self.node.stats();
         let now = self.now();
         let gains = self.node.transfers();
-        let (keys_per_sec, eta) = overall_progress(&gains, now);
+        let (keys_per_sec, eta) = self.node.transfers_progress(now);
         let mut status = MovesStatus {
             layouts: placement.rings().len() as u32,
             moving_partitions: moving,
