@@ -39,8 +39,14 @@
 //! partition's first pull, that gives a rate and an ETA per partition
 //! ([`GainStatus`]) and for the node's gains together
 //! ([`Node::transfers_progress`]).
-//! Progress lives in memory: a node that restarts pulls its incomplete
-//! partitions again from every source (merging makes that harmless).
+//!
+//! **Resuming**: progress lives in memory, and a node that restarts pulls
+//! its incomplete partitions again from every source. That resumes rather
+//! than restarts: a pull compares trees first, so what the node received
+//! and flushed before the crash is not sent again, only the segments that
+//! still differ (a crashed source's pull fails, and the partition's other
+//! sources, then the source again once it is back, bring the rest the
+//! same way). Merging makes anything sent twice harmless.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
