@@ -78,21 +78,23 @@ async fn writer(client: Client, stop: &AtomicBool, seen: &Mutex<Seen>) {
     }
 }
 
-/// Reads, at `quorum` until `stop`, the fixed keys and the acknowledged
-/// live ones in turn, noting every successful read that misses its key.
-async fn reader(client: Client, stop: &AtomicBool, seen: &Mutex<Seen>) {
+/// Reads at `consistency` until `stop`, noting every successful read that
+/// misses its key: the fixed keys and, at `quorum` (R + W > N with the
+/// writer's quorum), the acknowledged live ones in turn.
+async fn reader(client: Client, consistency: Consistency, stop: &AtomicBool, seen: &Mutex<Seen>) {
+    let live_too = consistency == Consistency::QUORUM;
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
         let key = {
             let s = seen.lock().unwrap();
-            if i.is_multiple_of(2) && !s.acked.is_empty() {
+            if live_too && i.is_multiple_of(2) && !s.acked.is_empty() {
                 s.acked[(i / 2 * 7919) % s.acked.len()].clone()
             } else {
                 format!("fixed-{}", i % FIXED)
             }
         };
-        match client.get(key.clone(), Consistency::QUORUM).await {
+        match client.get(key.clone(), consistency).await {
             Ok(r) => {
                 let mut s = seen.lock().unwrap();
                 s.reads += 1;
@@ -114,7 +116,7 @@ async fn under_load(cluster: &mut TestCluster, change: impl AsyncFnOnce(&mut Tes
     let load = async {
         tokio::join!(
             writer(write_client, &stop, &seen),
-            reader(read_client, &stop, &seen)
+            reader(read_client, Consistency::QUORUM, &stop, &seen)
         )
     };
     let changing = async {
@@ -206,6 +208,46 @@ async fn two_nodes_join_at_once_under_load_and_no_read_misses() {
     }
     assert!(cleaned > 0, "no old owner cleaned up");
     eprintln!("old owners cleaned {cleaned} keys");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_node_joins_and_reads_at_one_through_it_miss_nothing_from_when_it_serves() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    write_fixed(&cluster.client().await).await;
+
+    let seen = under_load(&mut cluster, async |c: &mut TestCluster| {
+        let new = c.add_node_unready(&[]);
+        c.wait_ready(new).await;
+        // From the moment it serves until its moves are over, reads at
+        // `one` through it of keys written at `all`: it must not answer
+        // from partitions it has not received yet.
+        let stop = AtomicBool::new(false);
+        let at_one = Mutex::new(Seen::default());
+        let client = c.client_of(new).await;
+        let c = &*c;
+        tokio::join!(reader(client, Consistency::ONE, &stop, &at_one), async {
+            c.wait_converged(4).await;
+            stop.store(true, Ordering::Relaxed);
+        });
+        let at_one = at_one.into_inner().unwrap();
+        eprintln!(
+            "at one through node 4: {} reads, {} misses, {} errors",
+            at_one.reads,
+            at_one.misses.len(),
+            at_one.errors
+        );
+        assert!(
+            at_one.misses.is_empty(),
+            "reads at one through the newcomer missed keys written at all: {:?}",
+            at_one.misses
+        );
+        assert!(at_one.reads > 0, "{at_one:?}");
+    })
+    .await;
+
+    let m = moves_of(&cluster, 3).await;
+    assert!(m.keys_received > 0, "the newcomer received nothing: {m:?}");
+    all_read_back(&cluster, 3, Consistency::QUORUM, &seen).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
