@@ -151,6 +151,32 @@ pub struct MemberStatus {
     /// recovers (as gossip tells).
     #[serde(default)]
     pub storage_failing: bool,
+    /// The reporting node's failure-detector suspicion of it (phi; 0 for
+    /// the reporting node itself).
+    #[serde(default)]
+    pub phi: f64,
+    /// Age of its freshest heartbeat at the reporting node, seconds
+    /// (`None` for the reporting node, or before the first heartbeat).
+    #[serde(default)]
+    pub heartbeat_age_secs: Option<f64>,
+}
+
+/// Hints the reporting node holds for other nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HintsStatus {
+    /// Hints held.
+    pub held: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// How long it has held hints for some owner without a break, seconds
+    /// (the longest over owners; an upper bound on the oldest hint's age).
+    pub oldest_age_secs: u64,
+    /// Hints stored since start.
+    pub stored: u64,
+    /// Hints delivered since start.
+    pub delivered: u64,
+    /// Hints refused for a full hint store since start (here).
+    pub refused: u64,
 }
 
 /// The cluster as one node sees it.
@@ -181,6 +207,14 @@ pub struct ClusterStatus {
     /// Ownership changes under way and the data they move.
     #[serde(default)]
     pub moves: MovesStatus,
+    /// Hints held here.
+    #[serde(default)]
+    pub hints: HintsStatus,
+    /// The longest any partition the reporting node replicates went
+    /// without an anti-entropy exchange that ended in sync or repaired,
+    /// seconds (since it started).
+    #[serde(default)]
+    pub anti_entropy_oldest_sync_secs: u64,
 }
 
 /// Ownership changes as one node sees them, and what this node moves.

@@ -116,6 +116,14 @@ impl PhiDetector {
         Some((mean, (self.sum_sq / n - mean * mean).max(0.0).sqrt()))
     }
 
+    /// How old, at `now`, the freshest heartbeat seen is estimated to be
+    /// (seconds since the member made it, by the offsets observed);
+    /// `None` before the first heartbeat.
+    pub fn heartbeat_age(&self, now: Duration, params: &PhiParams) -> Option<f64> {
+        let age = self.age(now, self.heartbeat?, params.interval.as_secs_f64())?;
+        Some(age.max(0.0))
+    }
+
     /// The suspicion level at `now` (0 if no heartbeat was ever seen).
     pub fn phi(&self, now: Duration, params: &PhiParams) -> f64 {
         let Some(value) = self.heartbeat else {

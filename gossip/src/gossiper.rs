@@ -313,6 +313,14 @@ impl Gossiper {
             .map_or(0.0, |d| d.phi(now, &self.phi_params()))
     }
 
+    /// How old a member's freshest heartbeat is at `now`, in seconds
+    /// (`None` if none was seen since this node started).
+    pub fn heartbeat_age(&self, id: NodeId, now: Duration) -> Option<f64> {
+        self.detectors
+            .get(&id)?
+            .heartbeat_age(now, &self.phi_params())
+    }
+
     /// Mean and standard deviation of the age a member's freshest heartbeat
     /// reaches here before fresher news arrives (seconds).
     pub fn age_stats(&self, id: NodeId) -> Option<(f64, f64)> {

@@ -20,9 +20,11 @@
 //!   anti-entropy, tombstone purge).
 //! - [`membership`]: gossip's member table turned into the core's ring and
 //!   peer opinions; joining and leaving; the node's persistent identity.
-//! - [`resp`]: the Redis protocol gateway (so far its framing).
+//! - [`resp`]: the Redis protocol gateway.
 //! - [`runtime`]: tokio, quinn and a real disk around the two above; the
 //!   `quorra` binary's commands live in `cli`.
+//! - [`admin`]: the operator's HTTP port: Prometheus metrics, health and
+//!   readiness, the status JSON and a live status page.
 //!
 //! ## Design rules
 //!
@@ -32,6 +34,7 @@
 //! socket; storage is called synchronously through the trait. Both the
 //! tokio runtime and the deterministic simulator drive that same code.
 
+pub mod admin;
 pub mod core;
 pub mod membership;
 pub mod resp;

@@ -15,6 +15,9 @@ use quorra_client::{Client, ClientConfig, TlsFiles};
 use quorra_node::runtime::certs::{Role, init, issue};
 use tempfile::TempDir;
 
+pub mod http;
+pub mod prom;
+
 /// The `quorra` binary of this build (built by `cargo test --workspace`;
 /// built here if missing or older than the sources it is made of, as after
 /// an edit followed by `cargo test -p quorra-e2e`, which builds only the
@@ -110,6 +113,8 @@ pub struct NodeProc {
     pub addr: SocketAddr,
     /// The RESP (Redis protocol) address every test node serves.
     pub resp: SocketAddr,
+    /// The admin HTTP address every test node serves.
+    pub admin: SocketAddr,
     /// Data directory.
     pub data: PathBuf,
     /// Log file.
@@ -204,6 +209,7 @@ impl TestCluster {
         let id = self.nodes.len() as u64 + 1;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let resp = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
         let data = self.dir.path().join(format!("node{id}"));
         let log = self.dir.path().join(format!("node{id}.log"));
         let mut args: Vec<String> = vec![
@@ -220,6 +226,8 @@ impl TestCluster {
             "1000".into(),
             "--resp-listen".into(),
             resp.to_string(),
+            "--admin-listen".into(),
+            admin.to_string(),
         ];
         if let Some(first) = self.nodes.first() {
             args.push("--seeds".into());
@@ -230,6 +238,7 @@ impl TestCluster {
             id,
             addr,
             resp,
+            admin,
             data,
             log,
             args,

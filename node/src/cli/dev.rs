@@ -44,12 +44,17 @@ pub(crate) struct DevArgs {
     /// (0: no RESP ports).
     #[arg(long, default_value_t = 6379)]
     resp_base_port: u16,
+    /// Admin HTTP port (metrics, health, status page) of the first node;
+    /// the others follow (0: no admin ports).
+    #[arg(long, default_value_t = 9180)]
+    admin_base_port: u16,
 }
 
 struct DevNode {
     id: u16,
     address: SocketAddr,
     resp: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
     log: PathBuf,
     child: Child,
     exited: bool,
@@ -141,6 +146,11 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
             "--resp-base-port too high for that many nodes".into(),
         ));
     }
+    if u32::from(args.admin_base_port) + u32::from(args.nodes) > 65536 {
+        return Err(CliError::Usage(
+            "--admin-base-port too high for that many nodes".into(),
+        ));
+    }
     let dir = &args.data_dir;
     let tls = dir.join("tls");
     ensure_certificates(&tls)?;
@@ -153,6 +163,8 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
         let address = SocketAddr::from(([127, 0, 0, 1], args.base_port + i));
         let resp = (args.resp_base_port != 0)
             .then(|| SocketAddr::from(([127, 0, 0, 1], args.resp_base_port + i)));
+        let admin = (args.admin_base_port != 0)
+            .then(|| SocketAddr::from(([127, 0, 0, 1], args.admin_base_port + i)));
         let data = dir.join(format!("node{id}"));
         std::fs::create_dir_all(&data)?;
         let log = dir.join(format!("node{id}.log"));
@@ -187,6 +199,9 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
         if let Some(resp) = resp {
             cmd.arg("--resp-listen").arg(resp.to_string());
         }
+        if let Some(admin) = admin {
+            cmd.arg("--admin-listen").arg(admin.to_string());
+        }
         let child = cmd
             .spawn()
             .map_err(|e| CliError::Failed(format!("cannot start node {id}: {e}")))?;
@@ -194,6 +209,7 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
             id,
             address,
             resp,
+            admin,
             log,
             child,
             exited: false,
@@ -210,7 +226,8 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
             if port_taken {
                 return Err(CliError::Failed(format!(
                     "node {id} could not open its ports: choose others with --base-port \
-                     (QUIC, default 7401) or --resp-base-port (Redis, default 6379; 0 for none)"
+                     (QUIC, default 7401), --resp-base-port (Redis, default 6379; 0 for none) \
+                     or --admin-base-port (HTTP, default 9180; 0 for none)"
                 )));
             }
             return Err(CliError::Failed(format!("node {id} did not start")));
@@ -240,10 +257,11 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
     println!("local Quorra cluster of {} nodes is up:", nodes.len());
     for n in &nodes {
         println!(
-            "  node {:<3} {}  redis {:<15}  pid {:<8} log {}",
+            "  node {:<3} {}  redis {:<15}  admin {:<22}  pid {:<8} log {}",
             n.id,
             n.address,
             n.resp.map_or("-".into(), |r| r.to_string()),
+            n.admin.map_or("-".into(), |a| format!("http://{a}/")),
             n.child.id().map_or("-".into(), |p| p.to_string()),
             n.log.display()
         );
@@ -254,6 +272,10 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
     if let Some(resp) = nodes.first().and_then(|n| n.resp) {
         println!("with any Redis client, e.g.:");
         println!("  redis-cli -p {} set greeting hello", resp.port());
+    }
+    if let Some(admin) = nodes.first().and_then(|n| n.admin) {
+        println!("see the cluster in a browser at http://{admin}/, or:");
+        println!("  curl -s http://{admin}/metrics | grep ^quorra_members");
     }
     println!("from anywhere else, first:");
     println!(

@@ -14,6 +14,7 @@ use quorra_ring::{
 use serde::Deserialize;
 
 use super::CliError;
+use quorra_node::admin::AdminConfig;
 use quorra_node::core::{Options, ReadFanout};
 use quorra_node::resp::RespConfig;
 use quorra_node::resp::gateway::DEFAULT_SWEEP_INTERVAL;
@@ -136,6 +137,15 @@ pub(crate) struct NodeArgs {
     /// Seconds between two walks of the expiry sweeper [default: 60].
     #[arg(long, env = "QUORRA_RESP_SWEEP_INTERVAL_SECS")]
     resp_sweep_interval_secs: Option<u64>,
+    /// TCP address for the admin HTTP listener (/metrics, /health,
+    /// /ready, /v1/status, the status page at /), e.g. 127.0.0.1:9180
+    /// [default: none, no admin port].
+    #[arg(long, env = "QUORRA_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// Bearer token the admin API asks for (all but /health and /ready).
+    /// Required to listen on a non-loopback address.
+    #[arg(long, env = "QUORRA_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Log filter (tracing syntax), e.g. info or quorra_node=debug.
     #[arg(long, env = "QUORRA_LOG", default_value = "info")]
     log: String,
@@ -176,6 +186,8 @@ struct FileConfig {
     requirepass: Option<String>,
     resp_tls: Option<bool>,
     resp_sweep_interval_secs: Option<u64>,
+    admin_listen: Option<SocketAddr>,
+    admin_token: Option<String>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, CliError> {
@@ -338,6 +350,17 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
             Some(resp)
         }
     };
+    let admin = match args.admin_listen.or(file.admin_listen) {
+        None => None,
+        Some(listen) => {
+            let admin = AdminConfig {
+                listen,
+                token: args.admin_token.or(file.admin_token),
+            };
+            admin.check().map_err(CliError::Usage)?;
+            Some(admin)
+        }
+    };
     let mut gossip = quorra_gossip::Config::default();
     if let Some(ms) = args.gossip_interval_ms.or(file.gossip_interval_ms) {
         gossip.interval = Duration::from_millis(ms.max(10));
@@ -366,6 +389,7 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
         gossip,
         leave_on_shutdown: args.leave_on_shutdown || file.leave_on_shutdown.unwrap_or(false),
         resp,
+        admin,
     })
 }
 
@@ -457,5 +481,30 @@ mod tests {
         assert!(resp.tls.is_none());
         std::fs::write(&file, format!("{base}resp-listen = \"127.0.0.1:6379\"\n")).unwrap();
         assert!(config(args()).unwrap().resp.unwrap().password.is_none());
+    }
+
+    #[test]
+    fn an_admin_port_off_loopback_needs_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        let base = "listen = \"127.0.0.1:7000\"\ndata-dir = \"/tmp/x\"\ntls-dir = \"/tmp/tls\"\n";
+        let args = || NodeArgs {
+            config: Some(file.clone()),
+            ..NodeArgs::default()
+        };
+        std::fs::write(&file, base).unwrap();
+        assert!(config(args()).unwrap().admin.is_none(), "off unless asked");
+        std::fs::write(&file, format!("{base}admin-listen = \"0.0.0.0:9180\"\n")).unwrap();
+        let err = config(args()).unwrap_err();
+        assert!(err.to_string().contains("without a token"), "{err}");
+        std::fs::write(
+            &file,
+            format!("{base}admin-listen = \"0.0.0.0:9180\"\nadmin-token = \"s3cret\"\n"),
+        )
+        .unwrap();
+        let admin = config(args()).unwrap().admin.unwrap();
+        assert_eq!(admin.token.as_deref(), Some("s3cret"));
+        std::fs::write(&file, format!("{base}admin-listen = \"127.0.0.1:9180\"\n")).unwrap();
+        assert!(config(args()).unwrap().admin.unwrap().token.is_none());
     }
 }

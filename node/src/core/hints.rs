@@ -65,6 +65,10 @@ pub(crate) struct HintBook {
     bytes: u64,
     in_flight: BTreeSet<NodeId>,
     cursor: BTreeMap<NodeId, (PartitionId, Vec<u8>)>,
+    /// Per owner: since when this node has held hints for it without a
+    /// break, as seen at each handoff round (so to within one
+    /// `handoff_interval`).
+    held_since: BTreeMap<NodeId, Duration>,
 }
 
 impl HintBook {
@@ -181,6 +185,12 @@ impl Node {
     /// partitions in the newest layout, else (an orphan) to a primary of
     /// the newest layout (where the partition is going).
     pub(super) fn offer_hints(&mut self, now: Duration) {
+        let book = &mut self.hints;
+        book.held_since
+            .retain(|o, _| book.per_owner.contains_key(o));
+        for &owner in book.per_owner.keys() {
+            book.held_since.entry(owner).or_insert(now);
+        }
         if !self.options.hinted_handoff {
             return;
         }
@@ -439,5 +449,20 @@ impl Node {
     /// Every node this node holds hints for, members or not.
     pub(super) fn hint_owners(&self) -> Vec<NodeId> {
         self.hints.per_owner.keys().copied().collect()
+    }
+
+    /// The hints held, per owner in id order: (owner, count, bytes, how
+    /// long at `now` this node has held hints for it without a break, to
+    /// within one handoff interval; an upper bound on the oldest hint's
+    /// age, zero until the first handoff round saw them).
+    pub fn hints_by_owner(&self, now: Duration) -> Vec<(NodeId, u64, u64, Duration)> {
+        self.hints
+            .per_owner
+            .iter()
+            .map(|(&owner, &(count, bytes))| {
+                let since = self.hints.held_since.get(&owner).copied().unwrap_or(now);
+                (owner, count, bytes, now.saturating_sub(since))
+            })
+            .collect()
     }
 }

@@ -305,6 +305,13 @@ impl Node {
         (self.ae.trees.len(), self.ae.running)
     }
 
+    /// Keys (live and tombstones) of the partitions whose Merkle trees
+    /// this node keeps: with anti-entropy on, every partition it
+    /// replicates once each was exchanged after start-up.
+    pub fn tree_keys(&self) -> u64 {
+        self.ae.trees.keys()
+    }
+
     /// The partitions whose Merkle trees this node keeps.
     pub fn tree_partitions(&self) -> Vec<PartitionId> {
         self.ae.trees.partitions()

@@ -42,6 +42,7 @@ impl Node {
         key: &[u8],
         hint_for: Option<NodeId>,
     ) -> Result<Option<Object>, ReplicaError> {
+        self.stats.replica_reads += 1;
         let result = match hint_for {
             None if !self.is_primary(partition) => return Err(ReplicaError::NotReplica(partition)),
             None => self.store.get(partition, key),
@@ -76,6 +77,7 @@ impl Node {
         object: Object,
         hint_for: Option<NodeId>,
     ) {
+        self.stats.replica_writes += 1;
         let stored = match hint_for {
             Some(owner) => self.merge_hint(owner, partition, &key, &object),
             None if !self.is_primary(partition) => Err(ReplicaError::NotReplica(partition)),

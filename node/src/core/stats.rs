@@ -9,6 +9,11 @@ pub struct Stats {
     pub reads: u64,
     /// Writes (puts and deletes) coordinated.
     pub writes: u64,
+    /// Reads this node served as a replica (for a coordinator, itself
+    /// included when it is one).
+    pub replica_reads: u64,
+    /// Writes (and hints) this node was asked to store as a replica.
+    pub replica_writes: u64,
     /// Writes forwarded to a primary.
     pub forwarded: u64,
     /// Requests that failed their quorum.
@@ -89,6 +94,8 @@ impl Stats {
             client_requests,
             reads,
             writes,
+            replica_reads,
+            replica_writes,
             forwarded,
             quorum_failures,
             read_repairs,
@@ -126,6 +133,8 @@ impl Stats {
         self.client_requests += client_requests;
         self.reads += reads;
         self.writes += writes;
+        self.replica_reads += replica_reads;
+        self.replica_writes += replica_writes;
         self.forwarded += forwarded;
         self.quorum_failures += quorum_failures;
         self.read_repairs += read_repairs;

@@ -269,6 +269,9 @@ impl Node {
             },
             tally,
         };
+        if my_role.is_some() {
+            self.stats.replica_writes += 1;
+        }
         match my_role {
             Some(ReplicaRole::Primary) => match self.merge_owned(now, partition, &key, &state) {
                 Ok(lsn) => self.after_durable(Pending::Local { lsn, op: id }),

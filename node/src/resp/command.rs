@@ -138,6 +138,44 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The command's name for metrics: one per kind of command (aliases
+    /// such as `INCR`, `DECR` and `INCRBY` share one), so a label made of
+    /// it has a bounded number of values.
+    pub fn metric_name(&self) -> &'static str {
+        match self {
+            Command::Ping(_) => "ping",
+            Command::Echo(_) => "echo",
+            Command::Quit => "quit",
+            Command::Hello { .. } => "hello",
+            Command::Auth { .. } => "auth",
+            Command::Select(_) => "select",
+            Command::Get(_) => "get",
+            Command::Set { .. } => "set",
+            Command::Del(_) => "del",
+            Command::Exists(_) => "exists",
+            Command::MGet(_) => "mget",
+            Command::MSet(_) => "mset",
+            Command::IncrBy { .. } => "incrby",
+            Command::Expire { .. } => "expire",
+            Command::Ttl { .. } => "ttl",
+            Command::Persist(_) => "persist",
+            Command::DbSize => "dbsize",
+            Command::Info(_) => "info",
+            Command::CommandInfo { .. } => "command",
+            Command::ConfigGet(_) => "config",
+            Command::ClientSetName(_)
+            | Command::ClientGetName
+            | Command::ClientId
+            | Command::ClientInfo
+            | Command::ClientSetInfo => "client",
+            Command::Consistency(_) => "quorra.consistency",
+            Command::Siblings(_) => "quorra.siblings",
+            Command::PutWithContext { .. } => "quorra.put",
+        }
+    }
+}
+
 /// Redis's reply for a command with the wrong number of arguments.
 pub fn wrong_arity(name: &str) -> Reply {
     Reply::error(format!(

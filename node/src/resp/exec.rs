@@ -13,6 +13,7 @@
 //! written written, and the error says how many failed.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -68,8 +69,26 @@ pub(super) fn keys(command: &Command) -> Option<Vec<&Bytes>> {
     })
 }
 
+/// Counts a command and its latency, if the node records metrics.
+fn record(gateway: &Gateway, command: &'static str, started: Instant, reply: &Reply) {
+    if let Some(m) = &gateway.metrics {
+        m.record_command(
+            command,
+            !matches!(reply, Reply::Error(_)),
+            started.elapsed(),
+        );
+    }
+}
+
 /// Runs a command about the connection.
 pub(super) async fn session(gateway: &Gateway, session: &mut Session, command: Command) -> Reply {
+    let (name, started) = (command.metric_name(), Instant::now());
+    let reply = run_session(gateway, session, command).await;
+    record(gateway, name, started, &reply);
+    reply
+}
+
+async fn run_session(gateway: &Gateway, session: &mut Session, command: Command) -> Reply {
     match command {
         Command::Quit => Reply::ok(),
         Command::Auth { user, password } => auth(gateway, session, user.as_ref(), &password),
@@ -257,9 +276,12 @@ pub(super) async fn data(
     consistency: Consistency,
     command: Command,
 ) -> Reply {
-    match run(&gateway, consistency, command).await {
+    let (name, started) = (command.metric_name(), Instant::now());
+    let reply = match run(&gateway, consistency, command).await {
         Ok(reply) | Err(reply) => reply,
-    }
+    };
+    record(&gateway, name, started, &reply);
+    reply
 }
 
 async fn run(gateway: &Arc<Gateway>, c: Consistency, command: Command) -> Result<Reply, Reply> {

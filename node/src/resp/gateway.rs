@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::value::Hlc;
+use crate::admin::Metrics;
 use crate::runtime::transport::{Input, ReplyTo};
 use crate::storage::Store;
 
@@ -105,11 +106,19 @@ pub struct Gateway {
     pub(super) commands_total: AtomicU64,
     pub(super) sweep_stats: super::keyspace::SweepStats,
     hlc: Mutex<Hlc>,
+    /// Where command counts and latencies go (none: not recorded).
+    pub(super) metrics: Option<Arc<Metrics>>,
 }
 
 impl Gateway {
     /// A gateway handing requests to the driver's `inbox`.
-    pub fn new(inbox: mpsc::Sender<Input>, store: Store, config: RespConfig, facts: Facts) -> Self {
+    pub fn new(
+        inbox: mpsc::Sender<Input>,
+        store: Store,
+        config: RespConfig,
+        facts: Facts,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
         Self {
             inbox,
             store,
@@ -122,6 +131,7 @@ impl Gateway {
             commands_total: AtomicU64::new(0),
             sweep_stats: Default::default(),
             hlc: Mutex::new(Hlc::default()),
+            metrics,
         }
     }
 
@@ -245,7 +255,12 @@ impl Gateway {
         *last
     }
 
-    /// Whether connections must `AUTH` first.
+    /// RESP connections open now.
+    pub fn connections(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Whether clients must `AUTH` first.
     pub fn needs_auth(&self) -> bool {
         self.config.password.is_some()
     }

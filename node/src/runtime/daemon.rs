@@ -26,6 +26,7 @@ use tracing::info;
 use super::driver::{Driver, DriverParts};
 use super::tls::server_config;
 use super::transport::{ClusterId, Transport};
+use crate::admin::{AdminConfig, AdminServer, Metrics};
 use crate::core::{Node, NodeError, Options};
 use crate::membership::Membership;
 use crate::membership::identity::{self, Identity, own_entry};
@@ -73,6 +74,8 @@ pub struct NodeConfig {
     pub leave_on_shutdown: bool,
     /// The RESP (Redis protocol) gateway, if one is wanted.
     pub resp: Option<RespConfig>,
+    /// The admin HTTP listener (metrics, health, status), if one is wanted.
+    pub admin: Option<AdminConfig>,
 }
 
 /// Why a node could not start or stopped with an error.
@@ -312,6 +315,21 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         }
         None => None,
     };
+    let admin_listener = match &config.admin {
+        Some(admin) => {
+            admin.check().map_err(DaemonError::Config)?;
+            let listener = tokio::net::TcpListener::bind(admin.listen)
+                .await
+                .map_err(|e| DaemonError::Bind {
+                    address: admin.listen,
+                    reason: e.to_string(),
+                })?;
+            Some(listener)
+        }
+        None => None,
+    };
+    // Metrics are recorded only when someone can read them.
+    let metrics = admin_listener.as_ref().map(|_| Arc::new(Metrics::new()));
 
     let provisional = ClusterId {
         node: NodeId(config.node_id.unwrap_or(0)),
@@ -390,6 +408,7 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     let (inbox_tx, inbox) = mpsc::channel(INBOX);
     tokio::spawn(transport.clone().accept(inbox_tx.clone()));
     let (stop_tx, shutdown) = watch::channel(false);
+    let mut gateway = None;
     if let (Some(listener), Some(resp)) = (resp_listener, config.resp.clone()) {
         let facts = Facts {
             node: identity.node.0,
@@ -400,9 +419,25 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
             },
             data_dir: config.data_dir.clone(),
         };
-        let gateway = Arc::new(Gateway::new(inbox_tx, store.clone(), resp, facts));
-        tokio::spawn(gateway.clone().serve(listener, shutdown.clone()));
-        tokio::spawn(crate::resp::keyspace::sweep(gateway, shutdown.clone()));
+        let resp_gateway = Arc::new(Gateway::new(
+            inbox_tx.clone(),
+            store.clone(),
+            resp,
+            facts,
+            metrics.clone(),
+        ));
+        tokio::spawn(resp_gateway.clone().serve(listener, shutdown.clone()));
+        tokio::spawn(crate::resp::keyspace::sweep(
+            resp_gateway.clone(),
+            shutdown.clone(),
+        ));
+        gateway = Some(resp_gateway);
+    }
+    if let (Some(listener), Some(admin), Some(metrics)) =
+        (admin_listener, config.admin.clone(), metrics.clone())
+    {
+        let server = Arc::new(AdminServer::new(admin, inbox_tx, metrics, gateway));
+        tokio::spawn(server.serve(listener, shutdown.clone()));
     }
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -422,6 +457,7 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         origin,
         engine,
         rebuild: Box::new(move |now| factory.build(&rebuild_store, now)),
+        metrics,
     });
     let result = driver.run().await;
     transport.close().await;

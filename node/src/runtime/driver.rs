@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use quorra_client::RequestError;
 use quorra_client::protocol::{
-    AdminCommand, AntiEntropyStatus, ClientMessage, ClusterStatus, GainReport, MemberStatus,
-    MoveWait, MovesStatus, NodeMessage, RoutingMember, RoutingTable,
+    AdminCommand, AntiEntropyStatus, ClientMessage, ClusterStatus, GainReport, HintsStatus,
+    MemberStatus, MoveWait, MovesStatus, NodeMessage, RoutingMember, RoutingTable,
 };
 use quorra_client::wire;
 use quorra_gossip::Target;
@@ -39,6 +39,11 @@ use tracing::{info, warn};
 use super::daemon::DaemonError;
 use super::storage_watch::{PROBE_BYTES, StorageWatch};
 use super::transport::{Input, PeerFrame, ReplyTo, Transport};
+use crate::admin::metrics::{RequestKind, Source};
+use crate::admin::query::{RingMember, RingView};
+use crate::admin::ready::{Readiness, readiness};
+use crate::admin::snapshot::{PeerView, Snapshot};
+use crate::admin::{Answer, Metrics, Query};
 use crate::core::{ClientTag, Node};
 use crate::membership::{LEAVE_STEP, Membership};
 use crate::storage::reopen::Reopenable;
@@ -73,6 +78,17 @@ pub struct DriverParts {
     pub engine: Arc<Reopenable>,
     /// Makes a new core and membership once the engine is reopened.
     pub rebuild: Rebuild,
+    /// Where request latencies and flush times go (none: not recorded).
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// A client request the core is working on: where its answer goes, and
+/// what its metrics need.
+struct Waiting {
+    reply: ReplyTo,
+    id: u64,
+    /// The request's labels, source and arrival, when metrics are kept.
+    measured: Option<(RequestKind, Source, Instant)>,
 }
 
 /// The driver's state.
@@ -85,7 +101,7 @@ pub struct Driver {
     shutdown: watch::Receiver<bool>,
     leave_on_shutdown: bool,
     origin: Instant,
-    clients: HashMap<ClientTag, (ReplyTo, u64)>,
+    clients: HashMap<ClientTag, Waiting>,
     next_tag: ClientTag,
     flush_tx: mpsc::Sender<Result<Lsn, StorageError>>,
     flush_rx: mpsc::Receiver<Result<Lsn, StorageError>>,
@@ -95,6 +111,7 @@ pub struct Driver {
     watch: StorageWatch,
     probe_tx: mpsc::Sender<Result<(), String>>,
     probe_rx: mpsc::Receiver<Result<(), String>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Driver {
@@ -121,6 +138,7 @@ impl Driver {
             watch: StorageWatch::default(),
             probe_tx,
             probe_rx,
+            metrics: parts.metrics,
         }
     }
 
@@ -268,13 +286,14 @@ impl Driver {
         self.store.clear_cache();
         // Requests waiting on the old core: their writes were not made
         // durable here; whether the others applied them is unknown.
-        for (_, (reply, id)) in self.clients.drain() {
+        let waiting: Vec<ClientTag> = self.clients.keys().copied().collect();
+        for tag in waiting {
             let outcome = Err(RequestError::Unavailable(
                 "the node restarted after a storage failure; the request may or may not have \
                  been applied by other replicas"
                     .into(),
             ));
-            reply.send(NodeMessage::Outcome { id, outcome });
+            self.answer(tag, outcome);
         }
         let now = self.now();
         let (node, membership) = (self.rebuild)(now)?;
@@ -304,7 +323,21 @@ impl Driver {
                 ClientMessage::Request { id, request } => {
                     let tag = self.next_tag;
                     self.next_tag += 1;
-                    self.clients.insert(tag, (reply, id));
+                    let measured = self.metrics.as_ref().map(|_| {
+                        let source = match reply {
+                            ReplyTo::Stream(_) => Source::Sdk,
+                            ReplyTo::Once(_) => Source::Resp,
+                        };
+                        (RequestKind::of(&request), source, Instant::now())
+                    });
+                    self.clients.insert(
+                        tag,
+                        Waiting {
+                            reply,
+                            id,
+                            measured,
+                        },
+                    );
                     self.node.handle_client(now, tag, request);
                 }
                 ClientMessage::Routing { id } => {
@@ -323,8 +356,113 @@ impl Driver {
                     reply.send(NodeMessage::Admin { id, result });
                 }
             },
+            Input::Admin { query, reply } => {
+                let _ = reply.send(self.query(query));
+            }
         }
         Ok(())
+    }
+
+    /// Answers a waiting client and records the request's metrics.
+    fn answer(&mut self, tag: ClientTag, outcome: quorra_client::Outcome) {
+        let Some(waiting) = self.clients.remove(&tag) else {
+            return;
+        };
+        if let (Some(metrics), Some((kind, source, since))) = (&self.metrics, waiting.measured) {
+            metrics.record_request(kind, source, &outcome, since.elapsed());
+        }
+        waiting.reply.send(NodeMessage::Outcome {
+            id: waiting.id,
+            outcome,
+        });
+    }
+
+    /// Answers the admin listener.
+    fn query(&self, query: Query) -> Answer {
+        match query {
+            Query::Status => Answer::Status(Box::new(self.status())),
+            Query::Ring => Answer::Ring(Box::new(self.ring_view())),
+            Query::Ready => Answer::Ready(self.readiness()),
+            Query::Metrics => Answer::Metrics(Box::new(self.snapshot())),
+        }
+    }
+
+    fn readiness(&self) -> Readiness {
+        let gossip = self.membership.gossip();
+        readiness(
+            self.membership.identity().node,
+            gossip.own().info.status.name(),
+            self.watch.failing.is_some(),
+            self.node.placement().read_ring(),
+            |n| gossip.is_up(n),
+        )
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.now();
+        let me = self.membership.identity().node;
+        let gossip = self.membership.gossip();
+        let ready = self.readiness();
+        let counters = self.transport.counters();
+        let store = self.node.store();
+        Snapshot {
+            status: self.status(),
+            stats: self.node.stats().clone(),
+            hints: self.node.hints_by_owner(now),
+            peers: gossip
+                .entries()
+                .filter(|e| e.id != me && !e.info.status.gone())
+                .map(|e| PeerView {
+                    peer: e.id,
+                    phi: gossip.phi(e.id, now),
+                    heartbeat_age: gossip.heartbeat_age(e.id, now),
+                })
+                .collect(),
+            paths: self.transport.peer_paths(),
+            ae_oldest_sync: self.node.anti_entropy_oldest_sync(now),
+            tree_keys: self.node.tree_keys(),
+            unflushed: store.applied_lsn().saturating_sub(store.durable_lsn()),
+            in_flight: self.node.requests_in_flight() as u64,
+            ready: ready.ready,
+            partitions_without_quorum: ready.partitions_without_quorum,
+            sdk_connections: counters.client_connections.load(Relaxed),
+            resp_connections: 0,
+            gossip_bytes: counters.bytes.load(Relaxed),
+        }
+    }
+
+    /// The ring for `/v1/ring`: tokens of the newest layout, owners of
+    /// the layout reads use.
+    fn ring_view(&self) -> RingView {
+        let placement = self.node.placement();
+        let read = placement.read_ring();
+        let partitioner = read.partitioner();
+        RingView {
+            node: self.membership.identity().node.0,
+            partitions: partitioner.count(),
+            replicas: read.effective_replicas() as u32,
+            members: placement
+                .newest()
+                .members()
+                .into_iter()
+                .map(|m| RingMember {
+                    id: m.id.0,
+                    zone: m.zone,
+                    tokens: m.tokens.iter().map(|t| t.0).collect(),
+                })
+                .collect(),
+            owners: partitioner
+                .iter()
+                .map(|p| read.primaries(p).map(|n| n.0).collect())
+                .collect(),
+            moving: partitioner
+                .iter()
+                .filter(|&p| placement.moving(p))
+                .map(|p| p.0)
+                .collect(),
+            starts: partitioner.iter().map(|p| partitioner.start(p)).collect(),
+        }
     }
 
     fn admin(&mut self, command: AdminCommand) -> Result<String, String> {
@@ -404,17 +542,21 @@ impl Driver {
             }
         }
         while let Some((tag, outcome)) = self.node.poll_reply() {
-            if let Some((reply, id)) = self.clients.remove(&tag) {
-                reply.send(NodeMessage::Outcome { id, outcome });
-            }
+            self.answer(tag, outcome);
         }
         let now = self.now();
         if !self.flushing && self.node.poll_flush(now) {
             self.flushing = true;
             let store = self.store.clone();
             let done = self.flush_tx.clone();
+            let metrics = self.metrics.clone();
             tokio::task::spawn_blocking(move || {
-                let _ = done.blocking_send(store.flush());
+                let started = Instant::now();
+                let result = store.flush();
+                if let Some(m) = metrics {
+                    m.record_flush(started.elapsed());
+                }
+                let _ = done.blocking_send(result);
             });
         }
         Ok(())
@@ -454,7 +596,8 @@ impl Driver {
 
     fn status(&self) -> ClusterStatus {
         use std::sync::atomic::Ordering::Relaxed;
-        let counters = self.transport.gossip_counters();
+        let now = self.now();
+        let counters = self.transport.counters();
         let gossip = self.membership.gossip();
         // Shares are where ownership is going (the newest layout); reads
         // move there once its new owners hold their data.
@@ -479,6 +622,8 @@ impl Driver {
                     address: e.info.address.clone(),
                     zone: e.info.zone.clone(),
                     storage_failing: e.info.storage_failing,
+                    phi: gossip.phi(e.id, now),
+                    heartbeat_age_secs: gossip.heartbeat_age(e.id, now),
                 })
                 .collect(),
             gossip_datagrams: counters.datagrams.load(Relaxed),
@@ -500,6 +645,22 @@ impl Driver {
             },
             storage: self.watch.status(self.engine.name(), Instant::now()),
             moves: self.moves_status(),
+            hints: {
+                let stats = self.node.stats();
+                let held = self.node.hints_by_owner(now);
+                HintsStatus {
+                    held: held.iter().map(|h| h.1).sum(),
+                    bytes: held.iter().map(|h| h.2).sum(),
+                    oldest_age_secs: held.iter().map(|h| h.3.as_secs()).max().unwrap_or(0),
+                    stored: stats.hints_stored,
+                    delivered: stats.hints_delivered,
+                    refused: stats.hints_overflowed,
+                }
+            },
+            anti_entropy_oldest_sync_secs: self
+                .node
+                .anti_entropy_oldest_sync(now)
+                .map_or(0, |d| d.as_secs()),
         }
     }
 

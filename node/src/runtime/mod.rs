@@ -15,11 +15,9 @@
 //! - [`tls`]: mutual TLS against the cluster CA, node certificates for peers;
 //! - [`certs`]: `quorra cert init|issue`.
 //!
-//! ## Not done here
-//!
-//! - Ownership changes move no data: a node joining a cluster that already
-//!   holds data owns its partitions empty until reads repair them (Merkle
-//!   anti-entropy and handoff on ownership change come later).
+//! The RESP gateway ([`crate::resp`]) and the admin HTTP listener
+//! ([`crate::admin`]) run beside the driver on the same runtime and reach
+//! the core only through the driver's inbox.
 
 pub mod certs;
 pub mod daemon;

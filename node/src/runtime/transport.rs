@@ -101,6 +101,13 @@ pub enum Input {
         /// Where its answer goes.
         reply: ReplyTo,
     },
+    /// A question from the admin HTTP listener.
+    Admin {
+        /// The question.
+        query: crate::admin::Query,
+        /// Where the answer goes.
+        reply: oneshot::Sender<crate::admin::Answer>,
+    },
 }
 
 /// Where the driver sends the answer to a client message.
@@ -140,15 +147,41 @@ struct Link {
     connection: Arc<Mutex<Option<quinn::Connection>>>,
 }
 
-/// What datagrams and gossip frames went out, for `quorra status` and the
-/// note on whether datagrams earn their keep.
+/// What went out as gossip, and the SDK connections open: for `quorra
+/// status` and the metrics.
 #[derive(Debug, Default)]
-pub struct GossipCounters {
+pub struct TransportCounters {
     /// Gossip messages sent as datagrams.
     pub datagrams: std::sync::atomic::AtomicU64,
     /// Gossip messages sent on the stream (too large, or no connection
     /// yet).
     pub streamed: std::sync::atomic::AtomicU64,
+    /// Bytes of gossip frames sent either way.
+    pub bytes: std::sync::atomic::AtomicU64,
+    /// SDK (QUIC client) connections open now.
+    pub client_connections: std::sync::atomic::AtomicU64,
+}
+
+/// One peer link's QUIC path, as the transport sees it now.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerPath {
+    /// The peer.
+    pub peer: NodeId,
+    /// quinn's smoothed round-trip time.
+    pub rtt: std::time::Duration,
+    /// Packets sent on this connection.
+    pub sent_packets: u64,
+    /// Packets deemed lost on it.
+    pub lost_packets: u64,
+}
+
+/// Uncounts an SDK connection when its task ends.
+struct ClientConnection<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for ClientConnection<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Who this node is, as peers' `Hello`s are checked against it.
@@ -172,8 +205,8 @@ pub struct Transport {
     boot: u64,
     /// The boot value last seen from each peer.
     peer_boots: DashMap<NodeId, u64>,
-    /// How gossip went out.
-    gossip: GossipCounters,
+    /// Gossip sent and SDK connections.
+    counters: TransportCounters,
 }
 
 impl Transport {
@@ -196,7 +229,7 @@ impl Transport {
             identity: Arc::new(RwLock::new(identity)),
             boot,
             peer_boots: DashMap::new(),
-            gossip: GossipCounters::default(),
+            counters: TransportCounters::default(),
         }))
     }
 
@@ -257,6 +290,7 @@ impl Transport {
     /// connected and the frame fits one, else on the stream.
     pub fn send_gossip(self: &Arc<Self>, to: NodeId, address: SocketAddr, frame: Bytes) {
         use std::sync::atomic::Ordering::Relaxed;
+        self.counters.bytes.fetch_add(frame.len() as u64, Relaxed);
         let connection = self
             .links
             .get(&to)
@@ -271,17 +305,38 @@ impl Transport {
                 .is_some_and(|max| body.len() <= max)
                 && connection.send_datagram(body).is_ok()
             {
-                self.gossip.datagrams.fetch_add(1, Relaxed);
+                self.counters.datagrams.fetch_add(1, Relaxed);
                 return;
             }
         }
-        self.gossip.streamed.fetch_add(1, Relaxed);
+        self.counters.streamed.fetch_add(1, Relaxed);
         self.send(to, address, frame);
     }
 
-    /// How gossip went out so far.
-    pub fn gossip_counters(&self) -> &GossipCounters {
-        &self.gossip
+    /// How gossip went out so far, and the SDK connections open.
+    pub fn counters(&self) -> &TransportCounters {
+        &self.counters
+    }
+
+    /// The QUIC path of every peer link that is connected now, in peer
+    /// order.
+    pub fn peer_paths(&self) -> Vec<PeerPath> {
+        let mut paths: Vec<PeerPath> = self
+            .links
+            .iter()
+            .filter_map(|link| {
+                let connection = link.connection.lock().ok()?.clone()?;
+                let stats = connection.stats();
+                Some(PeerPath {
+                    peer: *link.key(),
+                    rtt: connection.rtt(),
+                    sent_packets: stats.path.sent_packets,
+                    lost_packets: stats.path.lost_packets,
+                })
+            })
+            .collect();
+        paths.sort_by_key(|p| p.peer);
+        paths
     }
 
     /// Sends one frame to an address whose node is not known yet (a seed).
@@ -410,6 +465,9 @@ impl Transport {
                 }
             }
             Some(p) if p == ALPN_CLIENT => {
+                let open = &self.counters.client_connections;
+                open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _counted = ClientConnection(open);
                 while let Ok((send, recv)) = conn.accept_bi().await {
                     let inbox = inbox.clone();
                     tokio::spawn(client_stream(send, recv, inbox));

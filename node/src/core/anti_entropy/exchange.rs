@@ -181,8 +181,9 @@ impl Node {
             return self.transfer_ended(now, exchange.partition, exchange.peer, result);
         }
         self.ae.running = self.ae.running.saturating_sub(1);
-        if result.is_err() {
-            self.stats.ae_failed += 1;
+        match result {
+            Ok(()) => self.ae.note_synced(exchange.partition, now),
+            Err(_) => self.stats.ae_failed += 1,
         }
     }
 

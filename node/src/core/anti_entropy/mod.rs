@@ -52,7 +52,7 @@ pub(crate) mod budget;
 pub(crate) mod exchange;
 pub(crate) mod trees;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use quorra_merkle::Tree;
@@ -89,6 +89,11 @@ pub(crate) struct AntiEntropy {
     /// Exchanges waiting for the budget, with the step to send next.
     pub(crate) parked: VecDeque<(Exchange, AeStep)>,
     pub(crate) budget: Budget,
+    /// When an exchange last ended well (in sync, or repaired) per
+    /// partition; absent: not since `started`.
+    synced: BTreeMap<PartitionId, Duration>,
+    /// When this core started (the age of a partition never synced).
+    started: Duration,
 }
 
 impl AntiEntropy {
@@ -101,11 +106,31 @@ impl AntiEntropy {
             running: 0,
             parked: VecDeque::new(),
             budget: Budget::new(rate, now),
+            synced: BTreeMap::new(),
+            started: now,
         }
+    }
+
+    /// Records that an exchange of `partition` ended well at `now`.
+    pub(crate) fn note_synced(&mut self, partition: PartitionId, now: Duration) {
+        self.synced.insert(partition, now);
     }
 }
 
 impl Node {
+    /// The longest time, at `now`, that a partition this node replicates
+    /// has gone without an anti-entropy exchange that ended well (in sync
+    /// or repaired), counting from this core's start; `None` when it
+    /// replicates nothing. An operator's "is repair stalled?".
+    pub fn anti_entropy_oldest_sync(&self, now: Duration) -> Option<Duration> {
+        self.ae
+            .partitions
+            .iter()
+            .map(|p| self.ae.synced.get(p).copied().unwrap_or(self.ae.started))
+            .min()
+            .map(|oldest| now.saturating_sub(oldest))
+    }
+
     /// Keeps the trees in step with a change of an owned key.
     pub(super) fn trees_note(
         &mut self,

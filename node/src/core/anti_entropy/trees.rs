@@ -161,4 +161,9 @@ impl Trees {
     pub(crate) fn len(&self) -> usize {
         self.built.len()
     }
+
+    /// Keys (live and tombstones) in the partitions whose trees are built.
+    pub(crate) fn keys(&self) -> u64 {
+        self.built.values().map(Tree::keys).sum()
+    }
 }

@@ -1,0 +1,73 @@
+//! How the admin listener is set up, its limits, and the rule that keeps
+//! it from being open to a network without a token.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Connections the admin listener serves at once; more are closed at
+/// once. Prometheus, a load balancer's probes and a few browsers need far
+/// fewer.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Largest request head (request line and headers) read; a longer one is
+/// answered `431` and the connection closed.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Longest a client may take to send a request's head: a connection that
+/// trickles it (slowloris) is closed after this.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest a request waits for the node's answer before `503`: the node's
+/// driver is busy or stuck. `/health` never waits for it.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the admin listener is set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// TCP address to listen on.
+    pub listen: SocketAddr,
+    /// The bearer token every request but `/health` and `/ready` must
+    /// carry (`Authorization: Bearer TOKEN`); none: no token asked.
+    pub token: Option<String>,
+}
+
+impl AdminConfig {
+    /// Refuses a configuration that would expose the cluster's state and
+    /// metrics to a network with no token.
+    pub fn check(&self) -> Result<(), String> {
+        if self.token.as_deref() == Some("") {
+            return Err("the admin token must not be empty".into());
+        }
+        if !self.listen.ip().is_loopback() && self.token.is_none() {
+            return Err(format!(
+                "refusing to serve the admin API on {} without a token: anyone who can reach it \
+                 could read the cluster's state. Set --admin-token (or `admin-token` in the \
+                 config file), or listen on a loopback address such as 127.0.0.1",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str, token: Option<&str>) -> AdminConfig {
+        AdminConfig {
+            listen: listen.parse().unwrap(),
+            token: token.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn loopback_needs_no_token_and_a_network_address_does() {
+        assert!(config("127.0.0.1:9180", None).check().is_ok());
+        assert!(config("[::1]:9180", None).check().is_ok());
+        let e = config("0.0.0.0:9180", None).check().unwrap_err();
+        assert!(e.contains("--admin-token"), "{e}");
+        assert!(config("0.0.0.0:9180", Some("s3cret")).check().is_ok());
+        assert!(config("127.0.0.1:9180", Some("")).check().is_err());
+    }
+}

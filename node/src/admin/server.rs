@@ -1,0 +1,304 @@
+//! The admin listener: hyper's HTTP/1 server on a TCP port, one task per
+//! connection, every limit a constant of [`super::config`].
+//!
+//! Routing is a match on the path; the handlers are small and answer
+//! with JSON, the Prometheus text format or the status page. Everything
+//! that shows the node's state is asked of the driver
+//! ([`super::query`]) with a timeout, so a stuck driver gives a `503`, not
+//! a hung scrape; `/health` answers from this task alone, so it says
+//! "alive" exactly when the process can still serve HTTP.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use super::config::{ANSWER_TIMEOUT, AdminConfig, HEAD_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
+use super::metrics::Metrics;
+use super::page::PAGE;
+use super::query::{Answer, Query};
+use super::snapshot::Process;
+use crate::resp::Gateway;
+use crate::runtime::transport::Input;
+
+/// The `Content-Type` of the Prometheus text format.
+const METRICS_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+type Reply = Response<Full<Bytes>>;
+
+/// The admin listener's shared state.
+pub struct AdminServer {
+    config: AdminConfig,
+    inbox: mpsc::Sender<Input>,
+    metrics: Arc<Metrics>,
+    resp: Option<Arc<Gateway>>,
+    connections: AtomicUsize,
+}
+
+/// One counted connection; uncounted when dropped.
+struct Slot(Arc<AdminServer>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl AdminServer {
+    /// A listener asking the driver through `inbox`; `resp` is the
+    /// node's RESP gateway, if it has one (for its connection count).
+    pub fn new(
+        config: AdminConfig,
+        inbox: mpsc::Sender<Input>,
+        metrics: Arc<Metrics>,
+        resp: Option<Arc<Gateway>>,
+    ) -> Self {
+        Self {
+            config,
+            inbox,
+            metrics,
+            resp,
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    /// Serves `listener` until `shutdown` is set.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        info!(listen = %self.config.listen, token = self.config.token.is_some(), "admin HTTP listener up");
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause, go on.
+                        warn!(error = %e, "admin accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            };
+            if self.connections.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+                self.connections.fetch_sub(1, Ordering::Relaxed);
+                debug!(%peer, "admin connection refused: too many open");
+                drop(stream);
+                continue;
+            }
+            let slot = Slot(self.clone());
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let service = service_fn(move |request| {
+                    let me = me.clone();
+                    async move { Ok::<_, Infallible>(me.handle(request).await) }
+                });
+                let served = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEAD_TIMEOUT)
+                    .max_buf_size(MAX_HEAD_BYTES)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(e) = served {
+                    debug!(%peer, error = %e, "admin connection ended with an error");
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Reply {
+        let started = Instant::now();
+        let path = request.uri().path().to_string();
+        let reply = self.route(&request, &path).await;
+        debug!(
+            method = %request.method(),
+            path,
+            status = reply.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "admin request"
+        );
+        reply
+    }
+
+    async fn route(&self, request: &Request<Incoming>, path: &str) -> Reply {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            let mut r = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET and HEAD are served",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+        match path {
+            "/health" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
+            "/ready" => match self.ask(Query::Ready).await {
+                Some(Answer::Ready(r)) => {
+                    let status = if r.ready {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    json(status, &r)
+                }
+                Some(_) => unexpected(),
+                None => busy(),
+            },
+            // The page holds no data; what it shows it fetches with the
+            // token (taken from the URL's fragment) like any client.
+            "/" => text(StatusCode::OK, "text/html; charset=utf-8", PAGE.into()),
+            _ => {
+                if let Some(denied) = self.refusal(request) {
+                    return denied;
+                }
+                self.protected(path).await
+            }
+        }
+    }
+
+    async fn protected(&self, path: &str) -> Reply {
+        match path {
+            "/metrics" => match self.ask(Query::Metrics).await {
+                Some(Answer::Metrics(mut snapshot)) => {
+                    snapshot.resp_connections =
+                        self.resp.as_ref().map_or(0, |g| g.connections() as u64);
+                    match self.metrics.render(*snapshot, Process::read()) {
+                        Ok(body) => text(StatusCode::OK, METRICS_TYPE, body),
+                        Err(_) => error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the metrics could not be encoded",
+                        ),
+                    }
+                }
+                Some(_) => unexpected(),
+                None => busy(),
+            },
+            "/v1/status" => match self.ask(Query::Status).await {
+                Some(Answer::Status(s)) => json(StatusCode::OK, &*s),
+                Some(_) => unexpected(),
+                None => busy(),
+            },
+            "/v1/ring" => match self.ask(Query::Ring).await {
+                Some(Answer::Ring(r)) => json(StatusCode::OK, &*r),
+                Some(_) => unexpected(),
+                None => busy(),
+            },
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; try /health, /ready, /metrics, /v1/status, /v1/ring or /",
+            ),
+        }
+    }
+
+    /// Checks the bearer token, if one is configured: the answer to give
+    /// instead, if the request lacks it.
+    fn refusal(&self, request: &Request<Incoming>) -> Option<Reply> {
+        let token = self.config.token.as_ref()?;
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+            return None;
+        }
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "a valid token is required: Authorization: Bearer TOKEN",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"quorra\""),
+        );
+        Some(r)
+    }
+
+    /// Asks the driver, within [`ANSWER_TIMEOUT`]; `None` if it did not
+    /// answer in time.
+    async fn ask(&self, query: Query) -> Option<Answer> {
+        let (reply, answer) = oneshot::channel();
+        tokio::time::timeout(ANSWER_TIMEOUT, async {
+            self.inbox.send(Input::Admin { query, reply }).await.ok()?;
+            answer.await.ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+/// Compares two secrets in time independent of where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Reply {
+    match serde_json::to_string_pretty(value) {
+        Ok(mut body) => {
+            body.push('\n');
+            text(status, "application/json", body)
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the answer could not be encoded: {e}"),
+        ),
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    let body = serde_json::json!({ "error": message }).to_string() + "\n";
+    text(status, "application/json", body)
+}
+
+fn busy() -> Reply {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the node did not answer in time (busy, or stopping)",
+    )
+}
+
+fn unexpected() -> Reply {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the node answered another question",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn secrets_compare_equal_only_when_equal() {
+        assert!(same(b"s3cret", b"s3cret"));
+        assert!(!same(b"s3cret", b"s3creT"));
+        assert!(!same(b"s3cret", b"s3cre"));
+        assert!(!same(b"", b"x"));
+    }
+}

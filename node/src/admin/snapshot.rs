@@ -1,0 +1,629 @@
+//! What a scrape reads: the node's counters and levels at one instant,
+//! taken by the driver (which owns them) and encoded here.
+//!
+//! The driver answers an admin query with a [`Snapshot`], a plain copy of
+//! what the core, the gossiper and the transport already keep; encoding
+//! happens in the admin task, off the driver. The families follow the
+//! Prometheus conventions: the `quorra_` prefix, base units (seconds,
+//! bytes) in the name, `_total` on counters, and labels whose values are
+//! bounded by the cluster (peer and owner ids, member states), never by
+//! keys or partitions (1,024 partitions would be 1,024 series each).
+
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
+use quorra_client::protocol::ClusterStatus;
+use quorra_ring::NodeId;
+
+use crate::core::Stats;
+use crate::runtime::transport::PeerPath;
+
+/// One peer as the failure detector sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerView {
+    /// The peer.
+    pub peer: NodeId,
+    /// Its suspicion level now.
+    pub phi: f64,
+    /// Age of its freshest heartbeat, seconds (`None`: none heard yet).
+    pub heartbeat_age: Option<f64>,
+}
+
+/// The node at one instant, for `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// What `quorra status` shows (members, anti-entropy, storage, moves).
+    pub status: ClusterStatus,
+    /// The core's counters.
+    pub stats: Stats,
+    /// Hints held per owner: (owner, count, bytes, held for).
+    pub hints: Vec<(NodeId, u64, u64, Duration)>,
+    /// Every other member as the failure detector sees it.
+    pub peers: Vec<PeerView>,
+    /// The QUIC path to every connected peer.
+    pub paths: Vec<PeerPath>,
+    /// The longest a replicated partition went without a good exchange.
+    pub ae_oldest_sync: Option<Duration>,
+    /// Keys in the partitions whose Merkle trees are built.
+    pub tree_keys: u64,
+    /// Writes applied to the store but not yet flushed.
+    pub unflushed: u64,
+    /// Requests coordinated here and not yet finished.
+    pub in_flight: u64,
+    /// Whether `/ready` would say ready.
+    pub ready: bool,
+    /// Partitions this node replicates with fewer than a quorum up.
+    pub partitions_without_quorum: u32,
+    /// Open SDK connections.
+    pub sdk_connections: u64,
+    /// Open RESP connections (none without a gateway).
+    pub resp_connections: u64,
+    /// Bytes of gossip sent.
+    pub gossip_bytes: u64,
+}
+
+/// Member states always reported, so a state that empties shows 0.
+const STATES: [&str; 5] = ["joining", "normal", "leaving", "left", "down"];
+
+/// Encodes one family after another into a collector's encoder.
+struct Out<'a, 'b> {
+    enc: &'a mut DescriptorEncoder<'b>,
+}
+
+impl Out<'_, '_> {
+    fn counter(&mut self, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+        let mut m = self
+            .enc
+            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&value, None)
+    }
+
+    fn counter_unit(
+        &mut self,
+        name: &str,
+        help: &str,
+        unit: Unit,
+        value: u64,
+    ) -> Result<(), std::fmt::Error> {
+        let mut m = self
+            .enc
+            .encode_descriptor(name, help, Some(&unit), MetricType::Counter)?;
+        m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&value, None)
+    }
+
+    fn counters<L: EncodeLabelSet>(
+        &mut self,
+        name: &str,
+        help: &str,
+        series: &[(L, u64)],
+    ) -> Result<(), std::fmt::Error> {
+        let mut m = self
+            .enc
+            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (labels, value) in series {
+            m.encode_family(labels)?
+                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(value, None)?;
+        }
+        Ok(())
+    }
+
+    fn gauge(
+        &mut self,
+        name: &str,
+        help: &str,
+        unit: Option<Unit>,
+        value: f64,
+    ) -> Result<(), std::fmt::Error> {
+        let mut m = self
+            .enc
+            .encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+        m.encode_gauge(&value)
+    }
+
+    fn gauges<L: EncodeLabelSet>(
+        &mut self,
+        name: &str,
+        help: &str,
+        unit: Option<Unit>,
+        series: &[(L, f64)],
+    ) -> Result<(), std::fmt::Error> {
+        let mut m = self
+            .enc
+            .encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+        for (labels, value) in series {
+            m.encode_family(labels)?.encode_gauge(value)?;
+        }
+        Ok(())
+    }
+}
+
+fn peer_label(id: NodeId) -> [(&'static str, String); 1] {
+    [("peer", id.0.to_string())]
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut o = Out { enc: &mut encoder };
+        let s = &self.stats;
+        let st = &self.status;
+        o.gauges(
+            "build_info",
+            "The running build: 1, labelled with its version",
+            None,
+            &[([("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+        )?;
+        o.gauge(
+            "ready",
+            "1 when /ready says ready: normal, storage healthy, every replicated partition with a quorum up",
+            None,
+            f64::from(u8::from(self.ready)),
+        )?;
+        o.gauge(
+            "partitions_without_quorum",
+            "Partitions this node replicates with fewer than a quorum of primaries believed up",
+            None,
+            f64::from(self.partitions_without_quorum),
+        )?;
+        o.gauge(
+            "requests_in_flight",
+            "Requests coordinated here and not yet finished",
+            None,
+            self.in_flight as f64,
+        )?;
+
+        // Coordination and replicas.
+        o.counter("coordinated_reads", "Reads coordinated here", s.reads)?;
+        o.counter(
+            "coordinated_writes",
+            "Writes (puts, deletes, updates) coordinated here",
+            s.writes,
+        )?;
+        o.counter(
+            "replica_reads",
+            "Reads served as a replica",
+            s.replica_reads,
+        )?;
+        o.counter(
+            "replica_writes",
+            "Writes stored as a replica or as a hint",
+            s.replica_writes,
+        )?;
+        o.counter(
+            "forwarded_writes",
+            "Writes forwarded to a primary to coordinate",
+            s.forwarded,
+        )?;
+        o.counter(
+            "quorum_failures",
+            "Requests that did not reach their quorum",
+            s.quorum_failures,
+        )?;
+        o.counter(
+            "read_repairs",
+            "Read repairs sent (or applied here)",
+            s.read_repairs,
+        )?;
+        o.counter(
+            "reserve_reads",
+            "Extra replicas a read asked because one failed or was slow",
+            s.reserve_reads,
+        )?;
+        o.counter(
+            "tombstones_purged",
+            "Tombstones purged here",
+            s.tombstones_purged,
+        )?;
+        o.counter(
+            "storage_errors",
+            "Storage errors met while serving peers",
+            s.storage_errors,
+        )?;
+        o.counter(
+            "rejected_messages",
+            "Peer messages ignored because the sender is not a member",
+            s.rejected_messages,
+        )?;
+        o.counter(
+            "peer_messages_sent",
+            "Messages sent to peers by the core",
+            s.messages_sent,
+        )?;
+
+        // Hints.
+        let (count, bytes) = self
+            .hints
+            .iter()
+            .fold((0, 0), |(c, b), h| (c + h.1, b + h.2));
+        o.gauge(
+            "hints_held",
+            "Hints held here for other nodes",
+            None,
+            count as f64,
+        )?;
+        o.gauge(
+            "hints_held",
+            "Bytes of hints held here for other nodes",
+            Some(Unit::Bytes),
+            bytes as f64,
+        )?;
+        let oldest = self.hints.iter().map(|h| h.3).max().unwrap_or_default();
+        o.gauge(
+            "hints_oldest_age",
+            "How long this node has held hints for an owner without a break (the longest over owners; an upper bound on the oldest hint's age)",
+            Some(Unit::Seconds),
+            oldest.as_secs_f64(),
+        )?;
+        o.counter("hints_stored", "Hints stored here", s.hints_stored)?;
+        o.counter(
+            "hints_delivered",
+            "Hints delivered to their owner and deleted here",
+            s.hints_delivered,
+        )?;
+        o.counters(
+            "hints_refused",
+            "Hints refused for a full hint store: here, or by a fallback this node asked",
+            &[
+                ([("by", "here")], s.hints_overflowed),
+                ([("by", "fallback")], s.hints_refused_by_fallback),
+            ],
+        )?;
+        o.counter(
+            "hints_rerouted",
+            "Orphan hints handed to a current primary instead of their owner",
+            s.hints_rerouted,
+        )?;
+
+        // Anti-entropy.
+        let repaired = s.ae_repaired_exchanges;
+        o.counters(
+            "anti_entropy_exchanges",
+            "Anti-entropy exchanges started here, by result (running ones have none yet)",
+            &[
+                ([("result", "in_sync")], s.ae_in_sync),
+                ([("result", "repaired")], repaired),
+                ([("result", "failed")], s.ae_failed),
+            ],
+        )?;
+        o.counter(
+            "anti_entropy_keys_repaired",
+            "Keys whose state anti-entropy changed here",
+            s.ae_keys_repaired,
+        )?;
+        o.counter(
+            "anti_entropy_keys_sent",
+            "States sent to other replicas by anti-entropy",
+            s.ae_keys_sent,
+        )?;
+        o.counter_unit(
+            "anti_entropy_sent",
+            "Bytes of keys, hashes and states sent by anti-entropy",
+            Unit::Bytes,
+            s.ae_bytes_sent,
+        )?;
+        o.counter(
+            "anti_entropy_trees_built",
+            "Merkle trees built from storage",
+            s.ae_trees_built,
+        )?;
+        o.gauge(
+            "anti_entropy_trees",
+            "Merkle trees kept up to date here",
+            None,
+            st.anti_entropy.trees as f64,
+        )?;
+        o.gauge(
+            "anti_entropy_running",
+            "Anti-entropy exchanges running now",
+            None,
+            st.anti_entropy.running as f64,
+        )?;
+        o.gauge(
+            "anti_entropy_oldest_sync_age",
+            "The longest any partition this node replicates has gone without an exchange that ended in sync or repaired (since start)",
+            Some(Unit::Seconds),
+            self.ae_oldest_sync.unwrap_or_default().as_secs_f64(),
+        )?;
+
+        // Membership and gossip.
+        let mut states: Vec<(&str, f64)> = STATES.iter().map(|&s| (s, 0.0)).collect();
+        for m in &st.members {
+            match states.iter_mut().find(|(s, _)| *s == m.state) {
+                Some(e) => e.1 += 1.0,
+                None => states.push((m.state.as_str(), 1.0)),
+            }
+        }
+        let states: Vec<([(&str, &str); 1], f64)> = states
+            .into_iter()
+            .map(|(s, n)| ([("state", s)], n))
+            .collect();
+        o.gauges(
+            "members",
+            "Members this node knows of, by the state it sees",
+            None,
+            &states,
+        )?;
+        let phi: Vec<_> = self
+            .peers
+            .iter()
+            .map(|p| (peer_label(p.peer), p.phi))
+            .collect();
+        o.gauges(
+            "peer_phi",
+            "The failure detector's suspicion of each peer (phi)",
+            None,
+            &phi,
+        )?;
+        let ages: Vec<_> = self
+            .peers
+            .iter()
+            .filter_map(|p| Some((peer_label(p.peer), p.heartbeat_age?)))
+            .collect();
+        o.gauges(
+            "peer_heartbeat_age",
+            "Age of each peer's freshest heartbeat seen here",
+            Some(Unit::Seconds),
+            &ages,
+        )?;
+        o.counter_unit(
+            "gossip_sent",
+            "Bytes of gossip sent",
+            Unit::Bytes,
+            self.gossip_bytes,
+        )?;
+        o.counters(
+            "gossip_messages_sent",
+            "Gossip messages sent, as QUIC datagrams or on streams",
+            &[
+                ([("via", "datagram")], st.gossip_datagrams),
+                ([("via", "stream")], st.gossip_streamed),
+            ],
+        )?;
+        o.counter(
+            "peers_marked_down",
+            "Times this node came to believe a peer down",
+            s.peers_marked_down,
+        )?;
+
+        // Storage.
+        let engine = [("engine", st.storage.engine.as_str())];
+        o.gauges(
+            "storage_keys",
+            "Keys (with tombstones) in the partitions whose Merkle trees are built: every replicated partition once anti-entropy has run",
+            None,
+            &[(engine, self.tree_keys as f64)],
+        )?;
+        o.gauge(
+            "storage_unflushed_writes",
+            "Changes applied to the store and not yet flushed (log positions)",
+            None,
+            self.unflushed as f64,
+        )?;
+        o.gauge(
+            "storage_failing",
+            "1 while the store is failing (full disk, I/O error) and writes are refused",
+            None,
+            f64::from(u8::from(st.storage.failure.is_some())),
+        )?;
+        o.counter(
+            "storage_flush_failures",
+            "Flushes that failed",
+            s.flush_failures,
+        )?;
+        o.counter(
+            "storage_recoveries",
+            "Storage failures this process recovered from",
+            st.storage.recoveries,
+        )?;
+
+        // Connections and the network.
+        o.gauges(
+            "connections",
+            "Client connections open, by protocol",
+            None,
+            &[
+                ([("protocol", "sdk")], self.sdk_connections as f64),
+                ([("protocol", "resp")], self.resp_connections as f64),
+            ],
+        )?;
+        let rtt: Vec<_> = self
+            .paths
+            .iter()
+            .map(|p| (peer_label(p.peer), p.rtt.as_secs_f64()))
+            .collect();
+        o.gauges(
+            "quic_rtt",
+            "Smoothed round-trip time of the QUIC link to each peer",
+            Some(Unit::Seconds),
+            &rtt,
+        )?;
+        let lost: Vec<_> = self
+            .paths
+            .iter()
+            .map(|p| (peer_label(p.peer), p.lost_packets))
+            .collect();
+        o.counters(
+            "quic_lost_packets",
+            "Packets lost on the current QUIC link to each peer",
+            &lost,
+        )?;
+        let sent: Vec<_> = self
+            .paths
+            .iter()
+            .map(|p| (peer_label(p.peer), p.sent_packets))
+            .collect();
+        o.counters(
+            "quic_sent_packets",
+            "Packets sent on the current QUIC link to each peer",
+            &sent,
+        )?;
+
+        // Moves.
+        let mv = &st.moves;
+        o.gauge(
+            "moves_layouts",
+            "Layouts writes go to (1 when nothing moves)",
+            None,
+            f64::from(mv.layouts),
+        )?;
+        o.gauge(
+            "moves_partitions_moving",
+            "Partitions whose owners are changing",
+            None,
+            f64::from(mv.moving_partitions),
+        )?;
+        o.gauge(
+            "moves_gains_pending",
+            "Partitions this node is pulling or still has to pull",
+            None,
+            mv.gains.len() as f64,
+        )?;
+        o.gauge(
+            "moves_eta",
+            "Estimated time until this node holds every partition it gains (0 when none or unknown)",
+            Some(Unit::Seconds),
+            mv.eta_secs.unwrap_or(0) as f64,
+        )?;
+        o.counter(
+            "moves_pulls_started",
+            "Pulls of a gained partition from one source started",
+            mv.pulls_started,
+        )?;
+        o.counter(
+            "moves_pulls_failed",
+            "Pulls that failed and will be retried",
+            mv.pulls_failed,
+        )?;
+        o.counter(
+            "moves_gains_completed",
+            "Gained partitions received from every source",
+            mv.gains_completed,
+        )?;
+        o.counter(
+            "moves_keys_received",
+            "States received by pulls",
+            mv.keys_received,
+        )?;
+        o.counter_unit(
+            "moves_received",
+            "Bytes of states received by pulls",
+            Unit::Bytes,
+            mv.bytes_received,
+        )?;
+        o.counter(
+            "moves_keys_cleaned",
+            "Keys dropped from partitions this node no longer owns",
+            mv.keys_cleaned,
+        )?;
+        Ok(())
+    }
+}
+
+/// The process's own figures, from `/proc` (Linux; nothing elsewhere).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Process {
+    /// User and system CPU time.
+    pub cpu_seconds: f64,
+    /// Resident set size.
+    pub resident_bytes: u64,
+    /// Virtual memory size.
+    pub virtual_bytes: u64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    /// The limit on them.
+    pub max_fds: u64,
+    /// Start time, seconds since the Unix epoch.
+    pub start_time_seconds: f64,
+}
+
+impl Process {
+    /// Reads the figures of this process (zeros where `/proc` lacks them).
+    pub fn read() -> Self {
+        let mut p = Process::default();
+        // /proc/self/stat: fields after the command name's closing paren.
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+            && let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r)
+        {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // After ')' field 0 is the state (stat field 3): utime is
+            // stat field 14, stime 15, starttime 22, vsize 23, rss 24.
+            let at = |n: usize| {
+                f.get(n - 3)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let ticks = 100.0; // USER_HZ on Linux
+            p.cpu_seconds = (at(14) + at(15)) as f64 / ticks;
+            p.virtual_bytes = at(23);
+            p.resident_bytes = at(24) * 4096;
+            if let Some(boot) = boot_time() {
+                p.start_time_seconds = boot + at(22) as f64 / ticks;
+            }
+        }
+        p.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+            p.max_fds = limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+        }
+        p
+    }
+}
+
+fn boot_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("btime "))?;
+    line[6..].trim().parse().ok()
+}
+
+impl Collector for Process {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut o = Out { enc: &mut encoder };
+        let mut m = o.enc.encode_descriptor(
+            "process_cpu",
+            "User and system CPU time spent",
+            Some(&Unit::Seconds),
+            MetricType::Counter,
+        )?;
+        m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
+            &self.cpu_seconds,
+            None,
+        )?;
+        o.gauge(
+            "process_resident_memory",
+            "Resident memory size",
+            Some(Unit::Bytes),
+            self.resident_bytes as f64,
+        )?;
+        o.gauge(
+            "process_virtual_memory",
+            "Virtual memory size",
+            Some(Unit::Bytes),
+            self.virtual_bytes as f64,
+        )?;
+        o.gauge(
+            "process_open_fds",
+            "Open file descriptors",
+            None,
+            self.open_fds as f64,
+        )?;
+        o.gauge(
+            "process_max_fds",
+            "Limit on open file descriptors",
+            None,
+            self.max_fds as f64,
+        )?;
+        o.gauge(
+            "process_start_time",
+            "Start time since the Unix epoch",
+            Some(Unit::Seconds),
+            self.start_time_seconds,
+        )?;
+        Ok(())
+    }
+}
