@@ -9,6 +9,7 @@
 //! "alive" exactly when the process can still serve HTTP.
 
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -30,7 +31,7 @@ use super::config::{ANSWER_TIMEOUT, AdminConfig, HEAD_TIMEOUT, MAX_CONNECTIONS, 
 use super::metrics::Metrics;
 use super::page::PAGE;
 use super::query::{Answer, Query};
-use super::snapshot::Process;
+use super::snapshot::{Process, certificate_expiry, disk_space};
 use crate::resp::Gateway;
 use crate::runtime::transport::Input;
 
@@ -46,6 +47,20 @@ pub struct AdminServer {
     metrics: Arc<Metrics>,
     resp: Option<Arc<Gateway>>,
     connections: AtomicUsize,
+    /// The node's data directory (for its disk's free space).
+    data_dir: PathBuf,
+    /// When the node certificate expires.
+    certificate_expiry: Option<f64>,
+}
+
+/// What the listener knows of its node besides what the driver answers.
+pub struct NodeFacts {
+    /// The node's RESP gateway, if it has one (for its connection count).
+    pub resp: Option<Arc<Gateway>>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The node certificate's file.
+    pub certificate: PathBuf,
 }
 
 /// One counted connection; uncounted when dropped.
@@ -58,20 +73,22 @@ impl Drop for Slot {
 }
 
 impl AdminServer {
-    /// A listener asking the driver through `inbox`; `resp` is the
-    /// node's RESP gateway, if it has one (for its connection count).
+    /// A listener asking the driver through `inbox` about the node
+    /// whose facts are `node`.
     pub fn new(
         config: AdminConfig,
         inbox: mpsc::Sender<Input>,
         metrics: Arc<Metrics>,
-        resp: Option<Arc<Gateway>>,
+        node: NodeFacts,
     ) -> Self {
         Self {
             config,
             inbox,
             metrics,
-            resp,
+            resp: node.resp,
             connections: AtomicUsize::new(0),
+            data_dir: node.data_dir,
+            certificate_expiry: certificate_expiry(&node.certificate),
         }
     }
 
@@ -178,6 +195,8 @@ impl AdminServer {
                 Some(Answer::Metrics(mut snapshot)) => {
                     snapshot.resp_connections =
                         self.resp.as_ref().map_or(0, |g| g.connections() as u64);
+                    snapshot.disk = disk_space(&self.data_dir);
+                    snapshot.certificate_expiry = self.certificate_expiry;
                     match self.metrics.render(*snapshot, Process::read()) {
                         Ok(body) => text(StatusCode::OK, METRICS_TYPE, body),
                         Err(_) => error(

@@ -9,6 +9,7 @@
 //! bounded by the cluster (peer and owner ids, member states), never by
 //! keys or partitions (1,024 partitions would be 1,024 series each).
 
+use std::path::Path;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -63,6 +64,10 @@ pub struct Snapshot {
     pub resp_connections: u64,
     /// Bytes of gossip sent.
     pub gossip_bytes: u64,
+    /// Free and total bytes of the data directory's file system.
+    pub disk: Option<(u64, u64)>,
+    /// When the node certificate expires (seconds since the Unix epoch).
+    pub certificate_expiry: Option<f64>,
 }
 
 /// Member states always reported, so a state that empties shows 0.
@@ -412,6 +417,28 @@ impl Collector for Snapshot {
             "Flushes that failed",
             s.flush_failures,
         )?;
+        if let Some((free, total)) = self.disk {
+            o.gauge(
+                "storage_available",
+                "Bytes still usable on the data directory's file system",
+                Some(Unit::Bytes),
+                free as f64,
+            )?;
+            o.gauge(
+                "storage_capacity",
+                "Size of the data directory's file system",
+                Some(Unit::Bytes),
+                total as f64,
+            )?;
+        }
+        if let Some(expiry) = self.certificate_expiry {
+            o.gauge(
+                "tls_certificate_expiry_timestamp",
+                "When this node's certificate expires, since the Unix epoch",
+                Some(Unit::Seconds),
+                expiry,
+            )?;
+        }
         o.counter(
             "storage_recoveries",
             "Storage failures this process recovered from",
@@ -521,7 +548,7 @@ impl Collector for Snapshot {
     }
 }
 
-/// The process's own figures, from `/proc` (Linux; nothing elsewhere).
+/// The process's own figures, from `/proc` (Linux; zeros elsewhere).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Process {
     /// User and system CPU time.
@@ -539,9 +566,9 @@ pub struct Process {
 }
 
 impl Process {
-    /// Reads the figures of this process (zeros where `/proc` lacks them).
+    /// Reads the figures of this process.
     pub fn read() -> Self {
-        let mut p = Process::default();
+        let mut h = Process::default();
         // /proc/self/stat: fields after the command name's closing paren.
         if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
             && let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r)
@@ -555,24 +582,43 @@ impl Process {
                     .unwrap_or(0)
             };
             let ticks = 100.0; // USER_HZ on Linux
-            p.cpu_seconds = (at(14) + at(15)) as f64 / ticks;
-            p.virtual_bytes = at(23);
-            p.resident_bytes = at(24) * 4096;
+            h.cpu_seconds = (at(14) + at(15)) as f64 / ticks;
+            h.virtual_bytes = at(23);
+            h.resident_bytes = at(24) * 4096;
             if let Some(boot) = boot_time() {
-                p.start_time_seconds = boot + at(22) as f64 / ticks;
+                h.start_time_seconds = boot + at(22) as f64 / ticks;
             }
         }
-        p.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+        h.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
         if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
-            p.max_fds = limits
+            h.max_fds = limits
                 .lines()
                 .find(|l| l.starts_with("Max open files"))
                 .and_then(|l| l.split_whitespace().nth(3))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
         }
-        p
+        h
     }
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding
+/// `dir`, and its size (`None` if it cannot be asked).
+pub fn disk_space(dir: &Path) -> Option<(u64, u64)> {
+    let v = rustix::fs::statvfs(dir).ok()?;
+    Some((
+        v.f_bavail.saturating_mul(v.f_frsize),
+        v.f_blocks.saturating_mul(v.f_frsize),
+    ))
+}
+
+/// When the PEM certificate at `path` expires, seconds since the Unix
+/// epoch (`None` if it cannot be read or parsed).
+pub fn certificate_expiry(path: &Path) -> Option<f64> {
+    let pem = std::fs::read(path).ok()?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp() as f64)
 }
 
 fn boot_time() -> Option<f64> {
@@ -625,5 +671,26 @@ impl Collector for Process {
             self.start_time_seconds,
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_disk_and_a_certificate_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (free, total) = disk_space(dir.path()).expect("statvfs");
+        assert!(total > 0 && free <= total, "{free} of {total}");
+        crate::runtime::certs::init(dir.path()).unwrap();
+        crate::runtime::certs::issue(dir.path(), "n", crate::runtime::certs::Role::Node).unwrap();
+        let expiry = certificate_expiry(&dir.path().join("n.crt")).expect("parsed");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(expiry > now, "expires {expiry}, now {now}");
+        assert!(certificate_expiry(&dir.path().join("missing.crt")).is_none());
     }
 }

@@ -13,7 +13,7 @@ use quorra_ring::{
 };
 use serde::Deserialize;
 
-use super::CliError;
+use super::{CliError, LogFormat};
 use quorra_node::admin::AdminConfig;
 use quorra_node::core::{Options, ReadFanout};
 use quorra_node::resp::RespConfig;
@@ -149,6 +149,10 @@ pub(crate) struct NodeArgs {
     /// Log filter (tracing syntax), e.g. info or quorra_node=debug.
     #[arg(long, env = "QUORRA_LOG", default_value = "info")]
     log: String,
+    /// Log lines as text (for people) or JSON (one object per line, for
+    /// log shippers).
+    #[arg(long, env = "QUORRA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 /// The keys a config file may hold.
@@ -394,7 +398,7 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
 }
 
 pub(crate) fn run(args: NodeArgs) -> Result<(), CliError> {
-    super::init_logging(&args.log);
+    super::init_logging_as(&args.log, args.log_format);
     let config = config(args)?;
     run_blocking(config).map_err(|e| CliError::Failed(e.to_string()))
 }
@@ -506,5 +510,17 @@ mod tests {
         assert_eq!(admin.token.as_deref(), Some("s3cret"));
         std::fs::write(&file, format!("{base}admin-listen = \"127.0.0.1:9180\"\n")).unwrap();
         assert!(config(args()).unwrap().admin.unwrap().token.is_none());
+    }
+
+    #[test]
+    fn the_example_config_in_ops_is_accepted() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/node.toml");
+        let c = config(NodeArgs {
+            config: Some(file),
+            ..NodeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(c.admin.unwrap().token.as_deref(), Some("change-me"));
+        assert_eq!(c.seeds.len(), 2);
     }
 }

@@ -26,6 +26,7 @@ use tracing::info;
 use super::driver::{Driver, DriverParts};
 use super::tls::server_config;
 use super::transport::{ClusterId, Transport};
+use crate::admin::server::NodeFacts;
 use crate::admin::{AdminConfig, AdminServer, Metrics};
 use crate::core::{Node, NodeError, Options};
 use crate::membership::Membership;
@@ -436,7 +437,12 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     if let (Some(listener), Some(admin), Some(metrics)) =
         (admin_listener, config.admin.clone(), metrics.clone())
     {
-        let server = Arc::new(AdminServer::new(admin, inbox_tx, metrics, gateway));
+        let facts = NodeFacts {
+            resp: gateway,
+            data_dir: config.data_dir.clone(),
+            certificate: config.tls.cert.clone(),
+        };
+        let server = Arc::new(AdminServer::new(admin, inbox_tx, metrics, facts));
         tokio::spawn(server.serve(listener, shutdown.clone()));
     }
     tokio::spawn(async move {

@@ -427,8 +427,11 @@ impl Driver {
             ready: ready.ready,
             partitions_without_quorum: ready.partitions_without_quorum,
             sdk_connections: counters.client_connections.load(Relaxed),
-            resp_connections: 0,
             gossip_bytes: counters.bytes.load(Relaxed),
+            // Filled in by the admin listener, which knows them.
+            resp_connections: 0,
+            disk: None,
+            certificate_expiry: None,
         }
     }
 
