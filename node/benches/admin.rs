@@ -168,7 +168,13 @@ fn main() {
     let mut bytes = 0;
     for _ in 0..args.iterations {
         let started = Instant::now();
-        let ready = readiness(NodeId(1), "normal", false, &ring, |n| n.0 % 17 != 0);
+        let ready = readiness(
+            NodeId(1),
+            "normal",
+            false,
+            std::slice::from_ref(&ring),
+            |n| n.0 % 17 != 0,
+        );
         let mut s = snapshot.clone();
         s.ready = ready.ready;
         s.partitions_without_quorum = ready.partitions_without_quorum;

@@ -441,6 +441,27 @@ impl TestCluster {
         }
     }
 
+    /// Asserts that the cluster still takes a write and reads it back
+    /// (after a test threw something bad at one of its ports).
+    pub async fn assert_serving(&self) {
+        let client = self.client().await;
+        let key = "still-serving";
+        client
+            .put(
+                key,
+                "yes",
+                &quorra_client::Context::empty(),
+                quorra_client::Consistency::ONE,
+            )
+            .await
+            .expect("a write after the bad input");
+        let read = client
+            .get(key, quorra_client::Consistency::ONE)
+            .await
+            .expect("a read after the bad input");
+        assert_eq!(read.values.len(), 1, "the write is not read back");
+    }
+
     /// The log of node `i`.
     pub fn log_of(&self, i: usize) -> String {
         std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()

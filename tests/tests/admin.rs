@@ -39,6 +39,10 @@ const FAMILIES: &[&str] = &[
     "quorra_peer_heartbeat_age_seconds",
     "quorra_gossip_sent_bytes_total",
     "quorra_storage_keys",
+    "quorra_storage_size_bytes",
+    "quorra_storage_available_bytes",
+    "quorra_storage_capacity_bytes",
+    "quorra_tls_certificate_expiry_timestamp_seconds",
     "quorra_storage_flush_duration_seconds",
     "quorra_storage_unflushed_writes",
     "quorra_quic_rtt_seconds",
@@ -196,6 +200,12 @@ async fn metrics_health_and_readiness_follow_a_cluster_through_failures() {
             > 0.0
     );
     assert!(node1.value("process_resident_memory_bytes", &[]).unwrap() > 1e6);
+    assert!(
+        node1
+            .value("quorra_storage_size_bytes", &[("engine", "fjall")])
+            .unwrap()
+            > 0.0
+    );
 
     // JSON endpoints: the status `quorra status --json` prints, the ring.
     let status = http::get(admins[0], "/v1/status", None).await.unwrap();
@@ -214,6 +224,14 @@ async fn metrics_health_and_readiness_follow_a_cluster_through_failures() {
             .iter()
             .all(|o| o.as_array().unwrap().len() == 3)
     );
+    // Without a token, only loopback hosts (no DNS rebinding).
+    let rebound = http::raw(
+        admins[0],
+        b"GET /v1/status HTTP/1.1\r\nHost: evil.example:9180\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(rebound.status, 403, "{}", rebound.body);
     let page = http::get(admins[0], "/", None).await.unwrap();
     assert_eq!(page.status, 200);
     assert!(page.body.contains("<svg id=\"ring\""));
@@ -227,7 +245,16 @@ async fn metrics_health_and_readiness_follow_a_cluster_through_failures() {
                 .is_some_and(|phi| phi > 1.0)
     })
     .await;
-    assert_eq!(ready(admins[0]).await.status, 200);
+    // Three of four keep every quorum (a moment's suspicion of another
+    // peer on a loaded machine may flip it briefly, so wait for it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(admins[0]).await.status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "node 1 not ready with one of four down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Through node 1 alone: the routing client would wait on node 4.
     let via_one = cluster.client_of(0).await;
     for i in 200..400 {
@@ -390,19 +417,19 @@ async fn bad_requests_get_errors_and_leave_the_node_serving() {
     .unwrap();
     assert_eq!(post.status, 405);
     let garbage = http::raw(admin, b"\x16\x03\x01 not http at all\r\n\r\n").await;
-    assert!(
-        garbage.map_or(true, |r| r.status == 400),
-        "garbage gets 400 or a close"
-    );
+    assert_eq!(garbage.map(|r| r.status), Ok(400), "garbage");
     let huge = format!(
         "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
         "a".repeat(64 * 1024)
     );
     let huge = http::raw(admin, huge.as_bytes()).await;
-    assert!(
-        huge.map_or(true, |r| r.status == 431 || r.status == 400),
-        "a huge head is refused"
-    );
+    assert_eq!(huge.map(|r| r.status), Ok(431), "a huge head");
+    let lower = http::raw(
+        admin,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: bearer s3cret\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(lower.map(|r| r.status), Ok(200), "the scheme in lower case");
 
     // Slowloris: a head trickled a byte a second is cut off.
     let started = Instant::now();
@@ -430,31 +457,19 @@ async fn bad_requests_get_errors_and_leave_the_node_serving() {
         started.elapsed()
     );
 
-    // More connections than allowed: the extra ones are closed, and once
-    // they go the port serves again.
+    // More connections than allowed: the extra one is answered 503, and
+    // once the idle ones go the port serves again.
     let mut idle = Vec::new();
-    for _ in 0..100 {
-        if let Ok(s) = tokio::net::TcpStream::connect(admin).await {
-            idle.push(s);
-        }
+    for _ in 0..64 {
+        idle.push(tokio::net::TcpStream::connect(admin).await.unwrap());
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let extra = http::get(admin, "/health", None).await.unwrap();
+    assert_eq!(extra.status, 503, "{}", extra.body);
     drop(idle);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Through all of it the node served.
     assert_eq!(http::get(admin, "/health", None).await.unwrap().status, 200);
-    let client = cluster.client().await;
-    client
-        .put("still", "here", &Context::empty(), Consistency::ONE)
-        .await
-        .unwrap();
-    assert_eq!(
-        client
-            .get("still", Consistency::ONE)
-            .await
-            .unwrap()
-            .values
-            .len(),
-        1
-    );
+    cluster.assert_serving().await;
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use quorra_client::protocol::NodeMessage;
 use quorra_client::tls::client_config;
 use quorra_client::wire::{self, ALPN_CLIENT, NODE_SERVER_NAME};
-use quorra_client::{Client, Consistency, Context, TlsFiles};
+use quorra_client::{Client, TlsFiles};
 use quorra_e2e::{TestCluster, free_port, make_tls, quorra_bin};
 
 #[tokio::test(flavor = "current_thread")]
@@ -95,20 +95,7 @@ async fn garbage_and_oversized_frames_leave_the_node_serving() {
     endpoint.close(0u32.into(), b"done");
 
     // The node still serves everyone else.
-    let client = cluster.client().await;
-    client
-        .put("still", "serving", &Context::empty(), Consistency::ONE)
-        .await
-        .unwrap();
-    assert_eq!(
-        client
-            .get("still", Consistency::ONE)
-            .await
-            .unwrap()
-            .values
-            .len(),
-        1
-    );
+    cluster.assert_serving().await;
 }
 
 fn node_fails(args: &[&str]) -> String {

@@ -4,10 +4,19 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Connections the admin listener serves at once; more are closed at
-/// once. Prometheus, a load balancer's probes and a few browsers need far
-/// fewer.
+/// Connections the admin listener serves at once; more are answered
+/// `503` and closed. Prometheus, a load balancer's probes and a few
+/// browsers need far fewer.
 pub const MAX_CONNECTIONS: usize = 64;
+
+/// Longest a connection stays open, however it is used: a client that
+/// keeps requesting without reading the answers cannot hold its slot
+/// longer. Prometheus and probes reconnect when it ends.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// How long a `/ready` answer is reused: probes hammering it cost the
+/// driver one check per this period, not one per request.
+pub const READY_CACHE: Duration = Duration::from_millis(250);
 
 /// Largest request head (request line and headers) read; a longer one is
 /// answered `431` and the connection closed.
@@ -35,8 +44,14 @@ impl AdminConfig {
     /// Refuses a configuration that would expose the cluster's state and
     /// metrics to a network with no token.
     pub fn check(&self) -> Result<(), String> {
-        if self.token.as_deref() == Some("") {
-            return Err("the admin token must not be empty".into());
+        if let Some(token) = &self.token
+            && (token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(
+                "the admin token must be non-empty printable ASCII without spaces (it is sent \
+                 in an HTTP header)"
+                    .into(),
+            );
         }
         if !self.listen.ip().is_loopback() && self.token.is_none() {
             return Err(format!(
@@ -69,5 +84,7 @@ mod tests {
         assert!(e.contains("--admin-token"), "{e}");
         assert!(config("0.0.0.0:9180", Some("s3cret")).check().is_ok());
         assert!(config("127.0.0.1:9180", Some("")).check().is_err());
+        assert!(config("127.0.0.1:9180", Some("two words")).check().is_err());
+        assert!(config("127.0.0.1:9180", Some("naïve")).check().is_err());
     }
 }

@@ -166,7 +166,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "request_duration",
-            "Time from a client request's arrival to its answer",
+            "Time from the node's driver taking a client request to its answer (waiting in the node's inbox not included)",
             Unit::Seconds,
             request_seconds.clone(),
         );

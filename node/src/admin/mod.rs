@@ -13,14 +13,23 @@
 //!
 //! A non-loopback address needs `--admin-token`; requests then carry
 //! `Authorization: Bearer TOKEN`, except the two probes, which load
-//! balancers and orchestrators call without credentials and which reveal
-//! only whether the node is up and ready.
+//! balancers and orchestrators call without credentials, and the page,
+//! which holds no data. The probes reveal whether the node is up and
+//! ready and, when it is not, why (its state, partition counts, the ids
+//! of the peers it believes down). Without a token, protected paths are
+//! served only to requests whose `Host` is a loopback address or
+//! `localhost`, so a web page open in the operator's browser cannot read
+//! them through a DNS name rebound to 127.0.0.1.
 //!
 //! The listener holds no state of the node: each request asks the driver
-//! (the task that owns the core) through its inbox ([`query`]) and
-//! encodes the answer off the driver. Limits ([`config`]) bound what a
-//! misbehaving client can cost: connections, request-head size, the time
-//! to send a head, and the time the driver may take to answer.
+//! (the task that owns the core) through its inbox ([`query`]); the
+//! listener's tasks run on the same thread as the driver (the node's
+//! runtime has one), so they do little: encoding a large node's page takes
+//! about 0.2 ms, and what may block (file-system and `/proc` reads) runs
+//! on the blocking pool. Limits ([`config`]) bound what a misbehaving
+//! client can cost: connections, their lifetime, request-head size, the
+//! time to send a head, how often `/ready` reaches the driver, and the
+//! time the driver may take to answer.
 
 pub mod config;
 pub mod metrics;

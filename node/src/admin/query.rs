@@ -57,7 +57,9 @@ pub struct RingView {
     /// Partitions whose owners are changing.
     pub moving: Vec<u32>,
     /// The first token of each partition: partition `p` covers the ring
-    /// from `starts[p]` up to `starts[p + 1]`.
+    /// from `starts[p]` up to `starts[p + 1]` (decimal strings: a 64-bit
+    /// position does not fit a JSON number exactly).
+    #[serde(serialize_with = "decimal")]
     pub starts: Vec<u64>,
 }
 
@@ -68,6 +70,12 @@ pub struct RingMember {
     pub id: u64,
     /// Zone.
     pub zone: String,
-    /// Tokens, sorted.
+    /// Tokens, sorted (decimal strings, as `starts`).
+    #[serde(serialize_with = "decimal")]
     pub tokens: Vec<u64>,
+}
+
+/// Writes 64-bit ring positions as decimal strings.
+fn decimal<S: serde::Serializer>(positions: &[u64], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(positions.iter().map(u64::to_string))
 }

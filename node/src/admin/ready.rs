@@ -6,19 +6,19 @@
 //! 1. its own member state is `normal` (not joining, leaving or left);
 //! 2. its storage is not failing (a full disk or an I/O error: it would
 //!    refuse every write);
-//! 3. for every partition it replicates, a quorum (⌊N/2⌋ + 1) of that
-//!    partition's primaries is believed up, itself included. The ring is
-//!    the one reads use ([`Placement::read_ring`]): during a move, the
-//!    owners that hold the data.
+//! 3. for every partition it replicates, a quorum of that partition's
+//!    primaries is believed up, itself included, in every active ring:
+//!    during a move a write must reach a quorum of the old owners and of
+//!    the new ones. The quorum is the coordinator's: ⌊N/2⌋ + 1 of the
+//!    largest active ring, capped at a smaller ring's size (a cluster
+//!    growing to N has smaller rings behind it).
 //!
 //! A node that fails (3) can still coordinate requests for keys whose
 //! quorum is reachable, and `one` requests for the others; it is "not
 //! ready" because a client sent there at the default `quorum` may fail.
-//! The check is a pure function of what the node already knows (the ring
+//! The check is a pure function of what the node already knows (the rings
 //! and its failure detector), computed on demand: nothing is tracked for
-//! it.
-//!
-//! [`Placement::read_ring`]: quorra_ring::Placement::read_ring
+//! it. It allocates only for the partitions that fail it.
 
 use quorra_ring::{NodeId, Ring};
 use serde::Serialize;
@@ -56,39 +56,52 @@ pub struct NoQuorum {
     pub needed: u32,
 }
 
-/// Judges readiness from the node's state, its storage, and the ring with
-/// what the failure detector believes (`is_up` of this node is not asked).
+/// Judges readiness from the node's state, its storage, and the active
+/// `rings` (oldest first, as [`quorra_ring::Placement::rings`] gives them)
+/// with what the failure detector believes (`is_up` of this node is not
+/// asked).
 pub fn readiness(
     me: NodeId,
     state: &str,
     storage_failing: bool,
-    ring: &Ring,
+    rings: &[Ring],
     is_up: impl Fn(NodeId) -> bool,
 ) -> Readiness {
-    let needed = ring.effective_replicas() / 2 + 1;
+    let largest = rings
+        .iter()
+        .map(Ring::effective_replicas)
+        .max()
+        .unwrap_or(0);
+    let quorum = largest / 2 + 1;
     let mut partitions = 0;
     let mut without = 0;
     let mut example = None;
-    for p in ring.partitioner().iter() {
-        if !ring.is_primary(p, me) {
+    let all = rings.first().map(|r| r.partitioner().iter());
+    for p in all.into_iter().flatten() {
+        if !rings.iter().any(|r| r.is_primary(p, me)) {
             continue;
         }
         partitions += 1;
-        let down: Vec<u64> = ring
-            .primaries(p)
-            .filter(|&n| n != me && !is_up(n))
-            .map(|n| n.0)
-            .collect();
-        let up = ring.primaries(p).len() - down.len();
-        if up < needed {
-            without += 1;
-            example.get_or_insert(NoQuorum {
+        let mut failed = false;
+        for ring in rings {
+            let needed = quorum.min(ring.effective_replicas());
+            let up = ring.primaries(p).filter(|&n| n == me || is_up(n)).count();
+            if up >= needed {
+                continue;
+            }
+            failed = true;
+            example.get_or_insert_with(|| NoQuorum {
                 partition: p.0,
-                down,
+                down: ring
+                    .primaries(p)
+                    .filter(|&n| n != me && !is_up(n))
+                    .map(|n| n.0)
+                    .collect(),
                 up: up as u32,
                 needed: needed as u32,
             });
         }
+        without += u32::from(failed);
     }
     let reason = if state != "normal" {
         format!("this node is {state}, not normal")
@@ -138,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_normal_node_with_every_peer_up_is_ready() {
-        let r = readiness(NodeId(1), "normal", false, &ring(3), |_| true);
+        let r = readiness(NodeId(1), "normal", false, &[ring(3)], |_| true);
         assert!(r.ready, "{r:?}");
         assert_eq!(r.partitions, 64);
         assert_eq!(r.partitions_without_quorum, 0);
@@ -147,13 +160,13 @@ mod tests {
 
     #[test]
     fn one_peer_down_of_three_leaves_every_quorum() {
-        let r = readiness(NodeId(1), "normal", false, &ring(3), |n| n != NodeId(2));
+        let r = readiness(NodeId(1), "normal", false, &[ring(3)], |n| n != NodeId(2));
         assert!(r.ready, "{r:?}");
     }
 
     #[test]
     fn two_peers_down_of_three_is_not_ready_and_says_which() {
-        let r = readiness(NodeId(1), "normal", false, &ring(3), |_| false);
+        let r = readiness(NodeId(1), "normal", false, &[ring(3)], |_| false);
         assert!(!r.ready);
         assert_eq!(r.partitions_without_quorum, 64);
         let e = r.example.as_ref().unwrap();
@@ -169,9 +182,13 @@ mod tests {
         // Six nodes: nodes 2 and 3 down breaks the partitions whose
         // primaries include both, not the others.
         let ring = ring(6);
-        let r = readiness(NodeId(1), "normal", false, &ring, |n| {
-            n != NodeId(2) && n != NodeId(3)
-        });
+        let r = readiness(
+            NodeId(1),
+            "normal",
+            false,
+            std::slice::from_ref(&ring),
+            |n| n != NodeId(2) && n != NodeId(3),
+        );
         let expected = ring
             .partitioner()
             .iter()
@@ -186,11 +203,32 @@ mod tests {
     }
 
     #[test]
+    fn a_move_is_judged_on_every_ring_it_writes() {
+        // Growing from one node to two: writes need both (a quorum of the
+        // larger ring), so with node 2 down node 1 is not ready, although
+        // the old ring alone (node 1) would be.
+        let (old, new) = (ring(1), ring(2));
+        let r = readiness(
+            NodeId(1),
+            "normal",
+            false,
+            std::slice::from_ref(&old),
+            |_| false,
+        );
+        assert!(r.ready, "{r:?}");
+        let r = readiness(NodeId(1), "normal", false, &[old, new], |_| false);
+        assert!(!r.ready);
+        assert_eq!(r.partitions_without_quorum, r.partitions);
+        let e = r.example.unwrap();
+        assert_eq!((e.up, e.needed, e.down), (1, 2, vec![2]));
+    }
+
+    #[test]
     fn state_and_storage_come_first() {
-        let r = readiness(NodeId(1), "joining", false, &ring(3), |_| true);
+        let r = readiness(NodeId(1), "joining", false, &[ring(3)], |_| true);
         assert!(!r.ready);
         assert!(r.reason.contains("joining"));
-        let r = readiness(NodeId(1), "normal", true, &ring(3), |_| true);
+        let r = readiness(NodeId(1), "normal", true, &[ring(3)], |_| true);
         assert!(!r.ready);
         assert!(r.reason.contains("storage"));
     }

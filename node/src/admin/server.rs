@@ -27,11 +27,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use super::config::{ANSWER_TIMEOUT, AdminConfig, HEAD_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
+use super::config::{
+    ANSWER_TIMEOUT, AdminConfig, CONNECTION_LIFETIME, HEAD_TIMEOUT, MAX_CONNECTIONS,
+    MAX_HEAD_BYTES, READY_CACHE,
+};
 use super::metrics::Metrics;
 use super::page::PAGE;
 use super::query::{Answer, Query};
-use super::snapshot::{Process, certificate_expiry, disk_space};
+use super::ready::Readiness;
+use super::snapshot::{Process, certificate_expiry, directory_bytes, disk_space};
 use crate::resp::Gateway;
 use crate::runtime::transport::Input;
 
@@ -51,6 +55,8 @@ pub struct AdminServer {
     data_dir: PathBuf,
     /// When the node certificate expires.
     certificate_expiry: Option<f64>,
+    /// The last `/ready` answer and when it was asked.
+    ready_cache: std::sync::Mutex<Option<(Instant, Readiness)>>,
 }
 
 /// What the listener knows of its node besides what the driver answers.
@@ -89,6 +95,7 @@ impl AdminServer {
             connections: AtomicUsize::new(0),
             data_dir: node.data_dir,
             certificate_expiry: certificate_expiry(&node.certificate),
+            ready_cache: std::sync::Mutex::new(None),
         }
     }
 
@@ -115,7 +122,7 @@ impl AdminServer {
             if self.connections.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
                 self.connections.fetch_sub(1, Ordering::Relaxed);
                 debug!(%peer, "admin connection refused: too many open");
-                drop(stream);
+                tokio::spawn(refuse(stream));
                 continue;
             }
             let slot = Slot(self.clone());
@@ -126,14 +133,17 @@ impl AdminServer {
                     let me = me.clone();
                     async move { Ok::<_, Infallible>(me.handle(request).await) }
                 });
-                let served = http1::Builder::new()
+                let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEAD_TIMEOUT)
                     .max_buf_size(MAX_HEAD_BYTES)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-                if let Err(e) = served {
-                    debug!(%peer, error = %e, "admin connection ended with an error");
+                    .serve_connection(TokioIo::new(stream), service);
+                // A client that stops reading its answers is never timed
+                // out by hyper: every connection has a lifetime.
+                match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(%peer, error = %e, "admin connection ended with an error"),
+                    Err(_) => debug!(%peer, "admin connection closed at the end of its lifetime"),
                 }
             });
         }
@@ -165,8 +175,8 @@ impl AdminServer {
         }
         match path {
             "/health" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
-            "/ready" => match self.ask(Query::Ready).await {
-                Some(Answer::Ready(r)) => {
+            "/ready" => match self.readiness().await {
+                Some(r) => {
                     let status = if r.ready {
                         StatusCode::OK
                     } else {
@@ -174,7 +184,6 @@ impl AdminServer {
                     };
                     json(status, &r)
                 }
-                Some(_) => unexpected(),
                 None => busy(),
             },
             // The page holds no data; what it shows it fetches with the
@@ -195,9 +204,22 @@ impl AdminServer {
                 Some(Answer::Metrics(mut snapshot)) => {
                     snapshot.resp_connections =
                         self.resp.as_ref().map_or(0, |g| g.connections() as u64);
-                    snapshot.disk = disk_space(&self.data_dir);
+                    // File-system and /proc reads may block (a stuck
+                    // disk): on the blocking pool, not the runtime's
+                    // thread, which the driver shares.
+                    let dir = self.data_dir.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        (disk_space(&dir), directory_bytes(&dir), Process::read())
+                    });
+                    let (disk, size, process) = tokio::time::timeout(ANSWER_TIMEOUT, read)
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or_default();
+                    snapshot.disk = disk;
+                    snapshot.data_bytes = size;
                     snapshot.certificate_expiry = self.certificate_expiry;
-                    match self.metrics.render(*snapshot, Process::read()) {
+                    match self.metrics.render(*snapshot, process) {
                         Ok(body) => text(StatusCode::OK, METRICS_TYPE, body),
                         Err(_) => error(
                             StatusCode::INTERNAL_SERVER_ERROR,
@@ -225,15 +247,29 @@ impl AdminServer {
         }
     }
 
-    /// Checks the bearer token, if one is configured: the answer to give
-    /// instead, if the request lacks it.
+    /// Checks the bearer token, if one is configured (else that the
+    /// request names this machine as its host): the answer to give
+    /// instead, if the request fails the check.
     fn refusal(&self, request: &Request<Incoming>) -> Option<Reply> {
-        let token = self.config.token.as_ref()?;
+        let Some(token) = self.config.token.as_ref() else {
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if local_host(host) {
+                return None;
+            }
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                "without --admin-token only requests to a loopback host are served",
+            ));
+        };
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer);
         if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
             return None;
         }
@@ -245,6 +281,24 @@ impl AdminServer {
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"quorra\""),
         );
+        Some(r)
+    }
+
+    /// The node's readiness, asked of the driver at most once per
+    /// [`READY_CACHE`].
+    async fn readiness(&self) -> Option<Readiness> {
+        if let Ok(cache) = self.ready_cache.lock()
+            && let Some((at, r)) = cache.as_ref()
+            && at.elapsed() < READY_CACHE
+        {
+            return Some(r.clone());
+        }
+        let Answer::Ready(r) = self.ask(Query::Ready).await? else {
+            return None;
+        };
+        if let Ok(mut cache) = self.ready_cache.lock() {
+            *cache = Some((Instant::now(), r.clone()));
+        }
         Some(r)
     }
 
@@ -262,9 +316,66 @@ impl AdminServer {
     }
 }
 
-/// Compares two secrets in time independent of where they differ.
+/// Answers a connection beyond [`MAX_CONNECTIONS`] with a `503` and
+/// closes it (a probe sees "busy", not a reset).
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = "{\"error\":\"too many admin connections\"}\n";
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answered = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Closing with the request unread would reset the connection and
+        // lose the answer: drain what the client sent (a little) first.
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < MAX_HEAD_BYTES {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(HEAD_TIMEOUT, answered).await;
+}
+
+/// Compares two secrets in time independent of their contents and
+/// lengths (their digests are compared).
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+    blake3::hash(a) == blake3::hash(b)
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header (the scheme in
+/// any case, as RFC 7235 has it).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether a `Host` header names this machine (a loopback address or
+/// `localhost`, with any port): without a token, only such requests are
+/// served, so a web page the operator has open elsewhere cannot read the
+/// node through a DNS name rebound to 127.0.0.1.
+fn local_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
@@ -311,7 +422,7 @@ fn unexpected() -> Reply {
 
 #[cfg(test)]
 mod tests {
-    use super::same;
+    use super::{bearer, local_host, same};
 
     #[test]
     fn secrets_compare_equal_only_when_equal() {
@@ -319,5 +430,35 @@ mod tests {
         assert!(!same(b"s3cret", b"s3creT"));
         assert!(!same(b"s3cret", b"s3cre"));
         assert!(!same(b"", b"x"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+    }
+
+    #[test]
+    fn only_loopback_hosts_are_local() {
+        for host in [
+            "127.0.0.1:9180",
+            "localhost:9180",
+            "LOCALHOST",
+            "[::1]:9180",
+            "127.0.0.2",
+        ] {
+            assert!(local_host(host), "{host}");
+        }
+        for host in [
+            "evil.example:9180",
+            "10.0.0.1:9180",
+            "",
+            "[::2]:1",
+            "localhost.evil.example",
+        ] {
+            assert!(!local_host(host), "{host}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! The driver answers an admin query with a [`Snapshot`], a plain copy of
 //! what the core, the gossiper and the transport already keep; encoding
-//! happens in the admin task, off the driver. The families follow the
+//! happens in the admin task, after the driver has moved on. The families follow the
 //! Prometheus conventions: the `quorra_` prefix, base units (seconds,
 //! bytes) in the name, `_total` on counters, and labels whose values are
 //! bounded by the cluster (peer and owner ids, member states), never by
@@ -66,6 +66,8 @@ pub struct Snapshot {
     pub gossip_bytes: u64,
     /// Free and total bytes of the data directory's file system.
     pub disk: Option<(u64, u64)>,
+    /// Bytes the files in the data directory take.
+    pub data_bytes: Option<u64>,
     /// When the node certificate expires (seconds since the Unix epoch).
     pub certificate_expiry: Option<f64>,
 }
@@ -431,6 +433,14 @@ impl Collector for Snapshot {
                 total as f64,
             )?;
         }
+        if let Some(bytes) = self.data_bytes {
+            o.gauges(
+                "storage_size",
+                "Bytes the node's data directory takes on disk (the engine's files, hints and metadata)",
+                Some(Unit::Bytes),
+                &[(engine, bytes as f64)],
+            )?;
+        }
         if let Some(expiry) = self.certificate_expiry {
             o.gauge(
                 "tls_certificate_expiry_timestamp",
@@ -584,7 +594,7 @@ impl Process {
             let ticks = 100.0; // USER_HZ on Linux
             h.cpu_seconds = (at(14) + at(15)) as f64 / ticks;
             h.virtual_bytes = at(23);
-            h.resident_bytes = at(24) * 4096;
+            h.resident_bytes = at(24) * rustix::param::page_size() as u64;
             if let Some(boot) = boot_time() {
                 h.start_time_seconds = boot + at(22) as f64 / ticks;
             }
@@ -611,6 +621,34 @@ pub fn disk_space(dir: &Path) -> Option<(u64, u64)> {
         v.f_blocks.saturating_mul(v.f_frsize),
     ))
 }
+
+/// Bytes the files under `dir` take (their lengths, summed; `None` if
+/// `dir` cannot be read). Bounded by [`MAX_WALKED_FILES`]: a directory
+/// with more files is reported as unknown rather than walked for long.
+pub fn directory_bytes(dir: &Path) -> Option<u64> {
+    let mut total = 0u64;
+    let mut files = 0usize;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).ok()? {
+            let entry = entry.ok()?;
+            let meta = entry.metadata().ok()?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += meta.len();
+                files += 1;
+                if files > MAX_WALKED_FILES {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(total)
+}
+
+/// Most files [`directory_bytes`] looks at.
+pub const MAX_WALKED_FILES: usize = 100_000;
 
 /// When the PEM certificate at `path` expires, seconds since the Unix
 /// epoch (`None` if it cannot be read or parsed).
@@ -683,6 +721,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (free, total) = disk_space(dir.path()).expect("statvfs");
         assert!(total > 0 && free <= total, "{free} of {total}");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/a"), [0u8; 1000]).unwrap();
+        std::fs::write(dir.path().join("b"), [0u8; 24]).unwrap();
+        assert_eq!(directory_bytes(dir.path()), Some(1024));
+        assert_eq!(directory_bytes(&dir.path().join("none")), None);
         crate::runtime::certs::init(dir.path()).unwrap();
         crate::runtime::certs::issue(dir.path(), "n", crate::runtime::certs::Role::Node).unwrap();
         let expiry = certificate_expiry(&dir.path().join("n.crt")).expect("parsed");

@@ -42,12 +42,12 @@ impl Node {
         key: &[u8],
         hint_for: Option<NodeId>,
     ) -> Result<Option<Object>, ReplicaError> {
-        self.stats.replica_reads += 1;
         let result = match hint_for {
             None if !self.is_primary(partition) => return Err(ReplicaError::NotReplica(partition)),
             None => self.store.get(partition, key),
             Some(owner) => self.store.get_hint(owner, partition, key),
         };
+        self.stats.replica_reads += 1;
         result.map_err(|e| {
             self.stats.storage_errors += 1;
             storage_error(e)
@@ -77,7 +77,6 @@ impl Node {
         object: Object,
         hint_for: Option<NodeId>,
     ) {
-        self.stats.replica_writes += 1;
         let stored = match hint_for {
             Some(owner) => self.merge_hint(owner, partition, &key, &object),
             None if !self.is_primary(partition) => Err(ReplicaError::NotReplica(partition)),
@@ -86,11 +85,14 @@ impl Node {
                 .map_err(storage_error),
         };
         match stored {
-            Ok(lsn) => self.after_durable(Pending::Reply {
-                lsn,
-                to: from,
-                message: PeerMessage::WriteReply { id, result: Ok(()) },
-            }),
+            Ok(lsn) => {
+                self.stats.replica_writes += 1;
+                self.after_durable(Pending::Reply {
+                    lsn,
+                    to: from,
+                    message: PeerMessage::WriteReply { id, result: Ok(()) },
+                });
+            }
             Err(e) => {
                 debug!(error = %e, "write refused");
                 self.send(from, PeerMessage::WriteReply { id, result: Err(e) });

@@ -10,9 +10,10 @@ pub struct Stats {
     /// Writes (puts and deletes) coordinated.
     pub writes: u64,
     /// Reads this node served as a replica (for a coordinator, itself
-    /// included when it is one).
+    /// included when it is one); refusals are not counted.
     pub replica_reads: u64,
-    /// Writes (and hints) this node was asked to store as a replica.
+    /// Writes (and hints) this node stored as a replica, the
+    /// coordinator's own copy included; refusals are not counted.
     pub replica_writes: u64,
     /// Writes forwarded to a primary.
     pub forwarded: u64,

@@ -269,12 +269,12 @@ impl Node {
             },
             tally,
         };
-        if my_role.is_some() {
-            self.stats.replica_writes += 1;
-        }
         match my_role {
             Some(ReplicaRole::Primary) => match self.merge_owned(now, partition, &key, &state) {
-                Ok(lsn) => self.after_durable(Pending::Local { lsn, op: id }),
+                Ok(lsn) => {
+                    self.stats.replica_writes += 1;
+                    self.after_durable(Pending::Local { lsn, op: id });
+                }
                 Err(e) => {
                     // Nothing was sent: the dot is forgotten with the request.
                     debug!(error = %e, "coordinator could not store its copy");
@@ -284,7 +284,10 @@ impl Node {
             },
             Some(ReplicaRole::Fallback { for_node }) => {
                 match self.merge_hint(for_node, partition, &key, &state) {
-                    Ok(lsn) => self.after_durable(Pending::Local { lsn, op: id }),
+                    Ok(lsn) => {
+                        self.stats.replica_writes += 1;
+                        self.after_durable(Pending::Local { lsn, op: id });
+                    }
                     Err(e) => {
                         debug!(error = %e, "coordinator could not keep its hint");
                         op.tally.record(self.id, false);

@@ -273,6 +273,16 @@ impl CoreFactory {
     }
 }
 
+/// Binds a TCP port (the RESP gateway's, the admin listener's).
+async fn bind_tcp(address: SocketAddr) -> Result<tokio::net::TcpListener, DaemonError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| DaemonError::Bind {
+            address,
+            reason: e.to_string(),
+        })
+}
+
 /// Runs a node until SIGINT or SIGTERM.
 pub fn run_blocking(config: NodeConfig) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -306,26 +316,14 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
             if let Some(files) = &resp.tls {
                 crate::resp::tls::acceptor(files)?;
             }
-            let listener = tokio::net::TcpListener::bind(resp.listen)
-                .await
-                .map_err(|e| DaemonError::Bind {
-                    address: resp.listen,
-                    reason: e.to_string(),
-                })?;
-            Some(listener)
+            Some(bind_tcp(resp.listen).await?)
         }
         None => None,
     };
     let admin_listener = match &config.admin {
         Some(admin) => {
             admin.check().map_err(DaemonError::Config)?;
-            let listener = tokio::net::TcpListener::bind(admin.listen)
-                .await
-                .map_err(|e| DaemonError::Bind {
-                    address: admin.listen,
-                    reason: e.to_string(),
-                })?;
-            Some(listener)
+            Some(bind_tcp(admin.listen).await?)
         }
         None => None,
     };

@@ -44,7 +44,7 @@ use crate::admin::query::{RingMember, RingView};
 use crate::admin::ready::{Readiness, readiness};
 use crate::admin::snapshot::{PeerView, Snapshot};
 use crate::admin::{Answer, Metrics, Query};
-use crate::core::{ClientTag, Node};
+use crate::core::{ClientTag, Node, Stats};
 use crate::membership::{LEAVE_STEP, Membership};
 use crate::storage::reopen::Reopenable;
 use crate::storage::{Engine, Lsn, StorageError, Store};
@@ -112,6 +112,10 @@ pub struct Driver {
     probe_tx: mpsc::Sender<Result<(), String>>,
     probe_rx: mpsc::Receiver<Result<(), String>>,
     metrics: Option<Arc<Metrics>>,
+    /// The counters of the cores this process ran before the current one
+    /// (one per recovery from a storage failure), so that what `status`
+    /// and `/metrics` report keeps counting from the process's start.
+    carried: Stats,
 }
 
 impl Driver {
@@ -139,7 +143,15 @@ impl Driver {
             probe_tx,
             probe_rx,
             metrics: parts.metrics,
+            carried: Stats::default(),
         }
+    }
+
+    /// The core's counters since this process started, over recoveries.
+    fn stats(&self) -> Stats {
+        let mut all = self.carried.clone();
+        all.absorb(self.node.stats());
+        all
     }
 
     fn now(&self) -> Duration {
@@ -302,6 +314,7 @@ impl Driver {
             .failing
             .as_ref()
             .map_or(0, |f| f.since.elapsed().as_secs());
+        self.carried.absorb(self.node.stats());
         self.node = node;
         self.membership = membership;
         self.membership.start(&mut self.node)?;
@@ -356,9 +369,11 @@ impl Driver {
                     reply.send(NodeMessage::Admin { id, result });
                 }
             },
-            Input::Admin { query, reply } => {
+            // A query whose asker gave up (its timeout passed) is skipped.
+            Input::Admin { query, reply } if !reply.is_closed() => {
                 let _ = reply.send(self.query(query));
             }
+            Input::Admin { .. } => {}
         }
         Ok(())
     }
@@ -393,7 +408,7 @@ impl Driver {
             self.membership.identity().node,
             gossip.own().info.status.name(),
             self.watch.failing.is_some(),
-            self.node.placement().read_ring(),
+            self.node.placement().rings(),
             |n| gossip.is_up(n),
         )
     }
@@ -408,7 +423,7 @@ impl Driver {
         let store = self.node.store();
         Snapshot {
             status: self.status(),
-            stats: self.node.stats().clone(),
+            stats: self.stats(),
             hints: self.node.hints_by_owner(now),
             peers: gossip
                 .entries()
@@ -431,6 +446,7 @@ impl Driver {
             // Filled in by the admin listener, which knows them.
             resp_connections: 0,
             disk: None,
+            data_bytes: None,
             certificate_expiry: None,
         }
     }
@@ -632,7 +648,7 @@ impl Driver {
             gossip_datagrams: counters.datagrams.load(Relaxed),
             gossip_streamed: counters.streamed.load(Relaxed),
             anti_entropy: {
-                let stats = self.node.stats();
+                let stats = &self.stats();
                 let (trees, running) = self.node.anti_entropy_usage();
                 AntiEntropyStatus {
                     enabled: self.node.options().anti_entropy,
@@ -649,7 +665,7 @@ impl Driver {
             storage: self.watch.status(self.engine.name(), Instant::now()),
             moves: self.moves_status(),
             hints: {
-                let stats = self.node.stats();
+                let stats = &self.stats();
                 let held = self.node.hints_by_owner(now);
                 HintsStatus {
                     held: held.iter().map(|h| h.1).sum(),
@@ -676,7 +692,7 @@ impl Driver {
             .iter()
             .filter(|&p| placement.moving(p))
             .count() as u32;
-        let stats = self.node.stats();
+        let stats = &self.stats();
         let now = self.now();
         let gains = self.node.transfers();
         let (keys_per_sec, eta) = self.node.transfers_progress(now);

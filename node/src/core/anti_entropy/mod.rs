@@ -90,8 +90,12 @@ pub(crate) struct AntiEntropy {
     pub(crate) parked: VecDeque<(Exchange, AeStep)>,
     pub(crate) budget: Budget,
     /// When an exchange last ended well (in sync, or repaired) per
-    /// partition; absent: not since `started`.
+    /// partition, or when the partition became this node's if no exchange
+    /// has since; absent: not since `started`.
     synced: BTreeMap<PartitionId, Duration>,
+    /// The partitions changed: those new to `synced` are stamped at the
+    /// next tick (the placement arrives without the time).
+    unstamped: bool,
     /// When this core started (the age of a partition never synced).
     started: Duration,
 }
@@ -107,6 +111,7 @@ impl AntiEntropy {
             parked: VecDeque::new(),
             budget: Budget::new(rate, now),
             synced: BTreeMap::new(),
+            unstamped: false,
             started: now,
         }
     }
@@ -120,9 +125,13 @@ impl AntiEntropy {
 impl Node {
     /// The longest time, at `now`, that a partition this node replicates
     /// has gone without an anti-entropy exchange that ended well (in sync
-    /// or repaired), counting from this core's start; `None` when it
-    /// replicates nothing. An operator's "is repair stalled?".
+    /// or repaired), counting from when it became this node's (or this
+    /// core's start); `None` when it replicates nothing or anti-entropy is
+    /// off. An operator's "is repair stalled?".
     pub fn anti_entropy_oldest_sync(&self, now: Duration) -> Option<Duration> {
+        if !self.options.anti_entropy {
+            return None;
+        }
         self.ae
             .partitions
             .iter()
@@ -211,6 +220,7 @@ impl Node {
             .into_iter()
             .filter(|&p| !self.placement.moving(p))
             .collect();
+        self.ae.unstamped = true;
         if self.ae.cursor >= self.ae.partitions.len() {
             self.ae.cursor = 0;
         }
@@ -252,6 +262,15 @@ impl Node {
         }
         if !self.options.anti_entropy || now < self.ae.next_start {
             return;
+        }
+        if std::mem::take(&mut self.ae.unstamped) {
+            let AntiEntropy {
+                partitions, synced, ..
+            } = &mut self.ae;
+            synced.retain(|p, _| partitions.binary_search(p).is_ok());
+            for &p in partitions.iter() {
+                synced.entry(p).or_insert(now);
+            }
         }
         let count = self.ae.partitions.len().max(1) as u32;
         let every = self.options.anti_entropy_interval / count;
