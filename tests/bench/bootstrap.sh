@@ -42,7 +42,7 @@ start() {
     local i=$1
     shift
     "$Q" node --listen "$(addr "$i")" --data-dir "$WORK/node$i" --node-id "$i" \
-        --tls-dir "$WORK/tls" "$@" >"$WORK/node$i.log" 2>&1 &
+        --tls-dir "$WORK/tls" --admin-listen off "$@" >"$WORK/node$i.log" 2>&1 &
     PIDS+=($!)
 }
 peers() { echo "--tls-dir $WORK/tls --peer $(addr 1) --peer $(addr 2) --peer $(addr 3)"; }

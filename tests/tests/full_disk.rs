@@ -74,6 +74,20 @@ async fn a_full_disk_refuses_writes_and_recovers_in_place_once_space_is_freed() 
             .await
             .unwrap_or_else(|e| panic!("put {key}: {e}"));
     }
+    let replica_writes = |body: &str| -> f64 {
+        let scrape = quorra_e2e::prom::Scrape::parse(body).expect("a valid scrape");
+        scrape
+            .value("quorra_replica_writes_total", &[])
+            .expect("the counter")
+    };
+    let admin = cluster.nodes[full].admin;
+    let stored_before = replica_writes(
+        &quorra_e2e::http::get(admin, "/metrics", None)
+            .await
+            .unwrap()
+            .body,
+    );
+    assert!(stored_before >= 100.0, "{stored_before}");
 
     // Fill node 3's disk with large values at quorum; nodes 1 and 2 go on
     // acknowledging them.
@@ -178,6 +192,18 @@ async fn a_full_disk_refuses_writes_and_recovers_in_place_once_space_is_freed() 
         "recovered without a restart"
     );
     assert!(cluster.running(full));
+    // Its counters went on from where they were (a new core, the same
+    // process: Prometheus must not see them reset).
+    let stored_after = replica_writes(
+        &quorra_e2e::http::get(admin, "/metrics", None)
+            .await
+            .unwrap()
+            .body,
+    );
+    assert!(
+        stored_after >= stored_before,
+        "replica writes went from {stored_before} to {stored_after} across the recovery"
+    );
 
     // It takes writes again, at `all`.
     let deadline = Instant::now() + Duration::from_secs(30);

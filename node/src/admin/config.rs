@@ -1,8 +1,13 @@
 //! How the admin listener is set up, its limits, and the rule that keeps
 //! it from being open to a network without a token.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
+
+/// Where the admin listener listens unless told otherwise: loopback, on
+/// the port ScyllaDB's Prometheus endpoint made familiar.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9180));
 
 /// Connections the admin listener serves at once; more are answered
 /// `503` and closed. Prometheus, a load balancer's probes and a few
@@ -38,6 +43,10 @@ pub struct AdminConfig {
     /// The bearer token every request but `/health` and `/ready` must
     /// carry (`Authorization: Bearer TOKEN`); none: no token asked.
     pub token: Option<String>,
+    /// Whether the address was asked for. The default one is skipped with
+    /// a warning when its port is taken (a second node on the host); an
+    /// address asked for must be free or the node does not start.
+    pub explicit: bool,
 }
 
 impl AdminConfig {
@@ -73,6 +82,7 @@ mod tests {
         AdminConfig {
             listen: listen.parse().unwrap(),
             token: token.map(str::to_string),
+            explicit: true,
         }
     }
 

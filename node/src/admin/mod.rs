@@ -1,6 +1,8 @@
 //! # The admin HTTP listener: what an operator and their tools look at
 //!
-//! `quorra node --admin-listen ADDR` serves, over plain HTTP/1.1:
+//! Every node serves, over plain HTTP/1.1 on `--admin-listen ADDR`
+//! ([`config::DEFAULT_ADMIN_LISTEN`] unless told otherwise; `off` for
+//! none):
 //!
 //! | path | what | token |
 //! | --- | --- | --- |

@@ -199,9 +199,8 @@ async fn run_dev(args: DevArgs) -> Result<(), CliError> {
         if let Some(resp) = resp {
             cmd.arg("--resp-listen").arg(resp.to_string());
         }
-        if let Some(admin) = admin {
-            cmd.arg("--admin-listen").arg(admin.to_string());
-        }
+        let admin_arg = admin.map_or("off".to_string(), |a| a.to_string());
+        cmd.arg("--admin-listen").arg(admin_arg);
         let child = cmd
             .spawn()
             .map_err(|e| CliError::Failed(format!("cannot start node {id}: {e}")))?;

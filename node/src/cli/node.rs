@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::{CliError, LogFormat};
 use quorra_node::admin::AdminConfig;
+use quorra_node::admin::config::DEFAULT_ADMIN_LISTEN;
 use quorra_node::core::{Options, ReadFanout};
 use quorra_node::resp::RespConfig;
 use quorra_node::resp::gateway::DEFAULT_SWEEP_INTERVAL;
@@ -138,10 +139,11 @@ pub(crate) struct NodeArgs {
     #[arg(long, env = "QUORRA_RESP_SWEEP_INTERVAL_SECS")]
     resp_sweep_interval_secs: Option<u64>,
     /// TCP address for the admin HTTP listener (/metrics, /health,
-    /// /ready, /v1/status, the status page at /), e.g. 127.0.0.1:9180
-    /// [default: none, no admin port].
+    /// /ready, /v1/status, the status page at /), or `off`. By default
+    /// 127.0.0.1:9180, skipped with a warning if that port is taken (an
+    /// address given here must be free) [default: 127.0.0.1:9180].
     #[arg(long, env = "QUORRA_ADMIN_LISTEN")]
-    admin_listen: Option<SocketAddr>,
+    admin_listen: Option<String>,
     /// Bearer token the admin API asks for (all but /health and /ready).
     /// Required to listen on a non-loopback address.
     #[arg(long, env = "QUORRA_ADMIN_TOKEN", hide_env_values = true)]
@@ -190,7 +192,7 @@ struct FileConfig {
     requirepass: Option<String>,
     resp_tls: Option<bool>,
     resp_sweep_interval_secs: Option<u64>,
-    admin_listen: Option<SocketAddr>,
+    admin_listen: Option<String>,
     admin_token: Option<String>,
 }
 
@@ -354,12 +356,25 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
             Some(resp)
         }
     };
-    let admin = match args.admin_listen.or(file.admin_listen) {
+    let (listen, explicit) = match args.admin_listen.or(file.admin_listen).as_deref() {
+        None => (Some(DEFAULT_ADMIN_LISTEN), false),
+        Some("off" | "none") => (None, true),
+        Some(addr) => (
+            Some(addr.parse::<SocketAddr>().map_err(|e| {
+                CliError::Usage(format!(
+                    "--admin-listen {addr:?}: {e} (an address such as 127.0.0.1:9180, or off)"
+                ))
+            })?),
+            true,
+        ),
+    };
+    let admin = match listen {
         None => None,
         Some(listen) => {
             let admin = AdminConfig {
                 listen,
                 token: args.admin_token.or(file.admin_token),
+                explicit,
             };
             admin.check().map_err(CliError::Usage)?;
             Some(admin)
@@ -497,7 +512,21 @@ mod tests {
             ..NodeArgs::default()
         };
         std::fs::write(&file, base).unwrap();
-        assert!(config(args()).unwrap().admin.is_none(), "off unless asked");
+        let default = config(args()).unwrap().admin.unwrap();
+        assert_eq!(default.listen, DEFAULT_ADMIN_LISTEN);
+        assert!(
+            !default.explicit,
+            "the default may be skipped if its port is taken"
+        );
+        std::fs::write(&file, format!("{base}admin-listen = \"off\"\n")).unwrap();
+        assert!(config(args()).unwrap().admin.is_none(), "off when asked");
+        std::fs::write(&file, format!("{base}admin-listen = \"nonsense\"\n")).unwrap();
+        assert!(
+            config(args())
+                .unwrap_err()
+                .to_string()
+                .contains("--admin-listen")
+        );
         std::fs::write(&file, format!("{base}admin-listen = \"0.0.0.0:9180\"\n")).unwrap();
         let err = config(args()).unwrap_err();
         assert!(err.to_string().contains("without a token"), "{err}");
@@ -508,6 +537,7 @@ mod tests {
         .unwrap();
         let admin = config(args()).unwrap().admin.unwrap();
         assert_eq!(admin.token.as_deref(), Some("s3cret"));
+        assert!(admin.explicit);
         std::fs::write(&file, format!("{base}admin-listen = \"127.0.0.1:9180\"\n")).unwrap();
         assert!(config(args()).unwrap().admin.unwrap().token.is_none());
     }

@@ -21,7 +21,7 @@ use quorra_client::wire::ALPN_PEER;
 use quorra_gossip::{Config as GossipConfig, Gossiper, settings_hash};
 use quorra_ring::{Member, NodeId, Ring, RingConfig};
 use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::driver::{Driver, DriverParts};
 use super::tls::server_config;
@@ -323,7 +323,18 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     let admin_listener = match &config.admin {
         Some(admin) => {
             admin.check().map_err(DaemonError::Config)?;
-            Some(bind_tcp(admin.listen).await?)
+            match bind_tcp(admin.listen).await {
+                Ok(listener) => Some(listener),
+                Err(e) if !admin.explicit => {
+                    warn!(
+                        error = %e,
+                        "no admin port: the default one is taken (another node on this host?); \
+                         choose one with --admin-listen ADDR, or turn it off with --admin-listen off"
+                    );
+                    None
+                }
+                Err(e) => return Err(e),
+            }
         }
         None => None,
     };
