@@ -7,9 +7,10 @@
 //! ([`super::snapshot`]) and cost nothing between scrapes. Only what no
 //! one counts otherwise is recorded here, on the hot path, in the official
 //! Prometheus client's types (atomics and one uncontended lock per
-//! histogram observation). A node started without `--admin-listen` has no
-//! [`Metrics`] and records nothing: that is the "metrics off" the cost
-//! figures compare against.
+//! histogram observation). A node without an admin port
+//! (`--admin-listen off`, or its default port taken) has no [`Metrics`]
+//! and records nothing: that is the "metrics off" the cost figures compare
+//! against.
 //!
 //! Labels take values from fixed sets only (operation, consistency level,
 //! outcome, source, RESP command kind), so the number of series is
