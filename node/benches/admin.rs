@@ -1,6 +1,5 @@
 //! What one `/metrics` scrape costs on a large node: 1,024 partitions, 64
-//! members (63 peers, each with a phi, a heartbeat age, a QUIC path and
-//! hints held for it), every request and RESP family populated. Timed:
+//! members (63 peers, each with a phi, a heartbeat age and a QUIC path), every request and RESP family populated. Timed:
 //! the readiness check over every partition (what the driver computes
 //! per scrape besides copying its counters) and the encoding of the whole
 //! page; printed: the page's size and the time's percentiles.
@@ -20,7 +19,7 @@ use quorra_client::{Consistency, Level, Request, RequestError, Response};
 use quorra_node::admin::Metrics;
 use quorra_node::admin::metrics::{RequestKind, Source};
 use quorra_node::admin::ready::readiness;
-use quorra_node::admin::snapshot::{PeerView, Process, Snapshot};
+use quorra_node::admin::snapshot::{Process, Snapshot};
 use quorra_node::runtime::transport::PeerPath;
 use quorra_ring::{Member, NodeId, Ring, RingConfig, Token};
 
@@ -135,18 +134,6 @@ fn snapshot(members: u64) -> Snapshot {
                 .collect(),
             ..ClusterStatus::default()
         },
-        hints: peers
-            .clone()
-            .map(|p| (NodeId(p), 10, 10_000, Duration::from_secs(5)))
-            .collect(),
-        peers: peers
-            .clone()
-            .map(|p| PeerView {
-                peer: NodeId(p),
-                phi: 0.5,
-                heartbeat_age: Some(0.7),
-            })
-            .collect(),
         paths: peers
             .map(|p| PeerPath {
                 peer: NodeId(p),

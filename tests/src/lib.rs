@@ -98,6 +98,23 @@ pub fn make_tls(dir: &Path) {
     issue(dir, "client", Role::Client).expect("client certificate");
 }
 
+/// Runs `session` on a blocking Redis connection to `addr` (the RESP
+/// port of a node), off the test's runtime.
+pub async fn resp_session(
+    addr: SocketAddr,
+    session: impl FnOnce(&mut redis::Connection) + Send + 'static,
+) {
+    tokio::task::spawn_blocking(move || {
+        let mut connection = redis::Client::open(format!("redis://{addr}/"))
+            .expect("a Redis URL")
+            .get_connection()
+            .expect("a RESP connection");
+        session(&mut connection);
+    })
+    .await
+    .expect("the RESP session");
+}
+
 /// The last `lines` lines of a log file (for failure messages).
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -116,28 +116,20 @@ async fn metrics_health_and_readiness_follow_a_cluster_through_failures() {
         client.get(format!("k{i}"), Consistency::ONE).await.unwrap();
     }
     let resp = cluster.nodes[0].resp;
-    tokio::task::spawn_blocking(move || {
-        let mut c = redis::Client::open(format!("redis://{resp}/"))
-            .unwrap()
-            .get_connection()
-            .unwrap();
+    quorra_e2e::resp_session(resp, |c| {
         for i in 0..20 {
             let _: () = redis::cmd("SET")
                 .arg(format!("r{i}"))
                 .arg("x")
-                .query(&mut c)
+                .query(c)
                 .unwrap();
-            let _: Option<String> = redis::cmd("GET")
-                .arg(format!("r{i}"))
-                .query(&mut c)
-                .unwrap();
+            let _: Option<String> = redis::cmd("GET").arg(format!("r{i}")).query(c).unwrap();
         }
-        let _: redis::RedisResult<()> = redis::cmd("NOSUCHCOMMAND").query(&mut c);
+        let _: redis::RedisResult<()> = redis::cmd("NOSUCHCOMMAND").query(c);
     })
-    .await
-    .unwrap();
+    .await;
 
-    let scrapes: Vec<Scrape> = futures_all(&admins).await;
+    let scrapes: Vec<Scrape> = scrape_all(&admins).await;
     for (i, s) in scrapes.iter().enumerate() {
         // A labelled family shows once it has a series: the request and
         // RESP families on the nodes that served some (node 1 served both).
@@ -263,7 +255,7 @@ async fn metrics_health_and_readiness_follow_a_cluster_through_failures() {
             .await
             .unwrap();
     }
-    let held: f64 = futures_all(&admins[..3])
+    let held: f64 = scrape_all(&admins[..3])
         .await
         .iter()
         .map(|s| s.sum("quorra_hints_held", &[]))
@@ -309,7 +301,7 @@ async fn metrics_health_and_readiness_follow_a_cluster_through_failures() {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let scrapes = futures_all(&admins).await;
+        let scrapes = scrape_all(&admins).await;
         let held: f64 = scrapes
             .iter()
             .map(|s| s.sum("quorra_hints_held", &[]))
@@ -329,7 +321,7 @@ async fn metrics_health_and_readiness_follow_a_cluster_through_failures() {
     }
 }
 
-async fn futures_all(admins: &[SocketAddr]) -> Vec<Scrape> {
+async fn scrape_all(admins: &[SocketAddr]) -> Vec<Scrape> {
     let mut out = Vec::new();
     for &a in admins {
         out.push(scrape(a).await);

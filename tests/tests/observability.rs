@@ -326,15 +326,10 @@ async fn the_shipped_alert_rules_and_dashboard_use_only_metrics_a_node_serves() 
         .await
         .unwrap();
     let resp = cluster.nodes[0].resp;
-    tokio::task::spawn_blocking(move || {
-        let mut c = redis::Client::open(format!("redis://{resp}/"))
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        let _: () = redis::cmd("SET").arg("r").arg("x").query(&mut c).unwrap();
+    quorra_e2e::resp_session(resp, |c| {
+        let _: () = redis::cmd("SET").arg("r").arg("x").query(c).unwrap();
     })
-    .await
-    .unwrap();
+    .await;
     let served = http::get(cluster.nodes[0].admin, "/metrics", None)
         .await
         .unwrap();

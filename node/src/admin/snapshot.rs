@@ -10,44 +10,26 @@
 //! keys or partitions (1,024 partitions would be 1,024 series each).
 
 use std::path::Path;
-use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 use quorra_client::protocol::ClusterStatus;
-use quorra_ring::NodeId;
 
 use crate::core::Stats;
 use crate::runtime::transport::PeerPath;
 
-/// One peer as the failure detector sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct PeerView {
-    /// The peer.
-    pub peer: NodeId,
-    /// Its suspicion level now.
-    pub phi: f64,
-    /// Age of its freshest heartbeat, seconds (`None`: none heard yet).
-    pub heartbeat_age: Option<f64>,
-}
-
 /// The node at one instant, for `/metrics`.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    /// What `quorra status` shows (members, anti-entropy, storage, moves).
+    /// What `quorra status` shows (members with their phi and heartbeat
+    /// age, hints, anti-entropy, storage, moves).
     pub status: ClusterStatus,
     /// The core's counters.
     pub stats: Stats,
-    /// Hints held per owner: (owner, count, bytes, held for).
-    pub hints: Vec<(NodeId, u64, u64, Duration)>,
-    /// Every other member as the failure detector sees it.
-    pub peers: Vec<PeerView>,
     /// The QUIC path to every connected peer.
     pub paths: Vec<PeerPath>,
-    /// The longest a replicated partition went without a good exchange.
-    pub ae_oldest_sync: Option<Duration>,
     /// Keys in the partitions whose Merkle trees are built.
     pub tree_keys: u64,
     /// Writes applied to the store but not yet flushed.
@@ -82,10 +64,7 @@ struct Out<'a, 'b> {
 
 impl Out<'_, '_> {
     fn counter(&mut self, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
-        let mut m = self
-            .enc
-            .encode_descriptor(name, help, None, MetricType::Counter)?;
-        m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&value, None)
+        self.counter_in(name, help, None, value)
     }
 
     fn counter_unit(
@@ -95,9 +74,19 @@ impl Out<'_, '_> {
         unit: Unit,
         value: u64,
     ) -> Result<(), std::fmt::Error> {
+        self.counter_in(name, help, Some(unit), value)
+    }
+
+    fn counter_in(
+        &mut self,
+        name: &str,
+        help: &str,
+        unit: Option<Unit>,
+        value: impl prometheus_client::encoding::EncodeCounterValue,
+    ) -> Result<(), std::fmt::Error> {
         let mut m = self
             .enc
-            .encode_descriptor(name, help, Some(&unit), MetricType::Counter)?;
+            .encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
         m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&value, None)
     }
 
@@ -147,8 +136,8 @@ impl Out<'_, '_> {
     }
 }
 
-fn peer_label(id: NodeId) -> [(&'static str, String); 1] {
-    [("peer", id.0.to_string())]
+fn peer_label(id: u64) -> [(&'static str, String); 1] {
+    [("peer", id.to_string())]
 }
 
 impl Collector for Snapshot {
@@ -240,10 +229,7 @@ impl Collector for Snapshot {
         )?;
 
         // Hints.
-        let (count, bytes) = self
-            .hints
-            .iter()
-            .fold((0, 0), |(c, b), h| (c + h.1, b + h.2));
+        let (count, bytes) = (st.hints.held, st.hints.bytes);
         o.gauge(
             "hints_held",
             "Hints held here for other nodes",
@@ -256,12 +242,12 @@ impl Collector for Snapshot {
             Some(Unit::Bytes),
             bytes as f64,
         )?;
-        let oldest = self.hints.iter().map(|h| h.3).max().unwrap_or_default();
+        let oldest = st.hints.oldest_age_secs;
         o.gauge(
             "hints_oldest_age",
             "How long this node has held hints for an owner without a break (the longest over owners; an upper bound on the oldest hint's age)",
             Some(Unit::Seconds),
-            oldest.as_secs_f64(),
+            oldest as f64,
         )?;
         o.counter("hints_stored", "Hints stored here", s.hints_stored)?;
         o.counter(
@@ -331,7 +317,7 @@ impl Collector for Snapshot {
             "anti_entropy_oldest_sync_age",
             "The longest any partition this node replicates has gone without an exchange that ended in sync or repaired (since start)",
             Some(Unit::Seconds),
-            self.ae_oldest_sync.unwrap_or_default().as_secs_f64(),
+            st.anti_entropy_oldest_sync_secs as f64,
         )?;
 
         // Membership and gossip.
@@ -352,21 +338,22 @@ impl Collector for Snapshot {
             None,
             &states,
         )?;
-        let phi: Vec<_> = self
-            .peers
+        // The peers: every member but this node and those gone for good.
+        let peers: Vec<_> = st
+            .members
             .iter()
-            .map(|p| (peer_label(p.peer), p.phi))
+            .filter(|m| m.id != st.node && m.state != "left" && m.state != "removed")
             .collect();
+        let phi: Vec<_> = peers.iter().map(|m| (peer_label(m.id), m.phi)).collect();
         o.gauges(
             "peer_phi",
             "The failure detector's suspicion of each peer (phi)",
             None,
             &phi,
         )?;
-        let ages: Vec<_> = self
-            .peers
+        let ages: Vec<_> = peers
             .iter()
-            .filter_map(|p| Some((peer_label(p.peer), p.heartbeat_age?)))
+            .filter_map(|m| Some((peer_label(m.id), m.heartbeat_age_secs?)))
             .collect();
         o.gauges(
             "peer_heartbeat_age",
@@ -468,7 +455,7 @@ impl Collector for Snapshot {
         let rtt: Vec<_> = self
             .paths
             .iter()
-            .map(|p| (peer_label(p.peer), p.rtt.as_secs_f64()))
+            .map(|p| (peer_label(p.peer.0), p.rtt.as_secs_f64()))
             .collect();
         o.gauges(
             "quic_rtt",
@@ -479,7 +466,7 @@ impl Collector for Snapshot {
         let lost: Vec<_> = self
             .paths
             .iter()
-            .map(|p| (peer_label(p.peer), p.lost_packets))
+            .map(|p| (peer_label(p.peer.0), p.lost_packets))
             .collect();
         o.counters(
             "quic_lost_packets",
@@ -489,7 +476,7 @@ impl Collector for Snapshot {
         let sent: Vec<_> = self
             .paths
             .iter()
-            .map(|p| (peer_label(p.peer), p.sent_packets))
+            .map(|p| (peer_label(p.peer.0), p.sent_packets))
             .collect();
         o.counters(
             "quic_sent_packets",
@@ -668,15 +655,11 @@ fn boot_time() -> Option<f64> {
 impl Collector for Process {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut o = Out { enc: &mut encoder };
-        let mut m = o.enc.encode_descriptor(
+        o.counter_in(
             "process_cpu",
             "User and system CPU time spent",
-            Some(&Unit::Seconds),
-            MetricType::Counter,
-        )?;
-        m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
-            &self.cpu_seconds,
-            None,
+            Some(Unit::Seconds),
+            self.cpu_seconds,
         )?;
         o.gauge(
             "process_resident_memory",

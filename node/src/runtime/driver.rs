@@ -42,7 +42,7 @@ use super::transport::{Input, PeerFrame, ReplyTo, Transport};
 use crate::admin::metrics::{RequestKind, Source};
 use crate::admin::query::{RingMember, RingView};
 use crate::admin::ready::{Readiness, readiness};
-use crate::admin::snapshot::{PeerView, Snapshot};
+use crate::admin::snapshot::Snapshot;
 use crate::admin::{Answer, Metrics, Query};
 use crate::core::{ClientTag, Node, Stats};
 use crate::membership::{LEAVE_STEP, Membership};
@@ -415,27 +415,14 @@ impl Driver {
 
     fn snapshot(&self) -> Snapshot {
         use std::sync::atomic::Ordering::Relaxed;
-        let now = self.now();
-        let me = self.membership.identity().node;
-        let gossip = self.membership.gossip();
+        let stats = self.stats();
         let ready = self.readiness();
         let counters = self.transport.counters();
         let store = self.node.store();
         Snapshot {
-            status: self.status(),
-            stats: self.stats(),
-            hints: self.node.hints_by_owner(now),
-            peers: gossip
-                .entries()
-                .filter(|e| e.id != me && !e.info.status.gone())
-                .map(|e| PeerView {
-                    peer: e.id,
-                    phi: gossip.phi(e.id, now),
-                    heartbeat_age: gossip.heartbeat_age(e.id, now),
-                })
-                .collect(),
+            status: self.status_with(&stats),
+            stats,
             paths: self.transport.peer_paths(),
-            ae_oldest_sync: self.node.anti_entropy_oldest_sync(now),
             tree_keys: self.node.tree_keys(),
             unflushed: store.applied_lsn().saturating_sub(store.durable_lsn()),
             in_flight: self.node.requests_in_flight() as u64,
@@ -614,6 +601,11 @@ impl Driver {
     }
 
     fn status(&self) -> ClusterStatus {
+        self.status_with(&self.stats())
+    }
+
+    /// [`Driver::status`] with the counters already taken.
+    fn status_with(&self, stats: &Stats) -> ClusterStatus {
         use std::sync::atomic::Ordering::Relaxed;
         let now = self.now();
         let counters = self.transport.counters();
@@ -648,7 +640,6 @@ impl Driver {
             gossip_datagrams: counters.datagrams.load(Relaxed),
             gossip_streamed: counters.streamed.load(Relaxed),
             anti_entropy: {
-                let stats = &self.stats();
                 let (trees, running) = self.node.anti_entropy_usage();
                 AntiEntropyStatus {
                     enabled: self.node.options().anti_entropy,
@@ -663,9 +654,8 @@ impl Driver {
                 }
             },
             storage: self.watch.status(self.engine.name(), Instant::now()),
-            moves: self.moves_status(),
+            moves: self.moves_status(stats),
             hints: {
-                let stats = &self.stats();
                 let held = self.node.hints_by_owner(now);
                 HintsStatus {
                     held: held.iter().map(|h| h.1).sum(),
@@ -684,7 +674,7 @@ impl Driver {
     }
 
     /// The layouts as this node sees them and what it pulls.
-    fn moves_status(&self) -> MovesStatus {
+    fn moves_status(&self, stats: &Stats) -> MovesStatus {
         let placement = self.node.placement();
         let moving = placement
             .read_ring()
@@ -692,7 +682,6 @@ impl Driver {
             .iter()
             .filter(|&p| placement.moving(p))
             .count() as u32;
-        let stats = &self.stats();
         let now = self.now();
         let gains = self.node.transfers();
         let (keys_per_sec, eta) = self.node.transfers_progress(now);
