@@ -102,6 +102,29 @@ pub enum Outcome {
     Unknown,
 }
 
+impl Outcome {
+    /// The outcome of a successful reply; `values` are kept only if
+    /// `keep_values` (the values of counters and RESP keys are envelopes
+    /// no put wrote: their checks read the final state instead).
+    pub fn from_response(response: quorra_client::Response, keep_values: bool) -> Self {
+        Outcome::Ok {
+            values: if keep_values {
+                response.values
+            } else {
+                Vec::new()
+            },
+            fallback: response.receipt.used_fallback(),
+            answered: response
+                .receipt
+                .answered
+                .iter()
+                .map(|a| (a.node, a.fallback_for))
+                .collect(),
+            answer: response.answer,
+        }
+    }
+}
+
 /// One client operation.
 #[derive(Clone, Debug)]
 pub struct Record {

@@ -24,6 +24,8 @@
 //! - [`runner`]: the safety phase, the liveness phase, the checks.
 //! - [`check`]: durability, no resurrection, causality, read-your-writes,
 //!   counters (safety) and convergence (liveness), each its own module.
+//! - [`chaos`]: the same workload and checks against real `quorra node`
+//!   processes in network namespaces, under real packet and process faults.
 //! - [`trace`]: a fingerprint of every event, to catch hidden
 //!   nondeterminism by running a seed twice.
 //!
@@ -31,6 +33,7 @@
 //! not simulated (as the quinn and madsim experience advises).
 
 pub mod changes;
+pub mod chaos;
 pub mod check;
 pub mod clock;
 pub mod faults;

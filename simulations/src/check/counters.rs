@@ -140,3 +140,131 @@ pub fn check(history: &History, fin: &FinalState, counter_keys: &[usize]) -> Vec
     }
     out
 }
+
+/// The counter check where no updater log exists (real processes, see
+/// [`crate::chaos`]): which coordination wrote which total is not known
+/// there, so only the bounds can be checked: the final count is at least
+/// the acknowledged increments that are owed ([`History::owed`]) and at
+/// most every increment sent (acknowledged, failed or unanswered, since
+/// any of those may have taken effect), and nothing decremented it. A lost
+/// acknowledged increment hides behind an unacknowledged one that took
+/// effect; a double count behind one that did not. The exact check above
+/// finds both.
+pub fn check_bounds(history: &History, fin: &FinalState, counter_keys: &[usize]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for &key in counter_keys {
+        let sent = history.on_key(key).filter(|r| r.kind == Kind::Incr).count() as i64;
+        let owed = history
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| r.key == key && r.kind == Kind::Incr && history.owed(*i))
+            .count() as i64;
+        let values: Vec<Bytes> = fin.values(key).into_iter().collect();
+        let counter = match visible(&values, 0).map(|s| s.data) {
+            None => PnCounter::default(),
+            Some(Data::Counter(c)) => c,
+            Some(Data::Str(s)) => {
+                out.push(Violation {
+                    check: Check::Counters,
+                    key: Some(key),
+                    record: None,
+                    detail: format!("the counter holds the string {s:?}"),
+                });
+                continue;
+            }
+        };
+        let value = counter.value().unwrap_or(i64::MAX);
+        if value < owed || value > sent || !counter.decs.is_empty() {
+            out.push(Violation {
+                check: Check::Counters,
+                key: Some(key),
+                record: None,
+                detail: format!(
+                    "the counter reads {value}, but {owed} acknowledged increments are owed \
+                     and {sent} were sent (decrements: {:?})",
+                    counter.decs
+                ),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use quorra_client::Consistency;
+    use quorra_node::resp::value::Hlc;
+    use quorra_node::version::{Actor, Object, Sibling, VersionVector};
+    use quorra_ring::NodeId;
+
+    use super::*;
+    use crate::history::{Outcome, Record};
+
+    /// A history of `acked` acknowledged and `lost` unanswered increments
+    /// of key 0, and a final state where the counter reads `reads`.
+    fn case(acked: usize, lost: usize, reads: u64) -> Vec<Violation> {
+        let record = |tag, outcome| Record {
+            tag,
+            client: 0,
+            key: 0,
+            kind: Kind::Incr,
+            consistency: Consistency::QUORUM,
+            node: 1,
+            invoked: Duration::ZERO,
+            completed: Duration::ZERO,
+            outcome,
+        };
+        let ok = || Outcome::Ok {
+            values: Vec::new(),
+            fallback: false,
+            answered: vec![(1, None)],
+            answer: None,
+        };
+        let mut history = History::default();
+        for t in 0..acked {
+            history.records.push(record(t as u64, ok()));
+        }
+        for t in 0..lost {
+            history
+                .records
+                .push(record((acked + t) as u64, Outcome::Unknown));
+        }
+        let mut counter = PnCounter::default();
+        counter.incs.insert((1, 1), reads);
+        let stored = Stored {
+            data: Data::Counter(counter),
+            stamp: Hlc {
+                wall_ms: 1,
+                logical: 0,
+                node: 1,
+            },
+            expires_at_ms: None,
+        };
+        let mut object = Object::new();
+        object
+            .update(
+                &VersionVector::default(),
+                Actor::new(NodeId(1), 1),
+                Sibling::Value(stored.encode()),
+            )
+            .expect("a dot");
+        let fin = FinalState {
+            replicas: [(0, vec![(NodeId(1), Some(object))])].into(),
+            hints_left: Vec::new(),
+        };
+        check_bounds(&history, &fin, &[0])
+    }
+
+    #[test]
+    fn the_bounds_hold_between_the_acknowledged_and_the_sent() {
+        assert!(case(3, 2, 3).is_empty());
+        assert!(case(3, 2, 5).is_empty());
+        let lost = case(3, 2, 2);
+        assert_eq!(lost.len(), 1, "a lost acknowledged increment: {lost:?}");
+        let twice = case(3, 2, 6);
+        assert_eq!(twice.len(), 1, "more than were sent: {twice:?}");
+    }
+}

@@ -88,6 +88,30 @@ pub fn key_name(k: usize) -> Bytes {
     Bytes::from(format!("k{k}"))
 }
 
+/// A consistency level for one operation, for `n` replicas: mostly
+/// `quorum`, often `one`, `two` or `all`, sometimes R and W drawn apart,
+/// one in twenty also requiring a primary. The real-process harness
+/// ([`crate::chaos`]) draws from the same mix.
+pub fn draw_consistency<R: rand::Rng + ?Sized>(rng: &mut R, n: u8) -> Consistency {
+    let mut c = match rng.random_range(0..20) {
+        0..=9 => Consistency::QUORUM,
+        10..=12 => Consistency::ONE,
+        13..=14 => Consistency::TWO,
+        15..=16 => Consistency::ALL,
+        _ => Consistency {
+            read: Level::Exactly(rng.random_range(1..=n)),
+            write: Level::Exactly(rng.random_range(1..=n)),
+            primary_reads: 0,
+            primary_writes: 0,
+        },
+    };
+    if rng.random_range(0..20) == 0 {
+        c.primary_reads = 1;
+        c.primary_writes = 1;
+    }
+    c
+}
+
 impl Workload {
     /// Clients for `sim`'s parameters; nothing issued yet.
     pub fn new(sim: &Sim) -> Self {
@@ -169,27 +193,6 @@ impl Workload {
         tags.len()
     }
 
-    fn consistency(sim: &mut Sim) -> Consistency {
-        let n = sim.params.replicas as u8;
-        let mut c = match sim.rng.random_range(0..20) {
-            0..=9 => Consistency::QUORUM,
-            10..=12 => Consistency::ONE,
-            13..=14 => Consistency::TWO,
-            15..=16 => Consistency::ALL,
-            _ => Consistency {
-                read: Level::Exactly(sim.rng.random_range(1..=n)),
-                write: Level::Exactly(sim.rng.random_range(1..=n)),
-                primary_reads: 0,
-                primary_writes: 0,
-            },
-        };
-        if sim.rng.random_range(0..20) == 0 {
-            c.primary_reads = 1;
-            c.primary_writes = 1;
-        }
-        c
-    }
-
     /// A client's timer: issue its next operation, or give up on one.
     pub fn on_wake(&mut self, sim: &mut Sim, client: usize, timeout_of: Option<ClientTag>) {
         if let Some(tag) = timeout_of {
@@ -202,7 +205,7 @@ impl Workload {
             return;
         }
         self.issued += 1;
-        let consistency = Self::consistency(sim);
+        let consistency = draw_consistency(&mut sim.rng, sim.params.replicas as u8);
         let roll: u32 = sim.rng.random_range(0..10);
         if roll == 0 {
             let key = self.keys + sim.rng.random_range(0..COUNTER_KEYS);
@@ -360,20 +363,9 @@ impl Workload {
                     *at_ms = sim.nodes[flight.node].local(sim.now).as_millis() as u64;
                     *shown = quorra_node::resp::update::visible(&response.values, *at_ms);
                 }
-                Outcome::Ok {
-                    // The values of counters and RESP keys are envelopes no
-                    // put wrote; their checks read the final state and the
-                    // updater's log instead.
-                    values: if sdk { response.values } else { Vec::new() },
-                    fallback: response.receipt.used_fallback(),
-                    answered: response
-                        .receipt
-                        .answered
-                        .iter()
-                        .map(|a| (a.node, a.fallback_for))
-                        .collect(),
-                    answer: response.answer,
-                }
+                // The RESP checks read the final state and the updater's
+                // log instead of the values.
+                Outcome::from_response(response, sdk)
             }
             Err(e) => Outcome::Failed(e.to_string()),
         };

@@ -1,0 +1,344 @@
+//! Real `quorra node` processes, one per namespace of [`Net`], and the
+//! process faults: `SIGKILL`, `SIGSTOP`/`SIGCONT`, `SIGTERM`, a wiped data
+//! directory, restarts.
+//!
+//! Every node listens on its namespace's address (QUIC on
+//! [`NODE_PORT`], RESP on [`RESP_PORT`] with [`RESP_PASSWORD`]), seeded with node 1, with a
+//! one-second request timeout and anti-entropy every
+//! [`ANTI_ENTROPY_SECS`] seconds, so a run settles in seconds rather than
+//! the default 30 s interval; everything else is the default, fsync on
+//! every write included. Signals go through `kill(1)`: `ip netns exec`
+//! execs the node in place, so the child's pid is the node's.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use quorra_client::{Client, ClientConfig, TlsFiles};
+use quorra_node::runtime::certs::{Role, init, issue};
+
+use super::net::Net;
+
+/// The nodes' QUIC port (each in its own namespace).
+pub const NODE_PORT: u16 = 7000;
+/// The nodes' RESP port.
+pub const RESP_PORT: u16 = 6379;
+/// The RESP port's password (required off loopback).
+pub const RESP_PASSWORD: &str = "quorra-chaos";
+/// Anti-entropy interval of the nodes, seconds.
+pub const ANTI_ENTROPY_SECS: u64 = 2;
+
+/// How long a node may take to start and report itself normal.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the cluster could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Setting up files or processes failed.
+    #[error("{0}")]
+    Setup(String),
+    /// A node did not become ready; its log's end.
+    #[error("node {id} not ready within {READY_TIMEOUT:?}; its log ends:\n{log}")]
+    NotReady {
+        /// The node.
+        id: u64,
+        /// Its log's last lines.
+        log: String,
+    },
+}
+
+/// One node process.
+pub struct Proc {
+    /// Node id (index + 1).
+    pub id: u64,
+    /// Its QUIC address.
+    pub addr: SocketAddr,
+    /// Its data directory.
+    pub data: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+    args: Vec<String>,
+    restart_args: Vec<String>,
+    started: bool,
+    namespace: String,
+    child: Option<Child>,
+    paused: bool,
+}
+
+/// The nodes of a run.
+pub struct Cluster {
+    /// The namespaces they run in.
+    pub net: Net,
+    /// Where certificates, data and logs are.
+    pub dir: PathBuf,
+    /// The nodes, by index.
+    pub nodes: Vec<Proc>,
+    bin: PathBuf,
+}
+
+impl Cluster {
+    /// Makes certificates and starts `net`'s nodes from `bin`, node 1
+    /// first, each waited for, so every node chooses its tokens against
+    /// the ring of those before it.
+    pub async fn start(
+        net: Net,
+        dir: &Path,
+        bin: &Path,
+        nodes: usize,
+    ) -> Result<Self, ClusterError> {
+        let tls = dir.join("tls");
+        let setup = |e: &dyn std::fmt::Display| ClusterError::Setup(e.to_string());
+        init(&tls).map_err(|e| setup(&e))?;
+        issue(&tls, "node", Role::Node).map_err(|e| setup(&e))?;
+        issue(&tls, "client", Role::Client).map_err(|e| setup(&e))?;
+        let seed = SocketAddr::from((net.addr(0), NODE_PORT));
+        let everyone: Vec<String> = (0..nodes)
+            .map(|i| SocketAddr::from((net.addr(i), NODE_PORT)).to_string())
+            .collect();
+        let procs = (0..nodes)
+            .map(|i| {
+                let id = i as u64 + 1;
+                let ip = net.addr(i);
+                let data = dir.join(format!("node{id}"));
+                let mut args: Vec<String> = [
+                    "node",
+                    "--listen",
+                    &SocketAddr::from((ip, NODE_PORT)).to_string(),
+                    "--data-dir",
+                    &data.display().to_string(),
+                    "--node-id",
+                    &id.to_string(),
+                    "--tls-dir",
+                    &tls.display().to_string(),
+                    "--request-timeout-ms",
+                    "1000",
+                    "--resp-listen",
+                    &SocketAddr::from((ip, RESP_PORT)).to_string(),
+                    "--resp-password",
+                    RESP_PASSWORD,
+                    "--admin-listen",
+                    "off",
+                    "--anti-entropy-interval-secs",
+                    &ANTI_ENTROPY_SECS.to_string(),
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                // A first start is seeded with node 1 (node 1 founds the
+                // cluster); a restart with every other node, as operators
+                // configure seeds: node 1 restarted without seeds after
+                // losing its disk would found a cluster of its own.
+                let mut restart_args = args.clone();
+                let others: Vec<&str> = (0..nodes)
+                    .filter(|&o| o != i)
+                    .map(|o| everyone[o].as_str())
+                    .collect();
+                restart_args.extend(["--seeds".to_string(), others.join(",")]);
+                if i > 0 {
+                    args.extend(["--seeds".to_string(), seed.to_string()]);
+                }
+                Proc {
+                    id,
+                    addr: SocketAddr::from((ip, NODE_PORT)),
+                    restart_args,
+                    data,
+                    log: dir.join(format!("node{id}.log")),
+                    args,
+                    started: false,
+                    namespace: net.namespace(i),
+                    child: None,
+                    paused: false,
+                }
+            })
+            .collect();
+        let mut cluster = Cluster {
+            net,
+            dir: dir.to_path_buf(),
+            nodes: procs,
+            bin: bin.to_path_buf(),
+        };
+        for i in 0..nodes {
+            cluster.spawn(i)?;
+            cluster.wait_ready(i).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// The TLS files of the harness's clients.
+    pub fn client_tls(&self) -> TlsFiles {
+        TlsFiles::in_dir(&self.dir.join("tls"), "client")
+    }
+
+    /// A client configuration with every node as a seed.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(
+            self.nodes.iter().map(|n| n.addr).collect(),
+            self.client_tls(),
+        )
+    }
+
+    /// Starts node `i`'s process (appending to its log).
+    pub fn spawn(&mut self, i: usize) -> Result<(), ClusterError> {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .map_err(|e| ClusterError::Setup(format!("{}: {e}", node.log.display())))?;
+        let args = if node.started {
+            &node.restart_args
+        } else {
+            &node.args
+        };
+        let child = Command::new("ip")
+            .args(["netns", "exec", &node.namespace])
+            .arg(&self.bin)
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("QUORRA_CHAOS_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| ClusterError::Setup(format!("starting node {}: {e}", node.id)))?;
+        node.child = Some(child);
+        node.started = true;
+        node.paused = false;
+        Ok(())
+    }
+
+    /// Waits until node `i` reports itself a normal member.
+    pub async fn wait_ready(&mut self, i: usize) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let (id, addr) = (self.nodes[i].id, self.nodes[i].addr);
+        let mut config = self.client_config();
+        config.seeds = vec![addr];
+        config.timeout = Duration::from_secs(2);
+        config.retries = 0;
+        while Instant::now() < deadline {
+            if !self.running(i) {
+                break;
+            }
+            if let Ok(client) = Client::connect(config.clone()).await {
+                let ready = client
+                    .status_of(addr)
+                    .await
+                    .is_ok_and(|s| s.members.iter().any(|m| m.id == id && m.state == "normal"));
+                client.close();
+                if ready {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(ClusterError::NotReady {
+            id,
+            log: self.log_tail(i, 20),
+        })
+    }
+
+    /// Whether node `i`'s process runs.
+    pub fn running(&mut self, i: usize) -> bool {
+        self.nodes[i]
+            .child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Node `i`s that exited although no fault stopped them, with their
+    /// exit status.
+    pub fn crashed(&mut self) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                out.push((node.id, status.to_string()));
+            }
+        }
+        out
+    }
+
+    fn signal(&self, i: usize, signal: &str) {
+        if let Some(child) = &self.nodes[i].child {
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+        }
+    }
+
+    /// `SIGKILL`: no flush, no goodbye.
+    pub fn kill9(&mut self, i: usize) {
+        if self.nodes[i].paused {
+            self.signal(i, "-CONT");
+        }
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.nodes[i].paused = false;
+    }
+
+    /// `SIGSTOP`.
+    pub fn pause(&mut self, i: usize) {
+        self.signal(i, "-STOP");
+        self.nodes[i].paused = true;
+    }
+
+    /// `SIGCONT`.
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, "-CONT");
+        self.nodes[i].paused = false;
+    }
+
+    /// `SIGKILL` and the data directory deleted.
+    pub fn wipe(&mut self, i: usize) -> Result<(), ClusterError> {
+        self.kill9(i);
+        match std::fs::remove_dir_all(&self.nodes[i].data) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ClusterError::Setup(format!(
+                "wiping {}: {e}",
+                self.nodes[i].data.display()
+            ))),
+        }
+    }
+
+    /// `SIGTERM` to every node, then waits (10 s at most, then `SIGKILL`).
+    pub fn stop_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused {
+                self.resume(i);
+            }
+            self.signal(i, "-TERM");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for i in 0..self.nodes.len() {
+            if let Some(mut child) = self.nodes[i].child.take() {
+                while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// The last `lines` lines of node `i`'s log.
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
