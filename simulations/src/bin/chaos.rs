@@ -180,20 +180,10 @@ fn print_failure(r: &Report, args: &Args, seed: u64) {
     for s in &r.stuck {
         println!("  liveness: {s}");
     }
-    for v in r.violations.iter().take(5) {
-        let key = v.key.map(|k| format!(" key k{k}")).unwrap_or_default();
-        println!("  violated {}:{key}: {}", v.check, v.detail);
-        if let Some(i) = v.record {
-            println!("  the operation: {}", r.history.records[i].describe());
-        }
-        if let Some(k) = v.key {
-            println!("  history of k{k} up to that operation (latest last):");
-            print!("{}", r.history.excerpt(k, 12, v.record));
-        }
-    }
-    if r.violations.len() > 5 {
-        println!("  ... and {} more violations", r.violations.len() - 5);
-    }
+    print!(
+        "{}",
+        quorra_simulations::check::describe_violations(&r.history, &r.violations)
+    );
     let nodes = args
         .nodes
         .map(|n| format!(" --nodes {n}"))

@@ -187,3 +187,32 @@ pub fn check_state(sim: &Sim, history: &History, fin: &FinalState) -> Vec<Violat
     v.extend(cleanup::check(sim));
     v
 }
+
+/// The report of the first five violations, each with the operation that
+/// shows it and the key's history up to it (what both harnesses print).
+pub fn describe_violations(history: &History, violations: &[Violation]) -> String {
+    let mut out = String::new();
+    for v in violations.iter().take(5) {
+        let key = v.key.map(|k| format!(" key k{k}")).unwrap_or_default();
+        out.push_str(&format!("  violated {}:{key}: {}\n", v.check, v.detail));
+        if let Some(i) = v.record {
+            out.push_str(&format!(
+                "  the operation: {}\n",
+                history.records[i].describe()
+            ));
+        }
+        if let Some(k) = v.key {
+            out.push_str(&format!(
+                "  history of k{k} up to that operation (latest last):\n"
+            ));
+            out.push_str(&history.excerpt(k, 12, v.record));
+        }
+    }
+    if violations.len() > 5 {
+        out.push_str(&format!(
+            "  ... and {} more violations\n",
+            violations.len() - 5
+        ));
+    }
+    out
+}
