@@ -19,9 +19,16 @@
 //! than half of the time (median 55% of node-time, one seed in ten above
 //! 87%, measured over 300 seeds), so most operations timed out and the
 //! run tested recovery from unavailability, not what a cluster that
-//! serves does under faults. Partitions, loss, duplication, tails and
-//! clock skew are not bounded: a minority of nodes can still be cut off
-//! from everything, and a partition can leave no side with a majority.
+//! serves does under faults. **One split at a time**, for the same reason:
+//! a symmetric partition (two random groups) starts only while no other
+//! is in force. Overlapping splits every 250 ms that last up to 8 s cut
+//! the network into pieces for good: heavy seed 57 (faults every 50 ms,
+//! splits up to 7.5 s) completed 7 of 2,000 operations in 505 s of
+//! simulated time, and a change that only moved its random draws (one
+//! more per node restart) made it go 300 s with none. One-way cuts of
+//! single links, loss, duplication, tails and clock skew are not bounded:
+//! a minority of nodes can still be cut off from everything, and a split
+//! can leave no side with a majority.
 
 use std::time::Duration;
 
@@ -119,7 +126,7 @@ impl Sim {
                     self.pause(i, self.now + pause);
                 }
             }
-            5..=6 => {
+            5..=6 if self.splits == 0 => {
                 let mut side = vec![false; n];
                 for s in side.iter_mut() {
                     *s = self.rng.random_bool(0.5);
@@ -133,7 +140,8 @@ impl Sim {
                     self.cut_links(links, until);
                 }
             }
-            0..=4 | 8 => {} // not now: too many nodes are down
+            // Not now: too many nodes are down, or a split is in force.
+            0..=6 | 8 => {}
             _ => {
                 let a = self.rng.random_range(0..n);
                 let b = self.rng.random_range(0..n);

@@ -134,6 +134,10 @@ pub struct Params {
     pub max_hint_bytes: u64,
     /// Key whose every change is printed (not drawn; changes no outcome).
     pub watch_key: Option<usize>,
+    /// Node 1 restarts without seeds, as it first started (not drawn;
+    /// scripted tests set it): after a lost disk it founds a cluster of its
+    /// own until gossip reaches it.
+    pub founder_restarts_seedless: bool,
     /// Membership changes injected in the safety phase (joins, leaves,
     /// removes of dead nodes; see [`crate::changes`]): at least one.
     pub changes: usize,
@@ -201,6 +205,7 @@ impl Params {
             tombstone_grace: ms(5_000),
             max_hint_bytes: 256 * 1024 * 1024,
             watch_key: overrides.watch_key,
+            founder_restarts_seedless: false,
             changes: 1,
             change_interval: Duration::ZERO,
         };

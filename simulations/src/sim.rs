@@ -281,6 +281,9 @@ pub struct Sim {
     pub ring: Ring,
     /// Directed links cut by partitions (with a count, partitions may overlap).
     cut: BTreeMap<(usize, usize), u32>,
+    /// Partitions of more than one link in force (the random faults start
+    /// a split only when none is, see [`crate::faults`]).
+    pub splits: usize,
     /// Whether loss, duplication and tails apply (off in the liveness phase).
     pub network_faults: bool,
     /// The determinism trace, if recording.
@@ -318,6 +321,7 @@ impl Sim {
             nodes: Vec::new(),
             ring: empty,
             cut: BTreeMap::new(),
+            splits: 0,
             network_faults: true,
             trace: record_trace.then(Trace::default),
             watch,
@@ -529,7 +533,11 @@ impl Sim {
             anti_entropy: self.params.anti_entropy,
             anti_entropy_interval: ANTI_ENTROPY_INTERVAL,
             max_hint_bytes: self.params.max_hint_bytes,
-            rng_seed: self.params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ node as u64,
+            // Each life of a node draws anew, as a restarted process does
+            // (its first incarnation on a lost disk among others).
+            rng_seed: self.params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ node as u64
+                ^ self.nodes[node].life.rotate_left(40),
             // The RESP gateway's updater, as the daemon gives every node
             // (pure, so simulated updates replay exactly), with a log.
             updater: Some(Arc::new(self.updater.clone())),
@@ -573,16 +581,18 @@ impl Sim {
         // Node 1 founds the cluster; the others join through the first
         // three that have not left (or died), and so does node 1 when it
         // restarts (after losing its disk, it must find the cluster again
-        // rather than found another).
-        let seeds: Vec<String> = if i == 0 && self.nodes[0].life == 0 {
-            Vec::new()
-        } else {
-            (0..self.nodes.len())
-                .filter(|&s| s != i && !self.nodes[s].departed)
-                .take(3)
-                .map(Self::address)
-                .collect()
-        };
+        // rather than found another), unless a test has it restart as it
+        // first started.
+        let seeds: Vec<String> =
+            if i == 0 && (self.nodes[0].life == 0 || self.params.founder_restarts_seedless) {
+                Vec::new()
+            } else {
+                (0..self.nodes.len())
+                    .filter(|&s| s != i && !self.nodes[s].departed)
+                    .take(3)
+                    .map(Self::address)
+                    .collect()
+            };
         let has_seeds = !seeds.is_empty();
         let mut gossip = Gossiper::new(
             own_entry(&identity, &Self::address(i), node.started_as()),
@@ -1028,6 +1038,9 @@ impl Sim {
             trace.transition(self.now, usize::MAX, "partition");
         }
         self.stats.partitions += 1;
+        if links.len() > 1 {
+            self.splits += 1;
+        }
         for &l in &links {
             *self.cut.entry(l).or_default() += 1;
         }
@@ -1036,6 +1049,9 @@ impl Sim {
 
     /// Restores links cut by one partition.
     pub fn heal(&mut self, links: Vec<(usize, usize)>) {
+        if links.len() > 1 {
+            self.splits = self.splits.saturating_sub(1);
+        }
         for l in links {
             if let Some(count) = self.cut.get_mut(&l) {
                 *count -= 1;
@@ -1050,6 +1066,7 @@ impl Sim {
     pub fn heal_everything(&mut self) {
         self.network_faults = false;
         self.cut.clear();
+        self.splits = 0;
         for i in 0..self.nodes.len() {
             if self.nodes[i].node.is_none() {
                 self.restart(i);

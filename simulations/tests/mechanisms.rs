@@ -355,3 +355,29 @@ fn a_context_from_before_a_purge_cannot_make_a_primary_reuse_a_dot() {
         ["a", "b", "c"]
     );
 }
+
+#[test]
+fn a_founder_restarted_seedless_on_a_lost_disk_issues_no_dot_of_its_earlier_life() {
+    // Node 1 founded the cluster; it loses its disk and is restarted as it
+    // first started, without seeds, cut off, so it founds a cluster of its
+    // own and acknowledges a write before gossip tells it of its earlier
+    // life. Had it issued dots from that life's incarnation again, the new
+    // write would carry the dot of the old one and replicas holding the
+    // old one would take it as already held.
+    let mut h = Harness::with(3, |p| p.founder_restarts_seedless = true);
+    ok(h.put(1, "k", "old", Context::empty(), Consistency::ALL));
+    h.isolate(1);
+    h.lose_disk(1);
+    h.restart(1);
+    h.run_for(Duration::from_secs(1));
+    ok(h.put(1, "k", "new", Context::empty(), Consistency::ONE));
+    // Healed, it takes its place back; anti-entropy and read repair merge.
+    h.heal();
+    h.settle_moves(Duration::from_secs(60));
+    h.run_for(Duration::from_secs(30));
+    assert_eq!(values(&ok(h.get(2, "k", Consistency::ALL))), ["new", "old"]);
+    for n in 1..=3 {
+        let stored = h.stored(n, "k").expect("every replica holds the key");
+        assert_eq!(stored.values().count(), 2, "node {n} holds {stored:?}");
+    }
+}

@@ -46,6 +46,22 @@ pub(super) fn persist_incarnation(store: &Store, incarnation: u32) -> Result<(),
     store.sync_all().map(|_| ())
 }
 
+/// The incarnation a node issues its first dots from when its store has
+/// none: drawn (from `rng_seed`, which the daemon takes from the operating
+/// system's entropy and the simulator from its seed and the node's life)
+/// in `1..2^31`, not 1. A node that lost its disk cannot know the
+/// incarnations of its earlier lives until gossip tells it (a founder
+/// restarted without seeds may coordinate writes before anyone does), and
+/// an incarnation run twice reissues dots, so replicas take a new write
+/// for one they already hold and drop it. Drawn, a new life collides with
+/// an earlier one with a chance of about its lives in 2^31, as Riak draws
+/// a fresh vnode id for the same reason. The upper half of the range stays
+/// free for [`Node::adopt_incarnation`] and exhausted epochs to move up.
+pub fn first_incarnation(rng_seed: u64, id: NodeId) -> u32 {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(rng_seed ^ id.0.rotate_left(29) ^ 0x1ca7);
+    rng.random_range(1..1u32 << 31)
+}
+
 /// A tag the driver attaches to a client request; the reply carries it back.
 pub type ClientTag = u64;
 
@@ -161,7 +177,7 @@ impl Node {
         }
         let previous = match store.get_meta(INCARNATION_KEY)? {
             Some(bytes) if bytes.len() == 4 => {
-                u32::from_be_bytes(bytes.try_into().expect("4 bytes"))
+                Some(u32::from_be_bytes(bytes.try_into().expect("4 bytes")))
             }
             Some(_) => {
                 return Err(NodeError::Storage(StorageError::Corrupt {
@@ -169,9 +185,16 @@ impl Node {
                     reason: "not 4 bytes".into(),
                 }));
             }
-            None => 0,
+            None => None,
         };
-        let incarnation = previous.wrapping_add(1);
+        // A store that never ran a node (a first start, or a lost disk)
+        // issues dots from a drawn incarnation but gossips generation 1, so
+        // that members who know an earlier life still win and the node
+        // takes its place back (membership's `REBIRTH_GAP`).
+        let (incarnation, started_as) = match previous {
+            Some(previous) => (previous.wrapping_add(1), previous.wrapping_add(1)),
+            None => (first_incarnation(options.rng_seed, id), 1),
+        };
         persist_incarnation(&store, incarnation)?;
         let hints = HintBook::load(&store)?;
         let tombstones = Tombstones::load(&store, now)?;
@@ -204,7 +227,7 @@ impl Node {
             options,
             store,
             incarnation,
-            started_as: incarnation,
+            started_as,
             peer_incarnations: BTreeMap::new(),
             peers_storage_failing: BTreeSet::new(),
             next_epoch: 1,
@@ -216,7 +239,9 @@ impl Node {
             read_turn: 0,
             // Ids are unique across incarnations, so a late reply to a
             // request of an earlier life never matches a new request.
-            next_id: (u64::from(incarnation) << 32) | 1,
+            // From the generation, not the drawn incarnation: request ids
+            // must grow from one life to the next (peers' `Dedup` floors).
+            next_id: (u64::from(started_as) << 32) | 1,
             outbox: VecDeque::new(),
             replies: VecDeque::new(),
             pending: VecDeque::new(),
@@ -249,19 +274,22 @@ impl Node {
         self.started_as
     }
 
-    /// Runs as `incarnation` from now on if it is above the current one
-    /// (persisted first): a node that lost its data learns from gossip the
-    /// generation of its earlier life and must never reuse its epochs.
+    /// Answers to gossip generation `incarnation` from now on, and issues
+    /// dots from it if it is above the current incarnation (persisted
+    /// first): a node that lost its data learns from gossip the generation
+    /// of its earlier life and must never reuse its epochs. One whose drawn
+    /// first incarnation ([`first_incarnation`]) is already above keeps it.
     pub fn adopt_incarnation(&mut self, incarnation: u32) -> Result<(), StorageError> {
-        if incarnation <= self.incarnation {
-            return Ok(());
+        if incarnation > self.incarnation {
+            persist_incarnation(&self.store, incarnation)?;
+            debug!(node = self.id.0, incarnation, "incarnation raised");
+            self.incarnation = incarnation;
+            self.next_epoch = 1;
         }
-        persist_incarnation(&self.store, incarnation)?;
-        debug!(node = self.id.0, incarnation, "incarnation raised");
-        self.incarnation = incarnation;
-        self.started_as = incarnation;
-        self.next_epoch = 1;
-        self.next_id = (u64::from(incarnation) << 32) | 1;
+        if incarnation > self.started_as {
+            self.started_as = incarnation;
+            self.next_id = (u64::from(incarnation) << 32) | 1;
+        }
         Ok(())
     }
 

@@ -398,6 +398,10 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         seeds: config.seeds.clone(),
         options: Options {
             updater: Some(Arc::new(RespUpdater)),
+            // Timer jitter, gossip peer choice and a first incarnation
+            // differ per process, even for a node restarted on an empty
+            // directory under the same id (see `core::node::first_incarnation`).
+            rng_seed: config.options.rng_seed ^ entropy(),
             ..config.options.clone()
         },
         gossip: config.gossip.clone(),
@@ -494,4 +498,14 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// 64 bits from the operating system's entropy: std seeds each
+/// `RandomState` from it (the node's only other source would be a new
+/// dependency for one number).
+fn entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }

@@ -5,7 +5,7 @@
 //! quorra-chaos --seed S              one schedule, printing every drawn parameter
 //! quorra-chaos --seeds A..B          schedules A to B inclusive, one after another
 //!     [--nodes N] [--duration SECS] [--nemesis all|network|process|none]
-//!     [--bin PATH] [--keep DIR]
+//!     [--bin PATH] [--keep DIR] [--plan-only]
 //! ```
 //!
 //! Needs root. Exit codes: 0 all passed, 1 the harness could not run, 2 bad
@@ -63,6 +63,9 @@ struct Args {
     /// a temporary directory, kept only when the schedule fails).
     #[arg(long)]
     keep: Option<PathBuf>,
+    /// Print the schedules and run nothing (needs no root).
+    #[arg(long)]
+    plan_only: bool,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -80,6 +83,25 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let (first, last) = match (args.seed, args.seeds) {
+        (Some(s), _) => (s, s),
+        (None, Some(r)) => r,
+        (None, None) => (1, 1),
+    };
+    let plan = |seed| {
+        Plan::draw(
+            seed,
+            args.nodes.map(|n| n as usize),
+            Duration::from_secs(args.duration),
+            args.nemesis,
+        )
+    };
+    if args.plan_only {
+        for seed in first..=last {
+            print!("{}", plan(seed).describe());
+        }
+        return ExitCode::SUCCESS;
+    }
     let bin = match args.bin.clone().or_else(sibling_quorra) {
         Some(b) if b.exists() => b,
         other => {
@@ -89,11 +111,6 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(EXIT_ERROR);
         }
-    };
-    let (first, last) = match (args.seed, args.seeds) {
-        (Some(s), _) => (s, s),
-        (None, Some(r)) => r,
-        (None, None) => (1, 1),
     };
     for gone in remove_stale() {
         println!("removed {gone}, left by an earlier harness");
@@ -113,12 +130,7 @@ fn main() -> ExitCode {
     let mut verdict = 0u8;
     let (mut ops, mut owed, mut faults) = (0usize, 0usize, 0usize);
     for seed in first..=last {
-        let plan = Plan::draw(
-            seed,
-            args.nodes.map(|n| n as usize),
-            Duration::from_secs(args.duration),
-            args.nemesis,
-        );
+        let plan = plan(seed);
         print!("{}", plan.describe());
         let (dir, temp) = match schedule_dir(args.keep.as_deref(), seed) {
             Ok(d) => d,

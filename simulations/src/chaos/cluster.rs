@@ -3,7 +3,7 @@
 //! directory, restarts.
 //!
 //! Every node listens on its namespace's address (QUIC on
-//! [`NODE_PORT`], RESP on [`RESP_PORT`] with [`RESP_PASSWORD`]), seeded with node 1, with a
+//! [`NODE_PORT`], RESP on [`RESP_PORT`] with [`RESP_PASSWORD`]), seeded with node 1 (restarts: see [`Cluster::start`]), with a
 //! one-second request timeout and anti-entropy every
 //! [`ANTI_ENTROPY_SECS`] seconds, so a run settles in seconds rather than
 //! the default 30 s interval; everything else is the default, fsync on
@@ -86,6 +86,7 @@ impl Cluster {
         dir: &Path,
         bin: &Path,
         nodes: usize,
+        founder_restarts_seedless: bool,
     ) -> Result<Self, ClusterError> {
         let tls = dir.join("tls");
         let setup = |e: &dyn std::fmt::Display| ClusterError::Setup(e.to_string());
@@ -127,14 +128,17 @@ impl Cluster {
                 .collect();
                 // A first start is seeded with node 1 (node 1 founds the
                 // cluster); a restart with every other node, as operators
-                // configure seeds: node 1 restarted without seeds after
-                // losing its disk would found a cluster of its own.
+                // configure seeds, except node 1's if the plan says it
+                // restarts as it first started (after losing its disk it
+                // then founds a cluster of its own for a while).
                 let mut restart_args = args.clone();
                 let others: Vec<&str> = (0..nodes)
                     .filter(|&o| o != i)
                     .map(|o| everyone[o].as_str())
                     .collect();
-                restart_args.extend(["--seeds".to_string(), others.join(",")]);
+                if i > 0 || !founder_restarts_seedless {
+                    restart_args.extend(["--seeds".to_string(), others.join(",")]);
+                }
                 if i > 0 {
                     args.extend(["--seeds".to_string(), seed.to_string()]);
                 }

@@ -119,6 +119,12 @@ pub struct Plan {
     pub duration: Duration,
     /// The faults, in start order, none overlapping.
     pub faults: Vec<Timed>,
+    /// Whether node 1, which founded the cluster, restarts as it first
+    /// started, without seeds (the operator reran the same command), rather
+    /// than with every other node as seeds. After a wipe it then founds a
+    /// cluster of its own on an empty disk until gossip reaches it, and
+    /// acknowledges writes meanwhile: they must not be lost either.
+    pub founder_restarts_seedless: bool,
 }
 
 /// Counter keys, incremented (the RESP gateway's `INCR` update) by one
@@ -156,6 +162,8 @@ impl Plan {
             faults.push(Timed { at, lasts, fault });
             at += lasts + ms(rng.random_range(1_000..=ms_of(GAP_MAX)));
         }
+        // Drawn last, so the draws above are those of earlier versions.
+        let founder_restarts_seedless = rng.random_bool(0.5);
         Plan {
             seed,
             nodes,
@@ -163,6 +171,7 @@ impl Plan {
             keys,
             duration,
             faults,
+            founder_restarts_seedless,
         }
     }
 
@@ -178,6 +187,11 @@ impl Plan {
             self.duration,
             self.faults.len()
         );
+        out.push_str(if self.founder_restarts_seedless {
+            "  node 1 restarts without seeds, as it first started\n"
+        } else {
+            "  node 1 restarts with every other node as seeds\n"
+        });
         for f in &self.faults {
             out.push_str(&format!(
                 "  at {:>6.1}s for {:>4.1}s: {}\n",
