@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target: see `quorra_fuzz::client_frame`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| quorra_fuzz::client_frame(data));
