@@ -61,7 +61,9 @@ fn anti_entropy_alone_converges_every_seed() {
 
 #[test]
 fn without_repair_mechanisms_the_checker_sees_divergence() {
-    let failing = (1..=10)
+    // 20 seeds: since heavy faults split the network once at a time,
+    // fewer writes miss replicas, and 4 of the first 10 (8 of 20) diverge.
+    let failing = (1..=20)
         .filter(|&seed| {
             let mut p = params(seed, FaultLevel::Heavy);
             p.read_repair = false;
@@ -81,6 +83,6 @@ fn without_repair_mechanisms_the_checker_sees_divergence() {
         .count();
     assert!(
         failing >= 5,
-        "only {failing} of 10 seeds failed to converge"
+        "only {failing} of 20 seeds failed to converge"
     );
 }
