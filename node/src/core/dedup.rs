@@ -6,8 +6,10 @@
 //! table pruned by age is not enough, because a paused node can receive a
 //! duplicate long after the original. Instead, per sender, ids above a
 //! floor are remembered exactly and ids at or below it are treated as seen.
-//! Request ids grow within a sender's incarnation and jump at every restart,
-//! so the floor only ever discards old ids. When more than [`WINDOW`] ids of
+//! Request ids grow within a sender's life and jump at every restart (they
+//! start from its gossip generation), so the floor only ever discards old
+//! ids; a sender restarted on an empty disk starts low again, and its
+//! forwards are refused until it takes its place back at a higher one. When more than [`WINDOW`] ids of
 //! one sender are remembered, the floor rises to the oldest; a first copy
 //! arriving below it afterwards is refused (the sender sees a timeout),
 //! never executed twice.

@@ -110,8 +110,11 @@ pub struct Node {
     pub(super) store: Store,
     commit: GroupCommit,
     pub(super) incarnation: u32,
-    /// The incarnation this process started as (its gossip generation;
-    /// `incarnation` may move on when epochs run out).
+    /// The gossip generation this process answers to (peers address
+    /// forwards to it; request ids start from it). Equal to `incarnation`
+    /// at a start on a used store; 1 on an empty one, whose incarnation is
+    /// drawn ([`first_incarnation`]); `incarnation` also moves on when
+    /// epochs run out.
     pub(super) started_as: u32,
     /// Peers' incarnations, as gossip tells them.
     pub(super) peer_incarnations: BTreeMap<NodeId, u32>,
@@ -161,9 +164,10 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Starts node `id` on `store`: bumps and persists its incarnation
-    /// (so that even a power loss keeps it, before anything else:
-    /// [`persist_incarnation`]), and loads the hint and tombstone
+    /// Starts node `id` on `store`: bumps its incarnation (draws one on an
+    /// empty store, [`first_incarnation`]) and persists it (so that even a
+    /// power loss keeps it, before anything else: [`persist_incarnation`]),
+    /// and loads the hint and tombstone
     /// bookkeeping from storage.
     pub fn new(
         id: NodeId,
@@ -268,8 +272,8 @@ impl Node {
         self.id
     }
 
-    /// The incarnation this process started as: its gossip generation,
-    /// to which peers address forwards.
+    /// The gossip generation this process answers to, to which peers
+    /// address forwards (not always the incarnation its dots carry).
     pub fn started_as(&self) -> u32 {
         self.started_as
     }

@@ -76,7 +76,9 @@ pub struct Options {
     pub transfer_retry: Duration,
     /// Group-commit mode: when writes are acknowledged relative to flushes.
     pub sync: SyncMode,
-    /// Seed of the node's RNG (timer jitter). Set it for reproducible runs.
+    /// Seed of the node's RNG (timer jitter, gossip peers, the first
+    /// incarnation of an empty store). The simulator sets it from its seed;
+    /// the daemon mixes in the operating system's entropy.
     pub rng_seed: u64,
     /// What [`quorra_client::Request::Update`]s mean (default none: updates
     /// are refused). The daemon sets the RESP gateway's.

@@ -413,7 +413,7 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         node = identity.node.0,
         cluster = %identity.cluster,
         %advertise,
-        incarnation = node.started_as(),
+        generation = node.started_as(),
         engine = config.engine.name(),
         sync = %config.options.sync,
         "node started"

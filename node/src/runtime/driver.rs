@@ -320,7 +320,7 @@ impl Driver {
         self.membership.start(&mut self.node)?;
         self.watch.recovered();
         info!(
-            incarnation = self.node.started_as(),
+            generation = self.node.started_as(),
             failed_for_secs = failed_for,
             "storage recovered: the node runs again on what its disk holds"
         );

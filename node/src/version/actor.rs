@@ -15,8 +15,9 @@
 //! So the actor is not the bare node id but `(node, epoch)`, and a node only
 //! *continues* an epoch it finds in its own current copy of the key and that
 //! belongs to its current incarnation; otherwise it opens a fresh epoch. The
-//! epoch is `incarnation << 32 | sequence`: the incarnation is bumped and
-//! persisted at every start before the node coordinates anything, and the
+//! epoch is `incarnation << 32 | sequence`: the incarnation is bumped (drawn
+//! on an empty store) and persisted at every start before the node
+//! coordinates anything, and the
 //! sequence counts fresh epochs within one incarnation. A forgotten key or a
 //! lost counter therefore always leads to a new epoch, never to a reused dot.
 //! The price is one more entry in a key's clock per (coordinating node,

@@ -2,9 +2,9 @@
 //! process faults: `SIGKILL`, `SIGSTOP`/`SIGCONT`, `SIGTERM`, a wiped data
 //! directory, restarts.
 //!
-//! Every node listens on its namespace's address (QUIC on
-//! [`NODE_PORT`], RESP on [`RESP_PORT`] with [`RESP_PASSWORD`]), seeded with node 1 (restarts: see [`Cluster::start`]), with a
-//! one-second request timeout and anti-entropy every
+//! Every node listens on its namespace's address (QUIC on [`NODE_PORT`],
+//! RESP on [`RESP_PORT`] with [`RESP_PASSWORD`]), seeded with node 1
+//! (restarts: see [`Cluster::start`]), with a one-second request timeout and anti-entropy every
 //! [`ANTI_ENTROPY_SECS`] seconds, so a run settles in seconds rather than
 //! the default 30 s interval; everything else is the default, fsync on
 //! every write included. Signals go through `kill(1)`: `ip netns exec`
