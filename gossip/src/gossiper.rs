@@ -266,6 +266,19 @@ impl Gossiper {
         self.events.push_back(Event::Changed(self.me));
     }
 
+    /// Moves this run to `generation` (above its own) with everything else
+    /// as it is: peers take the entry as a restart's. For a node whose
+    /// first life on a store gossiped generation 0 until it heard of
+    /// another node.
+    pub fn advance_generation(&mut self, generation: u64) {
+        let own = self.entries.get_mut(&self.me).expect("own entry");
+        if generation > own.generation {
+            own.generation = generation;
+            own.heartbeat = 0;
+            self.events.push_back(Event::Changed(self.me));
+        }
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.me

@@ -98,17 +98,28 @@ fn periodic_mode_acknowledges_before_the_flush() {
 }
 
 #[test]
-fn every_start_is_a_new_incarnation() {
+fn every_start_is_a_new_life() {
     let engine = Arc::new(MemoryEngine::new());
-    // A first start gossips generation 1 (members who know an earlier life
-    // of this id must win), and issues dots from a drawn incarnation.
-    let first = start(&engine, SyncMode::Always).started_as();
-    assert_eq!(first, 1);
-    let second = start(&engine, SyncMode::Always).started_as();
-    assert!(second > first);
+    // A store that never heard of another node gossips generation 0 at
+    // every start (members who know an earlier life of this id must keep
+    // winning however often it restarts), while its dots come from a new
+    // incarnation each time, the first one drawn.
+    let first = start(&engine, SyncMode::Always);
+    assert_eq!(first.started_as(), 0);
+    let second = start(&engine, SyncMode::Always);
+    assert_eq!(second.started_as(), 0);
+    assert_eq!(second.incarnation(), first.incarnation() + 1);
+    // Hearing of a peer moves this life to generation 1 ...
+    let mut third = start(&engine, SyncMode::Always);
+    third.handle_peer_incarnation(NodeId(2), 1);
+    assert_eq!(third.started_as(), 1);
+    // ... and later lives gossip their count of starts on the store.
+    assert_eq!(start(&engine, SyncMode::Always).started_as(), 4);
     // Even after a crash that loses everything unflushed.
     engine.crash();
-    assert_eq!(start(&engine, SyncMode::Always).started_as(), second + 1);
+    let fifth = start(&engine, SyncMode::Always);
+    assert_eq!(fifth.started_as(), 5);
+    assert_eq!(fifth.incarnation(), first.incarnation() + 4);
 }
 
 #[test]
@@ -117,7 +128,7 @@ fn a_node_on_an_empty_store_never_reissues_an_earlier_lifes_dots() {
     // of another process. Its first dots must come from an incarnation no
     // earlier life ran, so that a write it coordinates before gossip tells
     // it of the earlier life is not taken for one replicas already hold.
-    use quorra_node::core::node::first_incarnation;
+    use quorra_node::core::life::first_incarnation;
     let id = NodeId(1);
     let mut drawn: Vec<u32> = (0..1000u64)
         .map(|process| first_incarnation(process.wrapping_mul(0x9E37_79B9_7F4A_7C15), id))
@@ -135,9 +146,9 @@ fn incarnation_and_identity_survive_a_power_loss_whatever_the_engine() {
     // An engine whose flush reaches only the OS (sled's): a power loss
     // undoes what was flushed but not synced.
     let engine = Arc::new(MemoryEngine::with_os_buffers());
-    let first = start(&engine, SyncMode::Always).started_as();
+    let first = start(&engine, SyncMode::Always).incarnation();
     engine.power_loss();
-    let second = start(&engine, SyncMode::Always).started_as();
+    let second = start(&engine, SyncMode::Always).incarnation();
     assert!(second > first, "an incarnation was run twice");
 
     let store = Store::new(engine.clone());

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use quorra_client::{Consistency, Context, RequestError};
 use quorra_node::core::ReadFanout;
+use quorra_node::membership::REBIRTH_GAP;
 use quorra_simulations::harness::{Harness, ok, values};
 
 const QUORUM: Consistency = Consistency::QUORUM;
@@ -380,4 +381,51 @@ fn a_founder_restarted_seedless_on_a_lost_disk_issues_no_dot_of_its_earlier_life
         let stored = h.stored(n, "k").expect("every replica holds the key");
         assert_eq!(stored.values().count(), 2, "node {n} holds {stored:?}");
     }
+}
+
+#[test]
+fn a_founder_restarted_twice_on_a_lost_disk_before_gossip_reaches_it_takes_its_place_back() {
+    // Node 1 founded the cluster and ran one life (generation 1). It loses
+    // its disk and, cut off and without seeds, starts twice (a crash loop
+    // at 3 a.m.) before anyone reaches it, founding a cluster of its own
+    // each time. However many times it started, members must keep their
+    // entry of it and it must take its place back with its old tokens: had
+    // its generation grown with each unheard start, it would overtake the
+    // earlier life's and members would take the empty node's own tokens.
+    let mut h = Harness::with(3, |p| p.founder_restarts_seedless = true);
+    ok(h.put(1, "k", "old", Context::empty(), Consistency::ALL));
+    let before = h.sim.ring.members();
+    let layout_before = seen_by_2(&h).info.layout;
+    h.isolate(1);
+    h.lose_disk(1);
+    h.restart(1);
+    h.run_for(Duration::from_secs(2));
+    h.crash(1);
+    h.restart(1);
+    h.run_for(Duration::from_secs(2));
+    h.heal();
+    h.settle_moves(Duration::from_secs(60));
+    assert_eq!(h.sim.ring.members(), before, "the ring changed");
+    // Taken back: a generation REBIRTH_GAP above the earlier life's (not
+    // one of its own), and the earlier life's place in the layouts.
+    let seen = seen_by_2(&h);
+    assert!(
+        (REBIRTH_GAP..2 * REBIRTH_GAP).contains(&seen.generation),
+        "members know node 1 as generation {}: it did not take its place back",
+        seen.generation
+    );
+    assert_eq!(seen.info.layout, layout_before);
+    assert_eq!(values(&ok(h.get(2, "k", Consistency::ALL))), ["old"]);
+}
+
+/// Node 2's gossip entry of node 1.
+fn seen_by_2(h: &Harness) -> quorra_gossip::Entry {
+    let i = h.sim.index_of(quorra_ring::NodeId(2));
+    let membership = h.sim.nodes[i].membership.as_ref().expect("node 2 runs");
+    membership
+        .gossip()
+        .entries()
+        .find(|e| e.id == quorra_ring::NodeId(1))
+        .expect("node 2 knows node 1")
+        .clone()
 }

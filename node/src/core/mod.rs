@@ -67,6 +67,7 @@ pub mod coordinator;
 pub mod dedup;
 pub mod forward;
 pub mod hints;
+pub mod life;
 pub mod messages;
 pub mod node;
 pub mod options;

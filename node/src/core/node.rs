@@ -16,13 +16,14 @@ use quorra_client::Outcome;
 use quorra_ring::{NodeId, PartitionId, Placement, Ring};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
-use tracing::{debug, trace};
+use tracing::{debug, trace, warn};
 
 use super::anti_entropy::AntiEntropy;
 use super::cleanup::Cleanup;
 use super::coordinator::{Op, ReplyTo};
 use super::dedup::Dedup;
 use super::hints::HintBook;
+use super::life::{Life, persist_heard, persist_incarnation, persist_life};
 use super::messages::{PeerMessage, RequestId};
 use super::options::Options;
 use super::peers::Peers;
@@ -31,36 +32,6 @@ use super::purged::Purged;
 use super::stats::Stats;
 use super::transfer::{Moves, Transfers};
 use crate::storage::{GroupCommit, Lsn, StorageError, Store};
-
-/// Metadata key of the persisted incarnation.
-pub(super) const INCARNATION_KEY: &str = "incarnation";
-
-/// Records `incarnation` as the node's, so that a power loss cannot take
-/// it back whatever the engine ([`Store::sync_all`]: sled's flush alone
-/// would not do). Dots are unique only because a node never runs an
-/// incarnation twice: a node that came back from a power cut as an
-/// incarnation it had already used would issue dots it had issued before,
-/// to other values, and replicas would disagree for good.
-pub(super) fn persist_incarnation(store: &Store, incarnation: u32) -> Result<(), StorageError> {
-    store.put_meta(INCARNATION_KEY, &incarnation.to_be_bytes())?;
-    store.sync_all().map(|_| ())
-}
-
-/// The incarnation a node issues its first dots from when its store has
-/// none: drawn (from `rng_seed`, which the daemon takes from the operating
-/// system's entropy and the simulator from its seed and the node's life)
-/// in `1..2^31`, not 1. A node that lost its disk cannot know the
-/// incarnations of its earlier lives until gossip tells it (a founder
-/// restarted without seeds may coordinate writes before anyone does), and
-/// an incarnation run twice reissues dots, so replicas take a new write
-/// for one they already hold and drop it. Drawn, a new life collides with
-/// an earlier one with a chance of about its lives in 2^31, as Riak draws
-/// a fresh vnode id for the same reason. The upper half of the range stays
-/// free for [`Node::adopt_incarnation`] and exhausted epochs to move up.
-pub fn first_incarnation(rng_seed: u64, id: NodeId) -> u32 {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(rng_seed ^ id.0.rotate_left(29) ^ 0x1ca7);
-    rng.random_range(1..1u32 << 31)
-}
 
 /// A tag the driver attaches to a client request; the reply carries it back.
 pub type ClientTag = u64;
@@ -109,13 +80,17 @@ pub struct Node {
     pub(super) options: Options,
     pub(super) store: Store,
     commit: GroupCommit,
+    /// The high half of this life's dots ([`super::life`]).
     pub(super) incarnation: u32,
-    /// The gossip generation this process answers to (peers address
-    /// forwards to it; request ids start from it). Equal to `incarnation`
-    /// at a start on a used store; 1 on an empty one, whose incarnation is
-    /// drawn ([`first_incarnation`]); `incarnation` also moves on when
-    /// epochs run out.
+    /// Starts on this store; request ids begin at `life << 32`.
+    life: u32,
+    /// The gossip generation this process answers to, to which peers
+    /// address forwards: `life`, or, on a store that had never heard of
+    /// another node, 0 until it does and 1 from then on ([`super::life`]
+    /// says why).
     pub(super) started_as: u32,
+    /// Whether the store has heard of another node.
+    heard: bool,
     /// Peers' incarnations, as gossip tells them.
     pub(super) peer_incarnations: BTreeMap<NodeId, u32>,
     /// Peers whose storage failed, as gossip says: a write is forwarded to
@@ -164,10 +139,9 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Starts node `id` on `store`: bumps its incarnation (draws one on an
-    /// empty store, [`first_incarnation`]) and persists it (so that even a
-    /// power loss keeps it, before anything else: [`persist_incarnation`]),
-    /// and loads the hint and tombstone
+    /// Starts node `id` on `store`: begins a new life on it (a new
+    /// incarnation, drawn on an empty store, and life, made durable before
+    /// anything else: [`Life::begin`]), and loads the hint and tombstone
     /// bookkeeping from storage.
     pub fn new(
         id: NodeId,
@@ -179,27 +153,12 @@ impl Node {
         if !ring.contains(id) {
             return Err(NodeError::NotAMember(id));
         }
-        let previous = match store.get_meta(INCARNATION_KEY)? {
-            Some(bytes) if bytes.len() == 4 => {
-                Some(u32::from_be_bytes(bytes.try_into().expect("4 bytes")))
-            }
-            Some(_) => {
-                return Err(NodeError::Storage(StorageError::Corrupt {
-                    what: INCARNATION_KEY.into(),
-                    reason: "not 4 bytes".into(),
-                }));
-            }
-            None => None,
-        };
-        // A store that never ran a node (a first start, or a lost disk)
-        // issues dots from a drawn incarnation but gossips generation 1, so
-        // that members who know an earlier life still win and the node
-        // takes its place back (membership's `REBIRTH_GAP`).
-        let (incarnation, started_as) = match previous {
-            Some(previous) => (previous.wrapping_add(1), previous.wrapping_add(1)),
-            None => (first_incarnation(options.rng_seed, id), 1),
-        };
-        persist_incarnation(&store, incarnation)?;
+        let Life {
+            incarnation,
+            life,
+            generation: started_as,
+            heard,
+        } = Life::begin(&store, options.rng_seed, id)?;
         let hints = HintBook::load(&store)?;
         let tombstones = Tombstones::load(&store, now)?;
         let peers = Peers::new(id, ring.node_ids());
@@ -231,7 +190,9 @@ impl Node {
             options,
             store,
             incarnation,
+            life,
             started_as,
+            heard,
             peer_incarnations: BTreeMap::new(),
             peers_storage_failing: BTreeSet::new(),
             next_epoch: 1,
@@ -241,11 +202,11 @@ impl Node {
             deadlines: BTreeSet::new(),
             speculative_reads: BTreeSet::new(),
             read_turn: 0,
-            // Ids are unique across incarnations, so a late reply to a
-            // request of an earlier life never matches a new request.
-            // From the generation, not the drawn incarnation: request ids
-            // must grow from one life to the next (peers' `Dedup` floors).
-            next_id: (u64::from(started_as) << 32) | 1,
+            // Ids are unique across lives, so a late reply to a request
+            // of an earlier life never matches a new request. From the
+            // life, not the drawn incarnation: request ids must grow from
+            // one life to the next (peers' `Dedup` floors).
+            next_id: (u64::from(life) << 32) | 1,
             outbox: VecDeque::new(),
             replies: VecDeque::new(),
             pending: VecDeque::new(),
@@ -273,26 +234,51 @@ impl Node {
     }
 
     /// The gossip generation this process answers to, to which peers
-    /// address forwards (not always the incarnation its dots carry).
+    /// address forwards (not the incarnation its dots carry).
     pub fn started_as(&self) -> u32 {
         self.started_as
     }
 
-    /// Answers to gossip generation `incarnation` from now on, and issues
-    /// dots from it if it is above the current incarnation (persisted
-    /// first): a node that lost its data learns from gossip the generation
-    /// of its earlier life and must never reuse its epochs. One whose drawn
-    /// first incarnation ([`first_incarnation`]) is already above keeps it.
-    pub fn adopt_incarnation(&mut self, incarnation: u32) -> Result<(), StorageError> {
-        if incarnation > self.incarnation {
-            persist_incarnation(&self.store, incarnation)?;
-            debug!(node = self.id.0, incarnation, "incarnation raised");
-            self.incarnation = incarnation;
+    /// The incarnation this life's dots carry ([`super::life`]).
+    pub fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    /// Answers to gossip generation `generation` from now on, and counts
+    /// its lives and issues dots from at least there (persisted first): a
+    /// node that lost its data learns from gossip the generation of its
+    /// earlier life, and its request ids and epochs must never fall below
+    /// that life's. A drawn first incarnation ([`super::life`]) that is
+    /// already above is kept.
+    pub fn adopt_generation(&mut self, generation: u32) -> Result<(), StorageError> {
+        self.hear()?;
+        if generation > self.incarnation {
+            persist_incarnation(&self.store, generation)?;
+            debug!(
+                node = self.id.0,
+                incarnation = generation,
+                "incarnation raised"
+            );
+            self.incarnation = generation;
             self.next_epoch = 1;
         }
-        if incarnation > self.started_as {
-            self.started_as = incarnation;
-            self.next_id = (u64::from(incarnation) << 32) | 1;
+        if generation > self.life {
+            persist_life(&self.store, generation)?;
+            self.life = generation;
+            self.next_id = (u64::from(generation) << 32) | 1;
+        }
+        self.started_as = self.started_as.max(generation);
+        Ok(())
+    }
+
+    /// Notes that the store heard of another node: a life that gossiped
+    /// generation 0 moves to 1 now (membership tells gossip), and later
+    /// starts gossip their life ([`super::life`]).
+    fn hear(&mut self) -> Result<(), StorageError> {
+        if !self.heard {
+            persist_heard(&self.store)?;
+            self.heard = true;
+            self.started_as = self.started_as.max(1);
         }
         Ok(())
     }
@@ -524,6 +510,10 @@ impl Node {
     /// Gossip says `peer` runs as `incarnation` (its generation): forwards
     /// to it are addressed to that incarnation.
     pub fn handle_peer_incarnation(&mut self, peer: NodeId, incarnation: u32) {
+        if let Err(e) = self.hear() {
+            // Only the next start's generation depends on it (0 once more).
+            warn!(node = self.id.0, error = %e, "recording that the store heard of a peer failed");
+        }
         self.peer_incarnations.insert(peer, incarnation);
     }
 

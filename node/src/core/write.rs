@@ -27,8 +27,9 @@ use quorra_ring::{NodeId, PartitionId, ReplicaRole};
 use tracing::debug;
 
 use super::coordinator::{Op, ReplyTo, WriteOf, response};
+use super::life::persist_incarnation;
 use super::messages::{PeerMessage, ReplicaError, RequestId};
-use super::node::{Node, Pending, persist_incarnation};
+use super::node::{Node, Pending};
 use super::tally::Tally;
 use super::update::{Applied, Change};
 use crate::version::{Actor, Object, Sibling};

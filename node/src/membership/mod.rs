@@ -7,8 +7,9 @@
 //! - when the table changes, the core gets the ring of the members that own
 //!   tokens (`normal` and `leaving`), with `joining` members known but owning
 //!   nothing, and gone (`left`, `removed`) ones out;
-//! - the core learns each member's generation, the incarnation its
-//!   forwards are addressed to;
+//! - the core learns each member's generation, the one its forwards are
+//!   addressed to (and that it heard of someone: a first life gossips
+//!   generation 0 until then, [`crate::core::life`]);
 //! - when the failure detector changes its mind about a peer, the core's
 //!   opinion of that peer follows (down steers routing and sloppy quorum, it
 //!   never changes ownership);
@@ -62,12 +63,14 @@ use crate::core::{Moves, Node};
 use crate::storage::{StorageError, Store};
 
 /// How far above the generation members remember a node that lost its data
-/// restarts. What members remember may lag the last life: a life that
-/// crashed before its first gossip round is known to no one, yet may have
-/// coordinated writes whose dots carry its incarnation. Every life before
-/// the lost disk took the next incarnation, so the gap must exceed how many
-/// lives in a row can pass unnoticed by gossip; 65,536 leaves room for
-/// 65,535 lost disks in a 32-bit incarnation.
+/// restarts. The new life counts its lives, and so its request ids, from
+/// there ([`crate::core::life`]). What members remember may lag the last
+/// life: a life that crashed before its first gossip round is known to no
+/// one, yet its requests may sit in peers' dedup windows. Every life before
+/// the lost disk took the next count, so the gap must exceed how many lives
+/// in a row can pass unnoticed by gossip; 65,536 leaves room for 65,535
+/// lost disks in 32 bits. Its dots need no gap: a store that lost its data
+/// draws their incarnation.
 pub const REBIRTH_GAP: u64 = 1 << 16;
 
 /// How long a node that could choose its tokens waits first, so that the
@@ -505,8 +508,9 @@ impl Membership {
 
     /// A node that restarted without its data, under an id the cluster
     /// still knows as a member owning tokens, takes its place back: the
-    /// same tokens, a generation [`REBIRTH_GAP`] above the earlier life's (so members take
-    /// its new entry, and its core never reissues a dot of that life), and
+    /// same tokens, a generation [`REBIRTH_GAP`] above the earlier life's (so
+    /// members take its new entry, and its core never reuses that life's
+    /// request ids or epochs), and
     /// it is `normal` again at once. Anti-entropy, hinted handoff and read
     /// repair then refill its data. Returns whether it did.
     fn take_place_back(&mut self, node: &mut Node) -> Result<bool, StorageError> {
@@ -544,7 +548,7 @@ impl Membership {
             self.gossip.clear_former();
             return Ok(false);
         };
-        node.adopt_incarnation(generation)?;
+        node.adopt_generation(generation)?;
         self.identity.tokens = tokens.clone();
         let mut info = self.gossip.own().info.clone();
         info.tokens = tokens;
@@ -669,6 +673,8 @@ impl Membership {
             }
             node.handle_peer_storage(e.id, e.info.storage_failing);
         }
+        // A first life heard of another node: it leaves generation 0.
+        self.gossip.advance_generation(u64::from(node.started_as()));
         let layouts = Layouts::new(self.identity.settings, self.gossip.entries());
         match layouts.stage(self.reached) {
             Ok(stage) => {

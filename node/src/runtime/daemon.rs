@@ -242,13 +242,14 @@ impl CoreFactory {
             )],
         )
         .map_err(|e| DaemonError::Config(e.to_string()))?;
-        let node = Node::new(
-            identity.node,
-            provisional_ring,
-            store.clone(),
-            self.options.clone(),
-            now,
-        )?;
+        // Fresh entropy for every life: a core rebuilt after a storage
+        // failure on a wiped directory must not draw the incarnation the
+        // process's first core drew (`core::life::first_incarnation`).
+        let options = Options {
+            rng_seed: self.options.rng_seed ^ entropy(),
+            ..self.options.clone()
+        };
+        let node = Node::new(identity.node, provisional_ring, store.clone(), options, now)?;
         let mut gossip = Gossiper::new(
             own_entry(&identity, &self.advertise.to_string(), node.started_as()),
             identity.cluster.clone(),
@@ -400,7 +401,7 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
             updater: Some(Arc::new(RespUpdater)),
             // Timer jitter, gossip peer choice and a first incarnation
             // differ per process, even for a node restarted on an empty
-            // directory under the same id (see `core::node::first_incarnation`).
+            // directory under the same id (see `core::life::first_incarnation`).
             rng_seed: config.options.rng_seed ^ entropy(),
             ..config.options.clone()
         },
