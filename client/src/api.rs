@@ -160,6 +160,14 @@ pub enum RequestError {
     /// The coordinator's storage failed (disk full, I/O error).
     #[error("storage error on the coordinator: {0}")]
     Storage(String),
+    /// The coordinator sheds load: it holds as many requests as it may
+    /// ([`Options::max_requests_in_flight`] on the node). It did not start
+    /// this one, so nothing of it was applied and it is safe to retry, with
+    /// backoff or through another node.
+    ///
+    /// [`Options::max_requests_in_flight`]: https://docs.rs/quorra-node
+    #[error("overloaded: {0}")]
+    Overloaded(String),
 }
 
 /// What a request ends with.

@@ -506,3 +506,54 @@ fn a_write_is_forwarded_to_a_primary_whose_storage_works() {
     // The first primary's disk is full (gossip says so): the next one.
     assert_eq!(forwarded_to(Some(primaries[0])), Some(primaries[1]));
 }
+
+#[test]
+fn a_node_at_its_limit_sheds_new_requests_at_once_and_admits_again_when_they_end() {
+    // Three nodes whose peers never answer: node 1's requests stay in
+    // flight until their timeout.
+    let options = Options {
+        max_requests_in_flight: 3,
+        ..Options::default()
+    };
+    let timeout = options.request_timeout;
+    let mut node = Node::new(
+        NodeId(1),
+        three_node_ring(),
+        Store::new(Arc::new(MemoryEngine::new())),
+        options,
+        Duration::ZERO,
+    )
+    .unwrap();
+    let now = Duration::from_millis(1);
+    for tag in 1..=5 {
+        node.handle_client(now, tag, put(&format!("k{tag}"), "v"));
+    }
+    while node.poll_transmit().is_some() {}
+    // The two beyond the limit are refused now, not queued; the three
+    // admitted wait for their quorum.
+    let replies: Vec<_> = std::iter::from_fn(|| node.poll_reply()).collect();
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    for (tag, outcome) in &replies {
+        assert!(*tag == 4 || *tag == 5, "{replies:?}");
+        assert!(
+            matches!(outcome, Err(RequestError::Overloaded(m)) if m.contains("nothing was applied")),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(node.stats().shed_requests, 2);
+    assert_eq!(node.requests_in_flight(), 3);
+    // Once those end (their quorum timed out), a request is admitted again.
+    let later = now + timeout * 3;
+    node.handle_timeout(later);
+    let ended: Vec<_> = std::iter::from_fn(|| node.poll_reply()).collect();
+    assert_eq!(ended.len(), 3, "{ended:?}");
+    // (Its peers are believed down by now, so it may fail at once, but
+    // not for being over the limit.)
+    node.handle_client(later, 6, put("k6", "v"));
+    let reply = node.poll_reply();
+    assert!(
+        !matches!(reply, Some((_, Err(RequestError::Overloaded(_))))),
+        "the node shed a request below its limit: {reply:?}"
+    );
+    assert_eq!(node.stats().shed_requests, 2);
+}

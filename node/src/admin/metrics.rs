@@ -120,13 +120,15 @@ fn level_name(level: Level) -> &'static str {
 /// The outcome label of a request: `ok`, `not_found` (a read of an absent
 /// key), `timeout` (too few replicas answered in time), `unavailable` (no
 /// node could coordinate it, or the level cannot be met with its
-/// replicas) or `error` (invalid, or the coordinator's storage failed).
+/// replicas), `overloaded` (shed: the coordinator held as many requests as
+/// it may) or `error` (invalid, or the coordinator's storage failed).
 pub fn outcome_name(op: &str, outcome: &Outcome) -> &'static str {
     match outcome {
         Ok(r) if op == "get" && r.values.is_empty() => "not_found",
         Ok(_) => "ok",
         Err(RequestError::QuorumNotReached { .. }) => "timeout",
         Err(RequestError::Unavailable(_) | RequestError::Consistency(_)) => "unavailable",
+        Err(RequestError::Overloaded(_)) => "overloaded",
         Err(RequestError::Invalid(_) | RequestError::Storage(_)) => "error",
     }
 }

@@ -227,6 +227,11 @@ impl Collector for Snapshot {
             "Messages sent to peers by the core",
             s.messages_sent,
         )?;
+        o.counter(
+            "requests_shed",
+            "Client requests refused at once (overloaded) because the node coordinated its limit of requests already",
+            s.shed_requests,
+        )?;
 
         // Hints.
         let (count, bytes) = (st.hints.held, st.hints.bytes);

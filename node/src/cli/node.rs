@@ -123,6 +123,11 @@ pub(crate) struct NodeArgs {
     /// Partitions this node pulls at a time, at most [default: 4].
     #[arg(long, env = "QUORRA_TRANSFER_STREAMS")]
     transfer_streams: Option<usize>,
+    /// Requests this node coordinates at a time, at most; a client request
+    /// beyond it is refused at once (`overloaded`, RESP `-BUSY`), nothing
+    /// of it applied, rather than queued [default: 4096].
+    #[arg(long, env = "QUORRA_MAX_REQUESTS_IN_FLIGHT")]
+    max_requests_in_flight: Option<usize>,
     /// TCP address for the Redis protocol (RESP), e.g. 127.0.0.1:6379
     /// [default: none, no RESP port].
     #[arg(long, env = "QUORRA_RESP_LISTEN")]
@@ -188,6 +193,7 @@ struct FileConfig {
     anti_entropy_bytes_per_sec: Option<u64>,
     transfer_bytes_per_sec: Option<u64>,
     transfer_streams: Option<usize>,
+    max_requests_in_flight: Option<usize>,
     resp_listen: Option<SocketAddr>,
     requirepass: Option<String>,
     resp_tls: Option<bool>,
@@ -298,6 +304,14 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
             ));
         }
         options.transfer_streams = n;
+    }
+    if let Some(n) = args.max_requests_in_flight.or(file.max_requests_in_flight) {
+        if n == 0 {
+            return Err(CliError::Usage(
+                "--max-requests-in-flight must be at least 1".into(),
+            ));
+        }
+        options.max_requests_in_flight = n;
     }
     if let Some(n) = args.anti_entropy_exchanges.or(file.anti_entropy_exchanges) {
         if n == 0 {

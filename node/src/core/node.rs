@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use quorra_client::Outcome;
+use quorra_client::{Outcome, RequestError};
 use quorra_ring::{NodeId, PartitionId, Placement, Ring};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -358,6 +358,20 @@ impl Node {
     ) {
         let _span = tracing::trace_span!("node", id = self.id.0).entered();
         self.stats.client_requests += 1;
+        let limit = self.options.max_requests_in_flight;
+        if self.ops.len() >= limit {
+            // Shed, not queued: a request admitted now would wait behind
+            // the others and more likely time out than succeed.
+            self.stats.shed_requests += 1;
+            let reason = format!(
+                "{limit} requests in flight on node {}, its limit; nothing was applied: retry with \
+                 backoff or through another node",
+                self.id.0
+            );
+            self.replies
+                .push_back((tag, Err(RequestError::Overloaded(reason))));
+            return;
+        }
         self.start_request(now, ReplyTo::Client(tag), request);
         self.release_acknowledgements();
     }

@@ -5,6 +5,9 @@
 pub struct Stats {
     /// Client requests received (including forwarded ones coordinated here).
     pub client_requests: u64,
+    /// Client requests refused at once because the node held
+    /// [`super::Options::max_requests_in_flight`] already.
+    pub shed_requests: u64,
     /// Reads coordinated.
     pub reads: u64,
     /// Writes (puts and deletes) coordinated.
@@ -93,6 +96,7 @@ impl Stats {
     pub fn absorb(&mut self, other: &Stats) {
         let Stats {
             client_requests,
+            shed_requests,
             reads,
             writes,
             replica_reads,
@@ -132,6 +136,7 @@ impl Stats {
             cleanup_keys,
         } = other;
         self.client_requests += client_requests;
+        self.shed_requests += shed_requests;
         self.reads += reads;
         self.writes += writes;
         self.replica_reads += replica_reads;

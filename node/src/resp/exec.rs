@@ -191,6 +191,8 @@ fn failed(e: RequestError) -> Reply {
             Reply::error(format!("UNAVAILABLE {e}"))
         }
         e @ RequestError::Storage(_) => Reply::error(format!("IOERR {e}")),
+        // Redis's word for "not now, retry later".
+        e @ RequestError::Overloaded(_) => Reply::error(format!("BUSY {e}")),
     }
 }
 

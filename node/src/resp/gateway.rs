@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use super::value::Hlc;
 use crate::admin::Metrics;
+use crate::runtime::admission::Admission;
 use crate::runtime::transport::{Input, ReplyTo};
 use crate::storage::Store;
 
@@ -96,6 +97,8 @@ pub struct Facts {
 /// The gateway's shared state.
 pub struct Gateway {
     inbox: mpsc::Sender<Input>,
+    /// Shared with the QUIC clients' connections: one limit per node.
+    admission: Arc<Admission>,
     pub(super) store: Store,
     pub(super) config: RespConfig,
     pub(super) facts: Facts,
@@ -111,9 +114,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway handing requests to the driver's `inbox`.
+    /// A gateway handing requests to the driver's `inbox`, as many at a
+    /// time as `admission` admits.
     pub fn new(
         inbox: mpsc::Sender<Input>,
+        admission: Arc<Admission>,
         store: Store,
         config: RespConfig,
         facts: Facts,
@@ -121,6 +126,7 @@ impl Gateway {
     ) -> Self {
         Self {
             inbox,
+            admission,
             store,
             config,
             facts,
@@ -236,11 +242,24 @@ impl Gateway {
 
     /// Sends `message` into the driver's inbox and waits for its one answer.
     async fn ask(&self, message: ClientMessage) -> Option<NodeMessage> {
+        let permit = match &message {
+            ClientMessage::Request { id, .. } => match self.admission.admit() {
+                Ok(permit) => Some(permit),
+                Err(shed) => {
+                    return Some(NodeMessage::Outcome {
+                        id: *id,
+                        outcome: Err(shed),
+                    });
+                }
+            },
+            _ => None,
+        };
         let (reply, answer) = oneshot::channel();
         self.inbox
             .send(Input::Client {
                 message,
                 reply: ReplyTo::Once(reply),
+                permit,
             })
             .await
             .ok()?;

@@ -23,6 +23,7 @@ use quorra_ring::{Member, NodeId, Ring, RingConfig};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use super::admission::Admission;
 use super::driver::{Driver, DriverParts};
 use super::tls::server_config;
 use super::transport::{ClusterId, Transport};
@@ -421,7 +422,12 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     );
 
     let (inbox_tx, inbox) = mpsc::channel(INBOX);
-    tokio::spawn(transport.clone().accept(inbox_tx.clone()));
+    let admission = Admission::new(config.options.max_requests_in_flight);
+    tokio::spawn(
+        transport
+            .clone()
+            .accept(inbox_tx.clone(), admission.clone()),
+    );
     let (stop_tx, shutdown) = watch::channel(false);
     let mut gateway = None;
     if let (Some(listener), Some(resp)) = (resp_listener, config.resp.clone()) {
@@ -436,6 +442,7 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         };
         let resp_gateway = Arc::new(Gateway::new(
             inbox_tx.clone(),
+            admission.clone(),
             store.clone(),
             resp,
             facts,
@@ -478,6 +485,7 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
         engine,
         rebuild: Box::new(move |now| factory.build(&rebuild_store, now)),
         metrics,
+        admission,
     });
     let result = driver.run().await;
     transport.close().await;

@@ -36,6 +36,7 @@ use quorra_ring::NodeId;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use super::admission::{Admission, Permit};
 use super::daemon::DaemonError;
 use super::storage_watch::{PROBE_BYTES, StorageWatch};
 use super::transport::{Input, PeerFrame, ReplyTo, Transport};
@@ -80,6 +81,9 @@ pub struct DriverParts {
     pub rebuild: Rebuild,
     /// Where request latencies and flush times go (none: not recorded).
     pub metrics: Option<Arc<Metrics>>,
+    /// The client requests admitted at the edge (its sheds are counted
+    /// with the core's).
+    pub admission: Arc<Admission>,
 }
 
 /// A client request the core is working on: where its answer goes, and
@@ -87,6 +91,8 @@ pub struct DriverParts {
 struct Waiting {
     reply: ReplyTo,
     id: u64,
+    /// Its place among the admitted requests, given back with the answer.
+    _permit: Option<Permit>,
     /// The request's labels, source and arrival, when metrics are kept.
     measured: Option<(RequestKind, Source, Instant)>,
 }
@@ -112,6 +118,7 @@ pub struct Driver {
     probe_tx: mpsc::Sender<Result<(), String>>,
     probe_rx: mpsc::Receiver<Result<(), String>>,
     metrics: Option<Arc<Metrics>>,
+    admission: Arc<Admission>,
     /// The counters of the cores this process ran before the current one
     /// (one per recovery from a storage failure), so that what `status`
     /// and `/metrics` report keeps counting from the process's start.
@@ -143,6 +150,7 @@ impl Driver {
             probe_tx,
             probe_rx,
             metrics: parts.metrics,
+            admission: parts.admission,
             carried: Stats::default(),
         }
     }
@@ -332,7 +340,11 @@ impl Driver {
         match input {
             Input::Peer { from, message } => self.node.handle_message(now, from, message),
             Input::Gossip { from, message } => self.membership.handle_message(now, from, message),
-            Input::Client { message, reply } => match message {
+            Input::Client {
+                message,
+                reply,
+                permit,
+            } => match message {
                 ClientMessage::Request { id, request } => {
                     let tag = self.next_tag;
                     self.next_tag += 1;
@@ -348,6 +360,7 @@ impl Driver {
                         Waiting {
                             reply,
                             id,
+                            _permit: permit,
                             measured,
                         },
                     );
@@ -415,7 +428,8 @@ impl Driver {
 
     fn snapshot(&self) -> Snapshot {
         use std::sync::atomic::Ordering::Relaxed;
-        let stats = self.stats();
+        let mut stats = self.stats();
+        stats.shed_requests += self.admission.shed();
         let ready = self.readiness();
         let counters = self.transport.counters();
         let store = self.node.store();

@@ -19,6 +19,7 @@
 //! ([`crate::admin`]) run beside the driver on the same runtime and reach
 //! the core only through the driver's inbox.
 
+pub mod admission;
 pub mod certs;
 pub mod daemon;
 pub mod driver;

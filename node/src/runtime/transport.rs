@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use super::admission::{Admission, Permit};
 use super::tls::{alpn, presented_node_certificate};
 use crate::core::PeerMessage;
 use quorra_gossip::GossipMessage;
@@ -100,6 +101,9 @@ pub enum Input {
         message: ClientMessage,
         /// Where its answer goes.
         reply: ReplyTo,
+        /// A request's place among those admitted (none for questions
+        /// that are not requests): held until it is answered.
+        permit: Option<Permit>,
     },
     /// A question from the admin HTTP listener.
     Admin {
@@ -431,22 +435,29 @@ impl Transport {
         }
     }
 
-    /// Accepts connections until the endpoint closes.
-    pub async fn accept(self: Arc<Self>, inbox: mpsc::Sender<Input>) {
+    /// Accepts connections until the endpoint closes; client requests
+    /// beyond what `admission` admits are answered `Overloaded` at once.
+    pub async fn accept(self: Arc<Self>, inbox: mpsc::Sender<Input>, admission: Arc<Admission>) {
         while let Some(incoming) = self.endpoint.accept().await {
             let me = self.clone();
             let inbox = inbox.clone();
+            let admission = admission.clone();
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
                 match incoming.await {
-                    Ok(conn) => me.serve(conn, inbox).await,
+                    Ok(conn) => me.serve(conn, inbox, admission).await,
                     Err(e) => info!(%remote, error = %e, "connection refused during handshake"),
                 }
             });
         }
     }
 
-    async fn serve(self: Arc<Self>, conn: quinn::Connection, inbox: mpsc::Sender<Input>) {
+    async fn serve(
+        self: Arc<Self>,
+        conn: quinn::Connection,
+        inbox: mpsc::Sender<Input>,
+        admission: Arc<Admission>,
+    ) {
         match alpn(&conn).as_deref() {
             Some(p) if p == ALPN_PEER => {
                 if !presented_node_certificate(&conn) {
@@ -470,7 +481,7 @@ impl Transport {
                 let _counted = ClientConnection(open);
                 while let Ok((send, recv)) = conn.accept_bi().await {
                     let inbox = inbox.clone();
-                    tokio::spawn(client_stream(send, recv, inbox));
+                    tokio::spawn(client_stream(send, recv, inbox, admission.clone()));
                 }
             }
             _ => conn.close(BAD_INPUT.into(), b"unknown protocol"),
@@ -587,6 +598,7 @@ async fn client_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     inbox: mpsc::Sender<Input>,
+    admission: Arc<Admission>,
 ) {
     let (tx, mut rx) = mpsc::channel::<NodeMessage>(CLIENT_QUEUE);
     let writer = tokio::spawn(async move {
@@ -617,9 +629,26 @@ async fn client_stream(
     loop {
         match wire::read::<ClientMessage>(&mut recv, &mut buf).await {
             Ok(Some(message)) => {
+                let permit = match &message {
+                    ClientMessage::Request { id, .. } => match admission.admit() {
+                        Ok(permit) => Some(permit),
+                        Err(shed) => {
+                            let answer = NodeMessage::Outcome {
+                                id: *id,
+                                outcome: Err(shed),
+                            };
+                            if tx.send(answer).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                    },
+                    _ => None,
+                };
                 let input = Input::Client {
                     message,
                     reply: ReplyTo::Stream(tx.clone()),
+                    permit,
                 };
                 if inbox.send(input).await.is_err() {
                     break;
