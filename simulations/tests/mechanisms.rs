@@ -429,3 +429,77 @@ fn seen_by_2(h: &Harness) -> quorra_gossip::Entry {
         .expect("node 2 knows node 1")
         .clone()
 }
+
+#[test]
+// Prints its figures (run with --nocapture): a measurement as well as a check.
+#[allow(clippy::print_stdout)]
+fn a_keys_clock_grows_by_one_entry_per_life_that_coordinated_a_write_to_it() {
+    // The bound the actor module documents, measured: a node restarted
+    // 100 times, writing one key twice (with the context of a read) in
+    // every life, leaves one clock entry per life in that key, no more.
+    let mut h = Harness::new(3);
+    let p = h.primaries("k")[0];
+    let lives = 100;
+    for life in 0..lives {
+        for write in 0..2 {
+            let context = ok(h.get(p, "k", QUORUM)).context;
+            ok(h.put(p, "k", &format!("v{life}.{write}"), context, QUORUM));
+        }
+        h.crash(p);
+        h.restart(p);
+        h.run_for(Duration::from_secs(1));
+    }
+    h.run_for(Duration::from_secs(5));
+    let stored = h.stored(p, "k").expect("the primary holds the key");
+    let actors = stored.context().len();
+    let bytes = rmp_serde::to_vec(&stored).expect("encodes").len();
+    println!("after {lives} lives: {actors} clock entries, {bytes} bytes stored for one key");
+    assert_eq!(actors, lives, "one entry per life that wrote the key");
+    assert_eq!(stored.sibling_count(), 1, "each write saw the one before");
+}
+
+#[test]
+// Prints its figures (run with --nocapture): a measurement as well as a check.
+#[allow(clippy::print_stdout)]
+fn with_a_member_down_for_an_hour_tombstones_stay_bounded_by_the_keys_and_go_once_it_is_back() {
+    // A purge needs every member reachable (a hint for the down one could
+    // hold an older value anywhere), so with one node down no tombstone
+    // goes. What bounds them meanwhile: one per key, however often it is
+    // deleted, so the key space and not the delete rate.
+    let mut h = Harness::new(4);
+    let grace = h.sim.params.tombstone_grace;
+    h.crash(4);
+    // Until the others believe it down.
+    h.run_for(Duration::from_secs(10));
+    let keys = 250;
+    let mut deletes = 0;
+    let mut peak = 0;
+    for second in 0..3600u64 {
+        for i in 0..2 {
+            let key = format!("k{}", (second * 2 + i) % keys);
+            let written = ok(h.put(1, &key, "v", Context::empty(), QUORUM));
+            ok(h.delete(1, &key, written.context, QUORUM));
+            deletes += 1;
+        }
+        h.run_for(Duration::from_secs(1));
+        if second % 600 == 599 {
+            let held: usize = (1..=3).map(|n| h.node(n).tombstone_count()).sum();
+            println!(
+                "after {} min: {deletes} deletes, {held} tombstones on nodes 1-3",
+                (second + 1) / 60
+            );
+            peak = peak.max(held);
+        }
+    }
+    // Nodes 1-3 replicate each key at most 3 times.
+    assert!(
+        peak <= 3 * keys as usize,
+        "{peak} tombstones for {keys} keys"
+    );
+    assert!(peak > 0, "nothing was held back");
+    h.heal();
+    h.run_for(grace * 6);
+    let held: usize = (1..=4).map(|n| h.node(n).tombstone_count()).sum();
+    println!("back for {:?}: {held} tombstones", grace * 6);
+    assert_eq!(held, 0, "tombstones outlived the member's return");
+}

@@ -38,6 +38,15 @@
 //! purged, and the check is tried again later. This is garage's "delete once
 //! every replica acknowledged", extended to the fallbacks a sloppy quorum
 //! may have used; it costs one message to every member per batch.
+//!
+//! So one member down stops every purge until it is back (or removed). What
+//! bounds the tombstones meanwhile is the key space, not the delete rate: a
+//! key holds one state, a tombstone at most, however often it is written
+//! and deleted again. Measured in the simulator
+//! (`with_a_member_down_for_an_hour_tombstones_stay_bounded_by_the_keys_and_go_once_it_is_back`):
+//! 4 nodes, one down for an hour, 7,200 deletes over 250 keys: 551
+//! tombstones on the other three after 10 minutes and still 551 after 60,
+//! none 30 s after the member came back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;

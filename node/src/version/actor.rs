@@ -22,6 +22,17 @@
 //! lost counter therefore always leads to a new epoch, never to a reused dot.
 //! The price is one more entry in a key's clock per (coordinating node,
 //! incarnation, key lifetime); entries of old epochs are not pruned.
+//! Measured (`a_keys_clock_grows_by_one_entry_per_life_that_coordinated_a_write_to_it`
+//! in the simulator): a node restarted 100 times, writing one key twice in
+//! every life, leaves exactly 100 entries, 1,418 bytes stored for the key;
+//! about 14 bytes per life that wrote it. Dropping an entry whose dots are
+//! all obsolete is not safe on one replica: a lagging replica's copy of an
+//! overwritten value with such a dot would come back as a live sibling
+//! (the reason Riak's clock pruning can lose or revive updates). The entry
+//! goes when the key does: a delete, once purged, resets its clock. A key
+//! written by more than [`super::context::MAX_CONTEXT_ENTRIES`] lives
+//! (4,096: three coordinators restarted daily for almost four years, each
+//! writing it in every life) would hand out contexts that writes refuse.
 
 use quorra_ring::NodeId;
 use serde::{Deserialize, Serialize};
