@@ -536,7 +536,7 @@ fn a_node_at_its_limit_sheds_new_requests_at_once_and_admits_again_when_they_end
     for (tag, outcome) in &replies {
         assert!(*tag == 4 || *tag == 5, "{replies:?}");
         assert!(
-            matches!(outcome, Err(RequestError::Overloaded(m)) if m.contains("nothing was applied")),
+            matches!(outcome, Err(RequestError::Overloaded(m)) if m.contains("nothing of this request was applied")),
             "{outcome:?}"
         );
     }

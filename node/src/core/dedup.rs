@@ -7,9 +7,10 @@
 //! duplicate long after the original. Instead, per sender, ids above a
 //! floor are remembered exactly and ids at or below it are treated as seen.
 //! Request ids grow within a sender's life and jump at every restart (they
-//! start from its gossip generation), so the floor only ever discards old
-//! ids; a sender restarted on an empty disk starts low again, and its
-//! forwards are refused until it takes its place back at a higher one. When more than [`WINDOW`] ids of
+//! start from its life count, [`super::life`]), so the floor only ever
+//! discards old ids; a sender restarted on an empty disk starts low again,
+//! and its forwards are refused until it takes its place back at a higher
+//! one. When more than [`WINDOW`] ids of
 //! one sender are remembered, the floor rises to the oldest; a first copy
 //! arriving below it afterwards is refused (the sender sees a timeout),
 //! never executed twice.

@@ -21,15 +21,18 @@
 //!   (membership's `REBIRTH_GAP`). A generation that grew with each
 //!   unheard start would overtake a short earlier life (a founder that
 //!   ran once, at 1) and members would take the new, empty life's entry,
-//!   tokens and all. Until it hears of someone nobody can have heard of it
-//!   either except through its own messages, so nothing relies on its
-//!   generation growing meanwhile.
+//!   tokens and all. Two edges remain: a seed that got its messages but
+//!   could not answer sees its heartbeats start over, and takes it for
+//!   down a while; and a reborn store that first hears of a node that
+//!   never knew it moves to generation 1 and ties with an earlier life at
+//!   1, where versions decide.
 
 use quorra_ring::NodeId;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use super::node::NodeError;
+use crate::storage::store::Change;
 use crate::storage::{StorageError, Store};
 
 /// Metadata key of the persisted incarnation.
@@ -72,11 +75,26 @@ impl Life {
             (Some(i), None) => (i.wrapping_add(1), i.wrapping_add(1)),
             (None, l) => (first_incarnation(rng_seed, id), l.map_or(1, |l| l + 1)),
         };
-        store.put_meta(INCARNATION_KEY, &incarnation.to_be_bytes())?;
-        store.put_meta(LIFE_KEY, &life.to_be_bytes())?;
+        // One atomic batch: an incarnation without its life would read as
+        // a legacy store at the next start, and gossip that drawn number.
+        let (incarnation_bytes, life_bytes) = (incarnation.to_be_bytes(), life.to_be_bytes());
+        let mut changes = vec![
+            Change::PutMeta {
+                name: INCARNATION_KEY,
+                value: &incarnation_bytes,
+            },
+            Change::PutMeta {
+                name: LIFE_KEY,
+                value: &life_bytes,
+            },
+        ];
         if legacy {
-            store.put_meta(HEARD_KEY, &[])?;
+            changes.push(Change::PutMeta {
+                name: HEARD_KEY,
+                value: &[],
+            });
         }
+        store.apply(&changes)?;
         store.sync_all()?;
         Ok(Self {
             incarnation,
@@ -102,8 +120,11 @@ pub(super) fn persist_life(store: &Store, life: u32) -> Result<(), StorageError>
 }
 
 /// Records that the store has heard of another node (made durable by the
-/// next flush: lost, the next start gossips generation 0 once more, which
-/// only delays peers' failure detectors by a round).
+/// next flush: lost to a power cut, the next start gossips generation 0
+/// once more, finds members' newer entry of it and takes its place back
+/// [`REBIRTH_GAP`] higher: safe, at the cost of some of that headroom).
+///
+/// [`REBIRTH_GAP`]: crate::membership::REBIRTH_GAP
 pub(super) fn persist_heard(store: &Store) -> Result<(), StorageError> {
     store.put_meta(HEARD_KEY, &[]).map(|_| ())
 }

@@ -245,11 +245,12 @@ impl Node {
     }
 
     /// Answers to gossip generation `generation` from now on, and counts
-    /// its lives and issues dots from at least there (persisted first): a
-    /// node that lost its data learns from gossip the generation of its
-    /// earlier life, and its request ids and epochs must never fall below
-    /// that life's. A drawn first incarnation ([`super::life`]) that is
-    /// already above is kept.
+    /// its lives from there (persisted first): a node that lost its data
+    /// learns from gossip the generation of its earlier life, and its
+    /// request ids must never fall below that life's. Its incarnation is
+    /// raised to at least the same number too, which matters only on a
+    /// store from before incarnations were drawn; a drawn one
+    /// ([`super::life`]) that is already above is kept.
     pub fn adopt_generation(&mut self, generation: u32) -> Result<(), StorageError> {
         self.hear()?;
         if generation > self.incarnation {
@@ -364,8 +365,8 @@ impl Node {
             // the others and more likely time out than succeed.
             self.stats.shed_requests += 1;
             let reason = format!(
-                "{limit} requests in flight on node {}, its limit; nothing was applied: retry with \
-                 backoff or through another node",
+                "{limit} requests in flight on node {}, its limit; nothing of this request was \
+                 applied: retry with backoff or through another node",
                 self.id.0
             );
             self.replies

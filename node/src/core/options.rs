@@ -74,9 +74,12 @@ pub struct Options {
     /// How long a pull that failed waits before it tries the same source
     /// again (default 5 s).
     pub transfer_retry: Duration,
-    /// Requests a node coordinates at a time, at most (default
-    /// [`DEFAULT_MAX_REQUESTS_IN_FLIGHT`]); a client request beyond it is
-    /// refused at once with `Overloaded`, not queued.
+    /// Operations a node may hold before it refuses client requests
+    /// (default [`DEFAULT_MAX_REQUESTS_IN_FLIGHT`]): counted are the
+    /// requests it coordinates, reads staying on for read repair and its
+    /// own background work; a client request beyond it is refused at once
+    /// with `Overloaded`, not queued. Forwards from peers are never
+    /// refused: their coordinator counted them.
     pub max_requests_in_flight: usize,
     /// Group-commit mode: when writes are acknowledged relative to flushes.
     pub sync: SyncMode,

@@ -49,8 +49,8 @@ impl Admission {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
             self.shed.fetch_add(1, Ordering::Relaxed);
             return Err(RequestError::Overloaded(format!(
-                "{} client requests admitted on this node, its limit; nothing was applied: \
-                 retry with backoff or through another node",
+                "{} client requests admitted on this node, its limit; nothing of this request \
+                 was applied: retry with backoff or through another node",
                 self.limit
             )));
         }
@@ -85,7 +85,7 @@ mod tests {
         let b = admission.admit().expect("second");
         assert!(matches!(
             admission.admit(),
-            Err(RequestError::Overloaded(m)) if m.contains("nothing was applied")
+            Err(RequestError::Overloaded(m)) if m.contains("nothing of this request was applied")
         ));
         assert_eq!(admission.shed(), 1);
         drop(a);

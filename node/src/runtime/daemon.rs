@@ -243,9 +243,10 @@ impl CoreFactory {
             )],
         )
         .map_err(|e| DaemonError::Config(e.to_string()))?;
-        // Fresh entropy for every life: a core rebuilt after a storage
-        // failure on a wiped directory must not draw the incarnation the
-        // process's first core drew (`core::life::first_incarnation`).
+        // Fresh entropy for every core, also one rebuilt after a storage
+        // failure: whatever the store holds, a draw
+        // (`core::life::first_incarnation`) never repeats the process's
+        // earlier one.
         let options = Options {
             rng_seed: self.options.rng_seed ^ entropy(),
             ..self.options.clone()
