@@ -52,8 +52,6 @@ pub(super) struct Life {
     /// The gossip generation: `life`, or 0 on a store that never heard of
     /// another node.
     pub generation: u32,
-    /// Whether the store has heard of another node.
-    pub heard: bool,
 }
 
 impl Life {
@@ -100,7 +98,6 @@ impl Life {
             incarnation,
             life,
             generation: if heard { life } else { 0 },
-            heard,
         })
     }
 }

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use quorra_client::{Outcome, RequestError};
+use quorra_client::Outcome;
 use quorra_ring::{NodeId, PartitionId, Placement, Ring};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -25,7 +25,7 @@ use super::dedup::Dedup;
 use super::hints::HintBook;
 use super::life::{Life, persist_heard, persist_incarnation, persist_life};
 use super::messages::{PeerMessage, RequestId};
-use super::options::Options;
+use super::options::{Options, overloaded};
 use super::peers::Peers;
 use super::purge::Tombstones;
 use super::purged::Purged;
@@ -89,8 +89,6 @@ pub struct Node {
     /// another node, 0 until it does and 1 from then on ([`super::life`]
     /// says why).
     pub(super) started_as: u32,
-    /// Whether the store has heard of another node.
-    heard: bool,
     /// Peers' incarnations, as gossip tells them.
     pub(super) peer_incarnations: BTreeMap<NodeId, u32>,
     /// Peers whose storage failed, as gossip says: a write is forwarded to
@@ -157,7 +155,6 @@ impl Node {
             incarnation,
             life,
             generation: started_as,
-            heard,
         } = Life::begin(&store, options.rng_seed, id)?;
         let hints = HintBook::load(&store)?;
         let tombstones = Tombstones::load(&store, now)?;
@@ -192,7 +189,6 @@ impl Node {
             incarnation,
             life,
             started_as,
-            heard,
             peer_incarnations: BTreeMap::new(),
             peers_storage_failing: BTreeSet::new(),
             next_epoch: 1,
@@ -275,11 +271,11 @@ impl Node {
     /// Notes that the store heard of another node: a life that gossiped
     /// generation 0 moves to 1 now (membership tells gossip), and later
     /// starts gossip their life ([`super::life`]).
+    /// Generation 0 means exactly "never heard of another node".
     fn hear(&mut self) -> Result<(), StorageError> {
-        if !self.heard {
+        if self.started_as == 0 {
             persist_heard(&self.store)?;
-            self.heard = true;
-            self.started_as = self.started_as.max(1);
+            self.started_as = 1;
         }
         Ok(())
     }
@@ -364,13 +360,7 @@ impl Node {
             // Shed, not queued: a request admitted now would wait behind
             // the others and more likely time out than succeed.
             self.stats.shed_requests += 1;
-            let reason = format!(
-                "{limit} requests in flight on node {}, its limit; nothing of this request was \
-                 applied: retry with backoff or through another node",
-                self.id.0
-            );
-            self.replies
-                .push_back((tag, Err(RequestError::Overloaded(reason))));
+            self.replies.push_back((tag, Err(overloaded(limit))));
             return;
         }
         self.start_request(now, ReplyTo::Client(tag), request);

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use quorra_client::RequestError;
+
 use super::update::Updater;
 
 use crate::storage::SyncMode;
@@ -104,6 +106,15 @@ pub struct Options {
 /// and 73,182 timeouts of 200,000 without a limit. Lower it for large
 /// values or a small memory budget.
 pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 4096;
+
+/// The answer to a client request refused because `limit` are in flight:
+/// the one wording of the core's refusal and the runtime's.
+pub fn overloaded(limit: usize) -> RequestError {
+    RequestError::Overloaded(format!(
+        "{limit} requests in flight on this node, its limit; nothing of this request was \
+         applied: retry with backoff or through another node"
+    ))
+}
 
 /// Which replicas a read asks.
 ///

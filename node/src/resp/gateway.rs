@@ -242,17 +242,9 @@ impl Gateway {
 
     /// Sends `message` into the driver's inbox and waits for its one answer.
     async fn ask(&self, message: ClientMessage) -> Option<NodeMessage> {
-        let permit = match &message {
-            ClientMessage::Request { id, .. } => match self.admission.admit() {
-                Ok(permit) => Some(permit),
-                Err(shed) => {
-                    return Some(NodeMessage::Outcome {
-                        id: *id,
-                        outcome: Err(shed),
-                    });
-                }
-            },
-            _ => None,
+        let permit = match self.admission.admit_message(&message) {
+            Ok(permit) => permit,
+            Err(shed) => return Some(shed),
         };
         let (reply, answer) = oneshot::channel();
         self.inbox

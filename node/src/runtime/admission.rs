@@ -19,6 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use quorra_client::RequestError;
+use quorra_client::protocol::{ClientMessage, NodeMessage};
+
+use crate::core::options::overloaded;
 
 /// The client requests admitted on this node and not yet answered.
 #[derive(Debug)]
@@ -48,13 +51,27 @@ impl Admission {
         if admitted >= self.limit {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
             self.shed.fetch_add(1, Ordering::Relaxed);
-            return Err(RequestError::Overloaded(format!(
-                "{} client requests admitted on this node, its limit; nothing of this request \
-                 was applied: retry with backoff or through another node",
-                self.limit
-            )));
+            return Err(overloaded(self.limit));
         }
         Ok(Permit(self.clone()))
+    }
+
+    /// What a connection does with a client message it read: a request
+    /// takes a place (`Ok(Some)`) or is answered at once (`Err`, the answer
+    /// to send); other questions need none (`Ok(None)`).
+    pub fn admit_message(
+        self: &Arc<Self>,
+        message: &ClientMessage,
+    ) -> Result<Option<Permit>, NodeMessage> {
+        match message {
+            ClientMessage::Request { id, .. } => {
+                self.admit().map(Some).map_err(|shed| NodeMessage::Outcome {
+                    id: *id,
+                    outcome: Err(shed),
+                })
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Requests admitted and not yet answered.

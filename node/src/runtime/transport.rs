@@ -629,21 +629,14 @@ async fn client_stream(
     loop {
         match wire::read::<ClientMessage>(&mut recv, &mut buf).await {
             Ok(Some(message)) => {
-                let permit = match &message {
-                    ClientMessage::Request { id, .. } => match admission.admit() {
-                        Ok(permit) => Some(permit),
-                        Err(shed) => {
-                            let answer = NodeMessage::Outcome {
-                                id: *id,
-                                outcome: Err(shed),
-                            };
-                            if tx.send(answer).await.is_err() {
-                                break;
-                            }
-                            continue;
+                let permit = match admission.admit_message(&message) {
+                    Ok(permit) => permit,
+                    Err(shed) => {
+                        if tx.send(shed).await.is_err() {
+                            break;
                         }
-                    },
-                    _ => None,
+                        continue;
+                    }
                 };
                 let input = Input::Client {
                     message,
