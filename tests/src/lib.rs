@@ -122,6 +122,30 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Builds `tests/fault/slow_sync.c`, the `LD_PRELOAD` shim that makes
+/// `fsync`, `fdatasync` and `syncfs` wait as many milliseconds as the file
+/// named by `QUORRA_SLOW_SYNC_FILE` says, into `dir`, and returns the
+/// library's path. With the system C compiler, which building the
+/// workspace needs anyway (ring's C parts).
+pub fn slow_sync_shim(dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("fault/slow_sync.c");
+    let lib = dir.join("libslowsync.so");
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
+        .arg(&lib)
+        .arg(&source)
+        .arg("-ldl")
+        .output()
+        .expect("run cc (a C compiler builds the slow-disk shim)");
+    assert!(
+        out.status.success(),
+        "cc {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lib
+}
+
 /// One `quorra node` process.
 pub struct NodeProc {
     /// Node id.
@@ -137,6 +161,8 @@ pub struct NodeProc {
     /// Log file.
     pub log: PathBuf,
     args: Vec<String>,
+    /// Environment added to the process from its next start on.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -259,6 +285,7 @@ impl TestCluster {
             data,
             log,
             args,
+            env: Vec::new(),
             child: None,
         });
         self.nodes.len() - 1
@@ -325,6 +352,7 @@ impl TestCluster {
                 "RUST_LOG",
                 std::env::var("QUORRA_E2E_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(node.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

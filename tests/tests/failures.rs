@@ -1,6 +1,7 @@
-//! Nodes dying: quorums go on, hints reach a node that comes back, and a
+//! Nodes dying: quorums go on, hints reach a node that comes back, a
 //! cluster killed with SIGKILL in the middle of a write load keeps every
-//! write it acknowledged.
+//! write it acknowledged, and a node whose disk takes seconds to sync
+//! slows nothing that does not need it.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -152,4 +153,121 @@ async fn sigkill_of_every_node_during_writes_loses_nothing_acknowledged() {
             "acknowledged write {key} lost"
         );
     }
+}
+
+/// How long every `fsync`/`fdatasync` of the slow node takes.
+const SLOW_SYNC: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "current_thread")]
+#[allow(clippy::print_stdout)]
+async fn a_node_whose_disk_takes_seconds_to_sync_does_not_stall_quorum_requests() {
+    // Node 3's flushes take SLOW_SYNC each (an LD_PRELOAD shim around the
+    // real calls: the binary and its durability are unchanged). The
+    // client's timeout is below that, so a request that waited for node
+    // 3's disk anywhere (as coordinator, or as one of the W or R replicas
+    // counted) fails the test; with W = R = 2 of N = 3, nodes 1 and 2 are
+    // enough for every request.
+    let mut cluster = TestCluster::start(3, &["--fsync", "always"]).await;
+    let slow = 2;
+    let shim = quorra_e2e::slow_sync_shim(cluster.dir.path());
+    let control = cluster.dir.path().join("slow-sync-ms");
+    std::fs::write(&control, "0").unwrap();
+    cluster.stop(slow);
+    cluster.nodes[slow].env = vec![
+        ("LD_PRELOAD".into(), shim.display().to_string()),
+        (
+            "QUORRA_SLOW_SYNC_FILE".into(),
+            control.display().to_string(),
+        ),
+    ];
+    cluster.restart(slow).await;
+    std::fs::write(&control, SLOW_SYNC.as_millis().to_string()).unwrap();
+
+    let mut config = cluster.client_config();
+    config.timeout = SLOW_SYNC * 3 / 4;
+    let client = quorra_client::Client::connect(config).await.unwrap();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let client = client.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = Vec::new();
+            let mut i = 0;
+            while started.elapsed() < Duration::from_secs(10) {
+                let key = format!("slow-{w}-{i}");
+                i += 1;
+                let t = Instant::now();
+                if let Err(e) = client
+                    .put(
+                        key.clone(),
+                        key.clone(),
+                        &Context::empty(),
+                        Consistency::QUORUM,
+                    )
+                    .await
+                {
+                    failures.push(format!("put {key}: {e}"));
+                    continue;
+                }
+                latencies.push(t.elapsed());
+                let t = Instant::now();
+                match client.get(key.clone(), Consistency::QUORUM).await {
+                    Ok(read) if values(&read) == [key.clone()] => latencies.push(t.elapsed()),
+                    Ok(read) => failures.push(format!("get {key}: {:?}", values(&read))),
+                    Err(e) => failures.push(format!("get {key}: {e}")),
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failures = Vec::new();
+    for w in workers {
+        let (l, f) = w.await.unwrap();
+        latencies.extend(l);
+        failures.extend(f);
+    }
+    // The disk really was that slow: node 3's own flush histogram.
+    let metrics = quorra_e2e::http::get(cluster.nodes[slow].admin, "/metrics", None)
+        .await
+        .expect("node 3's metrics");
+    let scrape = quorra_e2e::prom::Scrape::parse(&metrics.body).expect("metrics parse");
+    let flushes = scrape
+        .value("quorra_storage_flush_duration_seconds_count", &[])
+        .unwrap_or(0.0);
+    let flushed_for = scrape
+        .value("quorra_storage_flush_duration_seconds_sum", &[])
+        .unwrap_or(0.0);
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    println!(
+        "node {} syncing in {SLOW_SYNC:?} ({flushes} flushes, {flushed_for:.1} s): {} requests ok, \
+         {} failed; p50 {:?}, p99 {:?}, max {:?}",
+        slow + 1,
+        latencies.len(),
+        failures.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    assert!(
+        flushes >= 3.0 && flushed_for >= flushes * SLOW_SYNC.as_secs_f64() * 0.5,
+        "node 3's disk was not slow: {flushes} flushes in {flushed_for} s (is the shim loaded?)"
+    );
+    assert!(
+        cluster.log_of(slow).contains("slow disk: a flush"),
+        "node 3 did not say its disk is slow:\n{}",
+        quorra_e2e::log_tail(&cluster.nodes[slow].log, 30)
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests waited for the slow disk: {:?}\n{}",
+        failures.len(),
+        failures.len() + latencies.len(),
+        &failures[..failures.len().min(10)],
+        quorra_e2e::log_tail(&cluster.nodes[slow].log, 30)
+    );
+    assert!(latencies.len() > 100, "the load barely ran");
+    std::fs::write(&control, "0").unwrap();
 }

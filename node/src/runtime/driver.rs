@@ -54,6 +54,12 @@ use crate::storage::{Engine, Lsn, StorageError, Store};
 /// reopened), given the driver's clock.
 pub type Rebuild = Box<dyn FnMut(Duration) -> Result<(Node, Membership), DaemonError> + Send>;
 
+/// A flush slower than this is logged as a slow disk.
+pub const SLOW_FLUSH: Duration = Duration::from_secs(1);
+
+/// At most one slow-flush line per this long.
+pub const SLOW_FLUSH_LOG_EVERY: Duration = Duration::from_secs(30);
+
 /// Inputs handled per wake-up before outputs are sent and a flush asked.
 const BATCH: usize = 1024;
 
@@ -109,9 +115,12 @@ pub struct Driver {
     origin: Instant,
     clients: HashMap<ClientTag, Waiting>,
     next_tag: ClientTag,
-    flush_tx: mpsc::Sender<Result<Lsn, StorageError>>,
-    flush_rx: mpsc::Receiver<Result<Lsn, StorageError>>,
+    flush_tx: mpsc::Sender<(Result<Lsn, StorageError>, Duration)>,
+    flush_rx: mpsc::Receiver<(Result<Lsn, StorageError>, Duration)>,
     flushing: bool,
+    /// When a slow flush was last logged (at most one line per
+    /// [`SLOW_FLUSH_LOG_EVERY`]).
+    slow_flush_logged: Option<Instant>,
     engine: Arc<Reopenable>,
     rebuild: Rebuild,
     watch: StorageWatch,
@@ -144,6 +153,7 @@ impl Driver {
             flush_tx,
             flush_rx,
             flushing: false,
+            slow_flush_logged: None,
             engine: parts.engine,
             rebuild: parts.rebuild,
             watch: StorageWatch::default(),
@@ -192,8 +202,9 @@ impl Driver {
                         break;
                     }
                 }
-                Some(result) = self.flush_rx.recv() => {
+                Some((result, took)) = self.flush_rx.recv() => {
                     self.flushing = false;
+                    self.note_flush_time(took);
                     let now = self.now();
                     match result {
                         Ok(_) => self.node.handle_flushed(now),
@@ -573,13 +584,38 @@ impl Driver {
             tokio::task::spawn_blocking(move || {
                 let started = Instant::now();
                 let result = store.flush();
+                let took = started.elapsed();
                 if let Some(m) = metrics {
-                    m.record_flush(started.elapsed());
+                    m.record_flush(took);
                 }
-                let _ = done.blocking_send(result);
+                let _ = done.blocking_send((result, took));
             });
         }
         Ok(())
+    }
+
+    /// Logs a flush slower than [`SLOW_FLUSH`], at most once per
+    /// [`SLOW_FLUSH_LOG_EVERY`]: the operator's first sign of a failing or
+    /// saturated disk. The node goes on meanwhile (the flush runs outside
+    /// the engine's write path); only acknowledgements of its own copies
+    /// wait for it.
+    fn note_flush_time(&mut self, took: Duration) {
+        if took < SLOW_FLUSH {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .slow_flush_logged
+            .is_some_and(|at| now.duration_since(at) < SLOW_FLUSH_LOG_EVERY)
+        {
+            return;
+        }
+        self.slow_flush_logged = Some(now);
+        warn!(
+            took_ms = took.as_millis() as u64,
+            "slow disk: a flush (fdatasync) took {took:.1?}; this node's acknowledgements wait \
+             for it, quorums that do not need them go on (see quorra_storage_flush_duration_seconds)"
+        );
     }
 
     fn address(&self, id: NodeId) -> Option<SocketAddr> {

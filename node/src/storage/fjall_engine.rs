@@ -3,22 +3,26 @@
 //! fjall is a maintained, pure-Rust LSM tree with a write-ahead journal. One
 //! keyspace holds the whole key space; a batch is one fjall write batch
 //! (atomic). The journal is persisted manually: commits stay in fjall's
-//! buffer until our flush calls `persist(SyncData)`, i.e. `fdatasync` of the
-//! journal, so nothing is half-durable behind our back and one flush makes a
-//! whole group of writes durable. Values above [`BLOB_THRESHOLD`] are stored
+//! buffer until our flush hands them to the kernel (`persist(Buffer)`) and
+//! `fdatasync`s the journal file outside fjall's lock
+//! ([`super::journal_sync`]: a slow disk then delays acknowledgements, not
+//! every write the node applies), so nothing is half-durable behind our
+//! back and one flush makes a whole group of writes durable. Values above [`BLOB_THRESHOLD`] are stored
 //! apart from the tree (key-value separation), so large values do not bloat
 //! compactions.
 //!
 //! **Durability:** flushed writes survive process crashes and power loss
-//! ([`Durability::Fsync`]). A failed fsync poisons the database (fjall's
-//! choice, as PostgreSQL's after fsyncgate): every later call fails with a
-//! clear error rather than pretending.
+//! ([`Durability::Fsync`]). A failed fsync is final (fjall poisons the
+//! database, [`JournalSync`] refuses every later sync, as PostgreSQL does
+//! after fsyncgate): every later flush fails with a clear error rather than
+//! pretending, and the engine is reopened ([`super::reopen`]).
 
 use std::ops::Bound;
 use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 
+use super::journal_sync::{JournalSync, Synced};
 use super::lsn::LsnClock;
 use super::{Durability, Engine, Lsn, Pair, StorageError, WriteOp};
 
@@ -33,6 +37,7 @@ pub struct FjallEngine {
     db: Database,
     keyspace: Keyspace,
     lsn: LsnClock,
+    journal: JournalSync,
 }
 
 impl FjallEngine {
@@ -57,6 +62,7 @@ impl FjallEngine {
             db,
             keyspace,
             lsn: LsnClock::default(),
+            journal: JournalSync::new(dir),
         })
     }
 }
@@ -129,8 +135,17 @@ impl Engine for FjallEngine {
     fn flush(&self) -> Result<Lsn, StorageError> {
         let applied = self.lsn.applied();
         self.db
-            .persist(PersistMode::SyncData)
+            .persist(PersistMode::Buffer)
             .map_err(|e| StorageError::engine(NAME, e))?;
+        let synced = self
+            .journal
+            .sync()
+            .map_err(|e| StorageError::engine(NAME, format!("fdatasync of the journal: {e}")))?;
+        if synced == Synced::NoJournal {
+            self.db
+                .persist(PersistMode::SyncData)
+                .map_err(|e| StorageError::engine(NAME, e))?;
+        }
         Ok(self.lsn.mark_durable(applied))
     }
 
@@ -140,5 +155,28 @@ impl Engine for FjallEngine {
 
     fn applied_lsn(&self) -> Lsn {
         self.lsn.applied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fjall_keeps_its_journal_where_the_flush_syncs_it() {
+        // If a fjall upgrade moved or renamed its journal, the flush would
+        // fall back to fjall's own persist (correct, but stalling on a slow
+        // disk); this says so at once.
+        let dir = tempfile::tempdir().unwrap();
+        let engine = FjallEngine::open(dir.path()).unwrap();
+        engine
+            .write(vec![WriteOp::Put {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            }])
+            .unwrap();
+        let lsn = engine.flush().unwrap();
+        assert_eq!(engine.durable_lsn(), lsn);
+        assert_eq!(engine.journal.sync().unwrap(), Synced::Journal);
     }
 }

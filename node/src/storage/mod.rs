@@ -47,6 +47,7 @@ pub mod cache;
 pub mod commit;
 mod error;
 pub mod fjall_engine;
+mod journal_sync;
 pub mod layout;
 mod lsn;
 pub mod memory;
