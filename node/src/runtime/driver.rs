@@ -121,6 +121,8 @@ pub struct Driver {
     /// When a slow flush was last logged (at most one line per
     /// [`SLOW_FLUSH_LOG_EVERY`]).
     slow_flush_logged: Option<Instant>,
+    /// When the flush in progress started.
+    flush_started: Option<Instant>,
     engine: Arc<Reopenable>,
     rebuild: Rebuild,
     watch: StorageWatch,
@@ -154,6 +156,7 @@ impl Driver {
             flush_rx,
             flushing: false,
             slow_flush_logged: None,
+            flush_started: None,
             engine: parts.engine,
             rebuild: parts.rebuild,
             watch: StorageWatch::default(),
@@ -204,7 +207,7 @@ impl Driver {
                 }
                 Some((result, took)) = self.flush_rx.recv() => {
                     self.flushing = false;
-                    self.note_flush_time(took);
+                    self.note_flush_time(took, true);
                     let now = self.now();
                     match result {
                         Ok(_) => self.node.handle_flushed(now),
@@ -576,8 +579,13 @@ impl Driver {
             self.answer(tag, outcome);
         }
         let now = self.now();
+        if let Some(started) = self.flush_started.filter(|_| self.flushing) {
+            // A flush that never returns is logged too, not only a slow one.
+            self.note_flush_time(started.elapsed(), false);
+        }
         if !self.flushing && self.node.poll_flush(now) {
             self.flushing = true;
+            self.flush_started = Some(Instant::now());
             let store = self.store.clone();
             let done = self.flush_tx.clone();
             let metrics = self.metrics.clone();
@@ -594,12 +602,13 @@ impl Driver {
         Ok(())
     }
 
-    /// Logs a flush slower than [`SLOW_FLUSH`], at most once per
+    /// Logs a flush slower than [`SLOW_FLUSH`] (`done`: it returned after
+    /// `took`; else it has been running that long), at most once per
     /// [`SLOW_FLUSH_LOG_EVERY`]: the operator's first sign of a failing or
     /// saturated disk. The node goes on meanwhile (the flush runs outside
     /// the engine's write path); only acknowledgements of its own copies
     /// wait for it.
-    fn note_flush_time(&mut self, took: Duration) {
+    fn note_flush_time(&mut self, took: Duration, done: bool) {
         if took < SLOW_FLUSH {
             return;
         }
@@ -611,9 +620,10 @@ impl Driver {
             return;
         }
         self.slow_flush_logged = Some(now);
+        let what = if done { "took" } else { "has been running for" };
         warn!(
             took_ms = took.as_millis() as u64,
-            "slow disk: a flush (fdatasync) took {took:.1?}; this node's acknowledgements wait \
+            "slow disk: a flush (fdatasync) {what} {took:.1?}; this node's acknowledgements wait \
              for it, quorums that do not need them go on (see quorra_storage_flush_duration_seconds)"
         );
     }

@@ -177,6 +177,6 @@ mod tests {
             .unwrap();
         let lsn = engine.flush().unwrap();
         assert_eq!(engine.durable_lsn(), lsn);
-        assert_eq!(engine.journal.sync().unwrap(), Synced::Journal);
+        assert!(matches!(engine.journal.sync().unwrap(), Synced::Journals(ids) if !ids.is_empty()));
     }
 }
