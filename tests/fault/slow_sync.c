@@ -11,8 +11,10 @@
  * process only sees each flush take that much longer, as on a disk whose
  * queue is full or which is retrying a failing sector.
  *
- * Built by the end-to-end tests (tests/src/lib.rs: slow_sync_shim) with
- * the system C compiler; nothing else uses it.
+ * Built with the system C compiler by the end-to-end tests
+ * (tests/src/lib.rs: slow_sync_shim) and by quorra-chaos, which preloads it
+ * into every node (simulations/src/chaos/cluster.rs) for its slow-disk
+ * fault.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

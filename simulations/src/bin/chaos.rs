@@ -35,7 +35,7 @@ const EXIT_INTERRUPTED: u8 = 130;
     name = "quorra-chaos",
     version,
     about = "Real quorra processes in network namespaces under partitions, packet loss, \
-             kill -9, pauses and lost disks, checked for lost or resurrected writes",
+             kill -9, pauses, lost and slow disks, checked for lost or resurrected writes",
     after_help = "Needs root (ip netns, iptables). Exit codes: 0 all passed, 1 the harness \
                   could not run, 2 bad usage, 10 safety check failed, 11 the cluster did not \
                   settle, 130 interrupted."

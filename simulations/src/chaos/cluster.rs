@@ -1,6 +1,9 @@
 //! Real `quorra node` processes, one per namespace of [`Net`], and the
 //! process faults: `SIGKILL`, `SIGSTOP`/`SIGCONT`, `SIGTERM`, a wiped data
-//! directory, restarts.
+//! directory, restarts, and a slow disk: every node runs with the
+//! `LD_PRELOAD` shim of `tests/fault/slow_sync.c` (built with the system C
+//! compiler at the start of a run), whose delay per `fsync`/`fdatasync` is
+//! read from a file of the node's, 0 until a fault writes to it.
 //!
 //! Every node listens on its namespace's address (QUIC on [`NODE_PORT`],
 //! RESP on [`RESP_PORT`] with [`RESP_PASSWORD`]), seeded with node 1
@@ -64,7 +67,12 @@ pub struct Proc {
     namespace: String,
     child: Option<Child>,
     paused: bool,
+    /// The slow-disk shim's control file: milliseconds per sync.
+    slow_sync: PathBuf,
 }
+
+/// The slow-disk shim's source, built into each run's directory.
+const SLOW_SYNC_SHIM: &str = include_str!("../../../tests/fault/slow_sync.c");
 
 /// The nodes of a run.
 pub struct Cluster {
@@ -75,6 +83,8 @@ pub struct Cluster {
     /// The nodes, by index.
     pub nodes: Vec<Proc>,
     bin: PathBuf,
+    /// The slow-disk shim, preloaded into every node.
+    shim: PathBuf,
 }
 
 impl Cluster {
@@ -93,6 +103,7 @@ impl Cluster {
         init(&tls).map_err(|e| setup(&e))?;
         issue(&tls, "node", Role::Node).map_err(|e| setup(&e))?;
         issue(&tls, "client", Role::Client).map_err(|e| setup(&e))?;
+        let shim = build_shim(dir)?;
         let seed = SocketAddr::from((net.addr(0), NODE_PORT));
         let everyone: Vec<String> = (0..nodes)
             .map(|i| SocketAddr::from((net.addr(i), NODE_PORT)).to_string())
@@ -153,6 +164,7 @@ impl Cluster {
                     namespace: net.namespace(i),
                     child: None,
                     paused: false,
+                    slow_sync: dir.join(format!("node{id}.slow-sync-ms")),
                 }
             })
             .collect();
@@ -161,7 +173,11 @@ impl Cluster {
             dir: dir.to_path_buf(),
             nodes: procs,
             bin: bin.to_path_buf(),
+            shim,
         };
+        for node in &cluster.nodes {
+            std::fs::write(&node.slow_sync, "0").map_err(|e| setup(&e))?;
+        }
         for i in 0..nodes {
             cluster.spawn(i)?;
             cluster.wait_ready(i).await?;
@@ -199,6 +215,8 @@ impl Cluster {
             .args(["netns", "exec", &node.namespace])
             .arg(&self.bin)
             .args(args)
+            .env("LD_PRELOAD", &self.shim)
+            .env("QUORRA_SLOW_SYNC_FILE", &node.slow_sync)
             .env(
                 "RUST_LOG",
                 std::env::var("QUORRA_CHAOS_LOG").unwrap_or_else(|_| "info".into()),
@@ -286,6 +304,14 @@ impl Cluster {
         self.nodes[i].paused = false;
     }
 
+    /// Makes node `i`'s every sync take `ms` longer (0: its disk is
+    /// healthy again); the running process sees it at its next sync.
+    pub fn slow_disk(&mut self, i: usize, ms: u32) -> Result<(), ClusterError> {
+        let node = &self.nodes[i];
+        std::fs::write(&node.slow_sync, ms.to_string())
+            .map_err(|e| ClusterError::Setup(format!("{}: {e}", node.slow_sync.display())))
+    }
+
     /// `SIGSTOP`.
     pub fn pause(&mut self, i: usize) {
         self.signal(i, "-STOP");
@@ -345,4 +371,31 @@ impl Drop for Cluster {
             self.kill9(i);
         }
     }
+}
+
+/// Builds the slow-disk shim into `dir` with `cc`.
+fn build_shim(dir: &Path) -> Result<PathBuf, ClusterError> {
+    let source = dir.join("slow_sync.c");
+    let lib = dir.join("libslowsync.so");
+    std::fs::write(&source, SLOW_SYNC_SHIM)
+        .map_err(|e| ClusterError::Setup(format!("{}: {e}", source.display())))?;
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&lib)
+        .arg(&source)
+        .arg("-ldl")
+        .output()
+        .map_err(|e| {
+            ClusterError::Setup(format!(
+                "running cc to build the slow-disk shim (a C compiler is needed): {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(ClusterError::Setup(format!(
+            "cc {}: {}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(lib)
 }

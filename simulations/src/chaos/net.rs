@@ -250,7 +250,10 @@ impl Net {
                             .push(self.drop_rule(from, Some(*percent)));
                     }
                 }
-                Fault::Kill { .. } | Fault::Pause { .. } | Fault::Wipe { .. } => {}
+                Fault::Kill { .. }
+                | Fault::Pause { .. }
+                | Fault::Wipe { .. }
+                | Fault::SlowDisk { .. } => {}
             }
         }
         for i in 0..self.nodes {

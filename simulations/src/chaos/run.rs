@@ -259,6 +259,7 @@ fn inject(
             disk_losses.push((cluster.nodes[*node].id, start.elapsed()));
             cluster.wipe(*node)?
         }
+        Fault::SlowDisk { node, ms } => cluster.slow_disk(*node, *ms)?,
     }
     Ok(())
 }
@@ -271,6 +272,7 @@ async fn heal(cluster: &mut Cluster, fault: &Fault) -> Result<(), ChaosError> {
             cluster.net.apply(&[])?
         }
         Fault::Pause { node } => cluster.resume(*node),
+        Fault::SlowDisk { node, .. } => cluster.slow_disk(*node, 0)?,
         Fault::Kill { node } | Fault::Wipe { node } => {
             cluster.spawn(*node)?;
             cluster.wait_ready(*node).await?;

@@ -57,6 +57,14 @@ pub enum Fault {
         /// The node.
         node: usize,
     },
+    /// Every `fsync`/`fdatasync` of the node takes `ms` longer (a saturated
+    /// or failing disk; the sync itself still happens).
+    SlowDisk {
+        /// The node.
+        node: usize,
+        /// The delay per sync, milliseconds.
+        ms: u32,
+    },
 }
 
 impl Fault {
@@ -76,6 +84,9 @@ impl Fault {
             Fault::Kill { node } => format!("kill -9 node {}, restart", id(node)),
             Fault::Pause { node } => format!("SIGSTOP node {}, SIGCONT", id(node)),
             Fault::Wipe { node } => format!("kill -9 node {}, wipe its disk, restart", id(node)),
+            Fault::SlowDisk { node, ms } => {
+                format!("node {}'s disk takes {ms} ms per sync", id(node))
+            }
         }
     }
 }
@@ -98,7 +109,7 @@ pub enum Nemesis {
     None,
     /// Only network faults: partitions, one-way, loss.
     Network,
-    /// Only process faults: kill -9, pauses, wiped disks.
+    /// Only process faults: kill -9, pauses, wiped disks, slow disks.
     Process,
     /// Both.
     All,
@@ -248,10 +259,14 @@ fn draw_fault(rng: &mut Xoshiro256PlusPlus, nodes: usize, nemesis: Nemesis) -> F
             },
         }
     } else {
-        match rng.random_range(0..10) {
+        match rng.random_range(0..12) {
             0..=4 => Fault::Kill { node },
             5..=8 => Fault::Pause { node },
-            _ => Fault::Wipe { node },
+            9 => Fault::Wipe { node },
+            _ => Fault::SlowDisk {
+                node,
+                ms: rng.random_range(200..=3_000),
+            },
         }
     }
 }
@@ -306,7 +321,8 @@ mod tests {
                     Fault::Loss { node, .. }
                     | Fault::Kill { node }
                     | Fault::Pause { node }
-                    | Fault::Wipe { node } => vec![*node],
+                    | Fault::Wipe { node }
+                    | Fault::SlowDisk { node, .. } => vec![*node],
                 };
                 assert!(named.iter().all(|&n| n < p.nodes), "seed {seed}");
             }
@@ -325,7 +341,10 @@ mod tests {
             let procs = Plan::draw(seed, Some(3), d, Nemesis::Process);
             assert!(procs.faults.iter().all(|f| matches!(
                 f.fault,
-                Fault::Kill { .. } | Fault::Pause { .. } | Fault::Wipe { .. }
+                Fault::Kill { .. }
+                    | Fault::Pause { .. }
+                    | Fault::Wipe { .. }
+                    | Fault::SlowDisk { .. }
             )));
             assert!(
                 Plan::draw(seed, Some(3), d, Nemesis::None)
