@@ -63,6 +63,10 @@ struct Args {
     /// a temporary directory, kept only when the schedule fails).
     #[arg(long)]
     keep: Option<PathBuf>,
+    /// Run every node on the real clock (by default about half the nodes
+    /// of a plan get a skewed one, through libfaketime).
+    #[arg(long)]
+    no_clock_skew: bool,
     /// Print the schedules and run nothing (needs no root).
     #[arg(long)]
     plan_only: bool,
@@ -89,12 +93,16 @@ fn main() -> ExitCode {
         (None, None) => (1, 1),
     };
     let plan = |seed| {
-        Plan::draw(
+        let mut plan = Plan::draw(
             seed,
             args.nodes.map(|n| n as usize),
             Duration::from_secs(args.duration),
             args.nemesis,
-        )
+        );
+        if args.no_clock_skew {
+            plan.clocks.fill(None);
+        }
+        plan
     };
     if args.plan_only {
         for seed in first..=last {

@@ -3,7 +3,9 @@
 //! directory, restarts, and a slow disk: every node runs with the
 //! `LD_PRELOAD` shim of `tests/fault/slow_sync.c` (built with the system C
 //! compiler at the start of a run), whose delay per `fsync`/`fdatasync` is
-//! read from a file of the node's, 0 until a fault writes to it.
+//! read from a file of the node's, 0 until a fault writes to it. A node
+//! whose clock the plan skews also preloads libfaketime with its
+//! `FAKETIME`.
 //!
 //! Every node listens on its namespace's address (QUIC on [`NODE_PORT`],
 //! RESP on [`RESP_PORT`] with [`RESP_PASSWORD`]), seeded with node 1
@@ -22,6 +24,7 @@ use quorra_client::{Client, ClientConfig, TlsFiles};
 use quorra_node::runtime::certs::{Role, init, issue};
 
 use super::net::Net;
+use super::schedule::Skew;
 
 /// The nodes' QUIC port (each in its own namespace).
 pub const NODE_PORT: u16 = 7000;
@@ -69,6 +72,8 @@ pub struct Proc {
     paused: bool,
     /// The slow-disk shim's control file: milliseconds per sync.
     slow_sync: PathBuf,
+    /// The node's `FAKETIME` (none: the real clock).
+    faketime: Option<String>,
 }
 
 /// The slow-disk shim's source, built into each run's directory.
@@ -85,6 +90,8 @@ pub struct Cluster {
     bin: PathBuf,
     /// The slow-disk shim, preloaded into every node.
     shim: PathBuf,
+    /// libfaketime, preloaded into the nodes whose clock is skewed.
+    faketime: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -97,6 +104,7 @@ impl Cluster {
         bin: &Path,
         nodes: usize,
         founder_restarts_seedless: bool,
+        clocks: &[Option<Skew>],
     ) -> Result<Self, ClusterError> {
         let tls = dir.join("tls");
         let setup = |e: &dyn std::fmt::Display| ClusterError::Setup(e.to_string());
@@ -104,6 +112,11 @@ impl Cluster {
         issue(&tls, "node", Role::Node).map_err(|e| setup(&e))?;
         issue(&tls, "client", Role::Client).map_err(|e| setup(&e))?;
         let shim = build_shim(dir)?;
+        let faketime = if clocks.iter().any(Option::is_some) {
+            Some(find_faketime()?)
+        } else {
+            None
+        };
         let seed = SocketAddr::from((net.addr(0), NODE_PORT));
         let everyone: Vec<String> = (0..nodes)
             .map(|i| SocketAddr::from((net.addr(i), NODE_PORT)).to_string())
@@ -165,6 +178,7 @@ impl Cluster {
                     child: None,
                     paused: false,
                     slow_sync: dir.join(format!("node{id}.slow-sync-ms")),
+                    faketime: clocks.get(i).copied().flatten().map(|s| s.faketime()),
                 }
             })
             .collect();
@@ -174,6 +188,7 @@ impl Cluster {
             nodes: procs,
             bin: bin.to_path_buf(),
             shim,
+            faketime,
         };
         for node in &cluster.nodes {
             std::fs::write(&node.slow_sync, "0").map_err(|e| setup(&e))?;
@@ -211,11 +226,18 @@ impl Cluster {
         } else {
             &node.args
         };
-        let child = Command::new("ip")
+        let mut command = Command::new("ip");
+        let mut preload = self.shim.clone().into_os_string();
+        if let (Some(lib), Some(faketime)) = (&self.faketime, &node.faketime) {
+            preload.push(":");
+            preload.push(lib);
+            command.env("FAKETIME", faketime);
+        }
+        let child = command
             .args(["netns", "exec", &node.namespace])
             .arg(&self.bin)
             .args(args)
-            .env("LD_PRELOAD", &self.shim)
+            .env("LD_PRELOAD", preload)
             .env("QUORRA_SLOW_SYNC_FILE", &node.slow_sync)
             .env(
                 "RUST_LOG",
@@ -370,6 +392,24 @@ impl Drop for Cluster {
         for i in 0..self.nodes.len() {
             self.kill9(i);
         }
+    }
+}
+
+/// Where Debian's libfaketime package puts the multi-threaded library.
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// libfaketime: `QUORRA_CHAOS_FAKETIME` if set, else Debian's path.
+fn find_faketime() -> Result<PathBuf, ClusterError> {
+    let lib = std::env::var_os("QUORRA_CHAOS_FAKETIME")
+        .map_or_else(|| PathBuf::from(FAKETIME_LIB), PathBuf::from);
+    if lib.exists() {
+        Ok(lib)
+    } else {
+        Err(ClusterError::Setup(format!(
+            "the plan skews clocks but libfaketime is not at {} (Debian: apt install \
+             libfaketime; elsewhere set QUORRA_CHAOS_FAKETIME), or pass --no-clock-skew",
+            lib.display()
+        )))
     }
 }
 

@@ -106,8 +106,15 @@ impl Report {
 /// `dir`.
 pub async fn run(plan: &Plan, bin: &Path, dir: &Path) -> Result<Report, ChaosError> {
     let net = Net::create(plan.nodes)?;
-    let mut cluster =
-        Cluster::start(net, dir, bin, plan.nodes, plan.founder_restarts_seedless).await?;
+    let mut cluster = Cluster::start(
+        net,
+        dir,
+        bin,
+        plan.nodes,
+        plan.founder_restarts_seedless,
+        &plan.clocks,
+    )
+    .await?;
     let targets = connect(&cluster).await?;
     let recorder = Arc::new(Recorder::default());
     let start = Instant::now();

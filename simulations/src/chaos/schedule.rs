@@ -13,6 +13,12 @@
 //! Partitions and loss only cut node-to-node traffic: clients reach every
 //! node, so a minority side keeps taking requests (sloppy quorums, hints)
 //! while it cannot see the majority.
+//!
+//! Clocks are skewed for a whole run, not as a fault of a window: about
+//! half the nodes run with their wall clock up to an hour off and all their
+//! clocks up to 5% fast or slow. Nothing in the protocol may depend on
+//! clocks agreeing (time reaches the core only as each node's own
+//! monotonic durations); a skew that changed an outcome would be a bug.
 
 use std::time::Duration;
 
@@ -91,6 +97,46 @@ impl Fault {
     }
 }
 
+/// A node's clock, off from the harness's for the whole run (libfaketime,
+/// preloaded into the node): its wall clock shifted by `offset_secs`, and
+/// all its clocks, monotonic ones and its sleeps included, running at
+/// `rate_permille` / 1000 of real time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skew {
+    /// Wall-clock offset, seconds.
+    pub offset_secs: i32,
+    /// Clock rate, thousandths.
+    pub rate_permille: u32,
+}
+
+impl Skew {
+    /// The `FAKETIME` value that makes it.
+    pub fn faketime(&self) -> String {
+        format!(
+            "{:+} x{}.{:03}",
+            self.offset_secs,
+            self.rate_permille / 1000,
+            self.rate_permille % 1000
+        )
+    }
+
+    /// For humans.
+    pub fn describe(&self) -> String {
+        format!(
+            "wall clock {:+} s, running at {}.{:03}x",
+            self.offset_secs,
+            self.rate_permille / 1000,
+            self.rate_permille % 1000
+        )
+    }
+}
+
+/// The largest wall-clock offset drawn, seconds.
+const SKEW_MAX_OFFSET_SECS: i32 = 3600;
+/// The largest rate difference drawn, thousandths (5%: far beyond real
+/// quartz drift, within what a starved or migrated VM shows).
+const SKEW_MAX_RATE_PERMILLE: u32 = 50;
+
 /// A fault with its window.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timed {
@@ -136,6 +182,8 @@ pub struct Plan {
     /// cluster of its own on an empty disk until gossip reaches it, and
     /// acknowledges writes meanwhile: they must not be lost either.
     pub founder_restarts_seedless: bool,
+    /// Each node's clock skew, by index (none: the harness's clock).
+    pub clocks: Vec<Option<Skew>>,
 }
 
 /// Counter keys, incremented (the RESP gateway's `INCR` update) by one
@@ -175,6 +223,19 @@ impl Plan {
         }
         // Drawn last, so the draws above are those of earlier versions.
         let founder_restarts_seedless = rng.random_bool(0.5);
+        // Then the clocks: half the nodes skewed, none in the baseline.
+        let clocks = (0..nodes)
+            .map(|_| {
+                let skewed = rng.random_bool(0.5);
+                let skew = Skew {
+                    offset_secs: rng.random_range(-SKEW_MAX_OFFSET_SECS..=SKEW_MAX_OFFSET_SECS),
+                    rate_permille: rng.random_range(
+                        1000 - SKEW_MAX_RATE_PERMILLE..=1000 + SKEW_MAX_RATE_PERMILLE,
+                    ),
+                };
+                (skewed && nemesis != Nemesis::None).then_some(skew)
+            })
+            .collect();
         Plan {
             seed,
             nodes,
@@ -183,6 +244,7 @@ impl Plan {
             duration,
             faults,
             founder_restarts_seedless,
+            clocks,
         }
     }
 
@@ -203,6 +265,11 @@ impl Plan {
         } else {
             "  node 1 restarts with every other node as seeds\n"
         });
+        for (i, skew) in self.clocks.iter().enumerate() {
+            if let Some(skew) = skew {
+                out.push_str(&format!("  node {}'s clock: {}\n", i + 1, skew.describe()));
+            }
+        }
         for f in &self.faults {
             out.push_str(&format!(
                 "  at {:>6.1}s for {:>4.1}s: {}\n",
@@ -327,6 +394,29 @@ mod tests {
                 assert!(named.iter().all(|&n| n < p.nodes), "seed {seed}");
             }
         }
+    }
+
+    #[test]
+    fn clock_skews_stay_within_their_bounds_and_spare_the_baseline() {
+        let d = Duration::from_secs(60);
+        let mut skewed = 0;
+        for seed in 0..100 {
+            let p = Plan::draw(seed, None, d, Nemesis::All);
+            assert_eq!(p.clocks.len(), p.nodes);
+            for skew in p.clocks.iter().flatten() {
+                skewed += 1;
+                assert!(skew.offset_secs.abs() <= SKEW_MAX_OFFSET_SECS);
+                assert!(skew.rate_permille.abs_diff(1000) <= SKEW_MAX_RATE_PERMILLE);
+            }
+            let none = Plan::draw(seed, None, d, Nemesis::None);
+            assert!(none.clocks.iter().all(Option::is_none), "seed {seed}");
+        }
+        assert!(skewed > 50, "only {skewed} skewed clocks in 100 plans");
+        let skew = Skew {
+            offset_secs: -90,
+            rate_permille: 1_042,
+        };
+        assert_eq!(skew.faketime(), "-90 x1.042");
     }
 
     #[test]
