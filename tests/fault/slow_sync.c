@@ -46,29 +46,17 @@ static void delay(void) {
     }
 }
 
-int fsync(int fd) {
-    static int (*real)(int);
-    if (real == NULL) {
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+/* Each wrapper: the delay, then the real call, found once. */
+#define SLOW(name)                                                  \
+    int name(int fd) {                                              \
+        static int (*real)(int);                                    \
+        if (real == NULL) {                                         \
+            real = (int (*)(int))dlsym(RTLD_NEXT, #name);           \
+        }                                                           \
+        delay();                                                    \
+        return real(fd);                                            \
     }
-    delay();
-    return real(fd);
-}
 
-int fdatasync(int fd) {
-    static int (*real)(int);
-    if (real == NULL) {
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    }
-    delay();
-    return real(fd);
-}
-
-int syncfs(int fd) {
-    static int (*real)(int);
-    if (real == NULL) {
-        real = (int (*)(int))dlsym(RTLD_NEXT, "syncfs");
-    }
-    delay();
-    return real(fd);
-}
+SLOW(fsync)
+SLOW(fdatasync)
+SLOW(syncfs)
