@@ -6,7 +6,7 @@
 //! them. The tests in `tests/` drive it through the real client SDK.
 //! Everything listens on 127.0.0.1.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,7 +16,10 @@ use quorra_node::runtime::certs::{Role, init, issue};
 use tempfile::TempDir;
 
 pub mod http;
+mod ports;
 pub mod prom;
+
+pub use ports::free_port;
 
 /// The `quorra` binary of this build (built by `cargo test --workspace`;
 /// built here if missing or older than the sources it is made of, as after
@@ -71,24 +74,6 @@ fn older_than_sources(bin: &Path) -> bool {
         .iter()
         .filter_map(|p| newest(p))
         .any(|changed| changed > built)
-}
-
-/// A free UDP port on 127.0.0.1 (free when asked; taken by the node soon after).
-pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A free TCP port on 127.0.0.1 (free when asked).
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// A cluster CA with node and client certificates in `dir`.
@@ -251,8 +236,8 @@ impl TestCluster {
     fn define_node(&mut self, extra: &[&str]) -> usize {
         let id = self.nodes.len() as u64 + 1;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let resp = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+        let resp = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let data = self.dir.path().join(format!("node{id}"));
         let log = self.dir.path().join(format!("node{id}.log"));
         let mut args: Vec<String> = vec![

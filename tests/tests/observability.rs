@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use quorra_e2e::{TestCluster, free_tcp_port, http};
+use quorra_e2e::{TestCluster, free_port, http};
 
 /// Whether `program` runs; if not, whether the test may be skipped.
 fn tool(program: &str) -> bool {
@@ -69,7 +69,7 @@ async fn a_real_prometheus_scrapes_every_node() {
         targets.join(", ")
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let web = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let _prometheus = Reaped(
         Command::new("prometheus")
