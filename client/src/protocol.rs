@@ -204,6 +204,9 @@ pub struct ClusterStatus {
     /// The answering node's storage.
     #[serde(default)]
     pub storage: StorageStatus,
+    /// The answering node's memory: its budget and what the caches hold.
+    #[serde(default)]
+    pub memory: MemoryStatus,
     /// Ownership changes under way and the data they move.
     #[serde(default)]
     pub moves: MovesStatus,
@@ -328,6 +331,22 @@ pub struct StorageStatus {
     /// Failures this process recovered from (each a reopen of the engine
     /// and a new incarnation of the node).
     pub recoveries: u64,
+}
+
+/// One node's memory: the budget its caches are sized from, what they
+/// hold, and what the process really uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryStatus {
+    /// The node's memory budget (`--memory`), bytes.
+    pub budget: u64,
+    /// The object cache's bound and what it holds, bytes.
+    pub object_cache_capacity: u64,
+    /// See `object_cache_capacity`.
+    pub object_cache_bytes: u64,
+    /// The storage engine's block cache, bytes (its bound).
+    pub block_cache_capacity: u64,
+    /// The process's resident memory, bytes (0 where it cannot be read).
+    pub resident_bytes: u64,
 }
 
 /// Anti-entropy on one node since it started: repair progress.

@@ -751,3 +751,116 @@ fn layout_one_records_are_upgraded_on_open() {
         assert_eq!(upgrade(e.as_ref()).unwrap(), 0, "{kind}");
     }
 }
+
+/// A fjall directory made with the first storage options (keyspace
+/// `quorra`: fjall's default pinning, values apart from 16 KiB) reads the
+/// same after it is opened again: every record moved into the current
+/// keyspace in more than one batch, an object both keyspaces held (a
+/// downgrade wrote the old one) merged, the old keyspace dropped, and the
+/// next open moves nothing.
+#[test]
+fn a_fjall_directory_of_earlier_storage_options_is_moved_on_open() {
+    use fjall::{Database, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
+    use quorra_node::storage::fjall_engine::{KEYSPACE, LEGACY_KEYSPACES};
+    use quorra_node::storage::layout::{data_key, hint_key, meta_key, tomb_key};
+    let encode = |o: &Object| {
+        let scratch = open_engine(EngineKind::Memory, Path::new("")).unwrap();
+        Store::new(scratch.clone())
+            .put(PartitionId(0), b"x", o)
+            .unwrap();
+        scratch
+            .get(&data_key(PartitionId(0), b"x"))
+            .unwrap()
+            .unwrap()
+    };
+    let mut other = Object::new();
+    other
+        .update(
+            &VersionVector::new(),
+            Actor::new(NodeId(2), 0),
+            Sibling::Value(Bytes::from_static(b"old")),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // 20 KiB values: more than one 16 MiB batch of the move.
+    let big = object(&"b".repeat(20 * 1024));
+    {
+        let db = Database::builder(dir.path())
+            .manual_journal_persist(true)
+            .open()
+            .unwrap();
+        let old = db
+            .keyspace(LEGACY_KEYSPACES[0], || {
+                KeyspaceCreateOptions::default()
+                    .manual_journal_persist(true)
+                    .with_kv_separation(Some(
+                        KvSeparationOptions::default().separation_threshold(16 * 1024),
+                    ))
+            })
+            .unwrap();
+        for i in 0..2000u32 {
+            let value = if i % 2 == 0 {
+                encode(&big)
+            } else {
+                encode(&object("v"))
+            };
+            old.insert(
+                data_key(PartitionId(i % 1024), format!("k{i}").as_bytes()),
+                value,
+            )
+            .unwrap();
+        }
+        old.insert(
+            hint_key(NodeId(3), PartitionId(5), b"h"),
+            encode(&object("hint")),
+        )
+        .unwrap();
+        old.insert(tomb_key(PartitionId(9), b"t"), b"").unwrap();
+        old.insert(meta_key("node-id"), b"42").unwrap();
+        old.insert(data_key(PartitionId(7), b"both"), encode(&other))
+            .unwrap();
+        // What a current binary wrote before a downgrade.
+        let new = db
+            .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
+            .unwrap();
+        new.insert(data_key(PartitionId(7), b"both"), encode(&object("new")))
+            .unwrap();
+        db.persist(PersistMode::SyncAll).unwrap();
+    }
+    for round in 0..2 {
+        let e = open_engine(EngineKind::Fjall, dir.path()).unwrap();
+        let s = Store::new(e.clone());
+        for i in (0..2000u32).step_by(37) {
+            let want = if i % 2 == 0 { big.clone() } else { object("v") };
+            assert_eq!(
+                s.get(PartitionId(i % 1024), format!("k{i}").as_bytes())
+                    .unwrap(),
+                Some(want),
+                "round {round}: k{i}"
+            );
+        }
+        let moved = e
+            .scan(Bound::Unbounded, Bound::Unbounded, usize::MAX)
+            .unwrap()
+            .len();
+        assert_eq!(moved, 2000 + 4, "round {round}");
+        assert_eq!(s.scan_hints(NodeId(3), None, 10).unwrap().len(), 1);
+        assert_eq!(s.scan_tomb_marks(None, 10).unwrap().len(), 1);
+        assert_eq!(
+            e.get(&meta_key("node-id")).unwrap().as_deref(),
+            Some(&b"42"[..])
+        );
+        let mut both: Vec<_> = s
+            .get(PartitionId(7), b"both")
+            .unwrap()
+            .unwrap()
+            .live_values()
+            .cloned()
+            .collect();
+        both.sort();
+        assert_eq!(both, [&b"new"[..], &b"old"[..]], "round {round}: merged");
+        drop((s, e));
+        let db = Database::builder(dir.path()).open().unwrap();
+        assert!(!db.keyspace_exists(LEGACY_KEYSPACES[0]), "round {round}");
+    }
+}

@@ -446,6 +446,28 @@ impl Collector for Snapshot {
             "Storage failures this process recovered from",
             st.storage.recoveries,
         )?;
+        let mem = &st.memory;
+        o.gauge(
+            "memory_budget",
+            "The node's memory budget (--memory), which its caches are sized from",
+            Some(Unit::Bytes),
+            mem.budget as f64,
+        )?;
+        o.gauges(
+            "cache_capacity",
+            "Bound of each cache",
+            Some(Unit::Bytes),
+            &[
+                ([("cache", "object")], mem.object_cache_capacity as f64),
+                ([("cache", "block")], mem.block_cache_capacity as f64),
+            ],
+        )?;
+        o.gauge(
+            "object_cache_size",
+            "Bytes the store's object cache holds (by the estimate its bound uses)",
+            Some(Unit::Bytes),
+            mem.object_cache_bytes as f64,
+        )?;
 
         // Connections and the network.
         o.gauges(

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use clap::Args;
 use quorra_client::protocol::MovesStatus;
 use quorra_client::{Client, ClientConfig, Consistency, Context, Response, TlsFiles};
+use quorra_node::storage::budget::Bytes as Size;
 use serde_json::json;
 
 use super::CliError;
@@ -311,6 +312,7 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
                    "replicas": status.replicas, "members": members,
                    "gossip_datagrams": status.gossip_datagrams, "gossip_streamed": status.gossip_streamed,
                    "anti_entropy": status.anti_entropy, "storage": status.storage,
+                   "memory": status.memory,
                    "moves": status.moves})
         )?;
     } else {
@@ -362,6 +364,19 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
                     .map(|e| format!(" (last: {e})"))
                     .unwrap_or_default()
             )?,
+        }
+        let mem = &status.memory;
+        if mem.budget > 0 {
+            writeln!(
+                out,
+                "memory of node {}: budget {}; object cache {} of {}; block cache {}; resident {}",
+                status.node,
+                Size(mem.budget),
+                Size(mem.object_cache_bytes),
+                Size(mem.object_cache_capacity),
+                Size(mem.block_cache_capacity),
+                Size(mem.resident_bytes)
+            )?;
         }
         writeln!(
             out,

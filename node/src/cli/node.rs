@@ -20,8 +20,9 @@ use quorra_node::core::{Options, ReadFanout};
 use quorra_node::resp::RespConfig;
 use quorra_node::resp::gateway::DEFAULT_SWEEP_INTERVAL;
 use quorra_node::runtime::daemon::{NodeConfig, run_blocking};
+use quorra_node::storage::budget::parse_size;
 use quorra_node::storage::commit::DEFAULT_PERIODIC_INTERVAL;
-use quorra_node::storage::{EngineKind, SyncMode};
+use quorra_node::storage::{EngineKind, MemoryBudget, SyncMode};
 
 #[derive(Args, Debug, Default)]
 pub(crate) struct NodeArgs {
@@ -61,6 +62,11 @@ pub(crate) struct NodeArgs {
     /// Storage engine: fjall (default), sled or memory.
     #[arg(long, env = "QUORRA_ENGINE")]
     engine: Option<EngineKind>,
+    /// Memory the store's caches and write buffers may hold, e.g. 512M or
+    /// 4G [default: 1G, at least 256M]. Give a node that has a machine of
+    /// its own most of it.
+    #[arg(long, env = "QUORRA_MEMORY")]
+    memory: Option<String>,
     /// Cluster name; nodes of another cluster are refused [default: quorra].
     #[arg(long, env = "QUORRA_CLUSTER")]
     cluster: Option<String>,
@@ -177,6 +183,7 @@ struct FileConfig {
     fsync: Option<String>,
     fsync_interval_ms: Option<u64>,
     engine: Option<String>,
+    memory: Option<String>,
     cluster: Option<String>,
     partitions: Option<u32>,
     replicas: Option<usize>,
@@ -241,6 +248,12 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
             Some(name) => name.parse().map_err(CliError::Usage)?,
             None => EngineKind::default(),
         },
+    };
+    let memory = match args.memory.or(file.memory) {
+        None => MemoryBudget::default(),
+        Some(text) => parse_size(&text)
+            .and_then(MemoryBudget::new)
+            .map_err(|e| CliError::Usage(format!("--memory: {e}")))?,
     };
     let tls_dir = required(args.tls_dir.or(file.tls_dir), "--tls-dir", "tls-dir")?;
     let tls_name = args
@@ -411,6 +424,7 @@ fn config(args: NodeArgs) -> Result<NodeConfig, CliError> {
         },
         tls,
         engine,
+        memory,
         cluster: args
             .cluster
             .or(file.cluster)
@@ -566,5 +580,31 @@ mod tests {
         .unwrap();
         assert_eq!(c.admin.unwrap().token.as_deref(), Some("change-me"));
         assert_eq!(c.seeds.len(), 2);
+        assert_eq!(c.memory.bytes(), 8 << 30);
+    }
+
+    #[test]
+    fn the_memory_budget_is_a_size_of_at_least_the_minimum() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        let base = "listen = \"127.0.0.1:7000\"\ndata-dir = \"/tmp/x\"\ntls-dir = \"/tmp/tls\"\n";
+        let args = |flag: Option<&str>| NodeArgs {
+            config: Some(file.clone()),
+            memory: flag.map(String::from),
+            ..NodeArgs::default()
+        };
+        std::fs::write(&file, base).unwrap();
+        assert_eq!(config(args(None)).unwrap().memory, MemoryBudget::default());
+        std::fs::write(&file, format!("{base}memory = \"2G\"\n")).unwrap();
+        assert_eq!(config(args(None)).unwrap().memory.bytes(), 2 << 30);
+        assert_eq!(
+            config(args(Some("512M"))).unwrap().memory.bytes(),
+            512 << 20,
+            "the flag wins over the file"
+        );
+        for bad in ["100M", "lots", "1.5G"] {
+            let err = config(args(Some(bad))).unwrap_err().to_string();
+            assert!(err.contains("--memory"), "{bad}: {err}");
+        }
     }
 }

@@ -33,9 +33,8 @@ use crate::core::{Node, NodeError, Options};
 use crate::membership::Membership;
 use crate::membership::identity::{self, Identity, own_entry};
 use crate::resp::{Facts, Gateway, RespConfig, RespUpdater};
-use crate::storage::cache::DEFAULT_CACHE_BYTES;
 use crate::storage::reopen::Reopenable;
-use crate::storage::{EngineKind, StorageError, Store};
+use crate::storage::{EngineKind, MemoryBudget, StorageError, Store};
 
 /// Inputs queued for the driver before the transport waits.
 const INBOX: usize = 64 * 1024;
@@ -59,6 +58,8 @@ pub struct NodeConfig {
     pub tls: TlsFiles,
     /// Storage engine.
     pub engine: EngineKind,
+    /// What the store's caches and buffers may hold.
+    pub memory: MemoryBudget,
     /// Cluster name; nodes of another cluster are refused.
     pub cluster: String,
     /// Q and N, if this node founds the cluster.
@@ -298,8 +299,12 @@ pub fn run_blocking(config: NodeConfig) -> Result<(), DaemonError> {
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     let engine_dir = prepare_data_dir(&config.data_dir, config.engine)?;
-    let engine = Arc::new(Reopenable::open(config.engine, &engine_dir)?);
-    let store = Store::with_cache(engine.clone(), DEFAULT_CACHE_BYTES);
+    let engine = Arc::new(Reopenable::open(
+        config.engine,
+        &engine_dir,
+        config.memory.block_cache(),
+    )?);
+    let store = Store::with_cache(engine.clone(), config.memory.object_cache());
     // Everything that can fail is checked before a new identity is written:
     // a failed first start must not stamp the directory with a random id.
     if let Some(existing) = identity::load(&store)? {
@@ -475,6 +480,7 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
 
     let rebuild_store = store.clone();
     let driver = Driver::new(DriverParts {
+        memory: config.memory,
         node,
         store,
         membership,

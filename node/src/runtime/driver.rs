@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use quorra_client::RequestError;
 use quorra_client::protocol::{
     AdminCommand, AntiEntropyStatus, ClientMessage, ClusterStatus, GainReport, HintsStatus,
-    MemberStatus, MoveWait, MovesStatus, NodeMessage, RoutingMember, RoutingTable,
+    MemberStatus, MemoryStatus, MoveWait, MovesStatus, NodeMessage, RoutingMember, RoutingTable,
 };
 use quorra_client::wire;
 use quorra_gossip::Target;
@@ -43,12 +43,12 @@ use super::transport::{Input, PeerFrame, ReplyTo, Transport};
 use crate::admin::metrics::{RequestKind, Source};
 use crate::admin::query::{RingMember, RingView};
 use crate::admin::ready::{Readiness, readiness};
-use crate::admin::snapshot::Snapshot;
+use crate::admin::snapshot::{Process, Snapshot};
 use crate::admin::{Answer, Metrics, Query};
 use crate::core::{ClientTag, Node, Stats};
 use crate::membership::{LEAVE_STEP, Membership};
 use crate::storage::reopen::Reopenable;
-use crate::storage::{Engine, Lsn, StorageError, Store};
+use crate::storage::{Engine, Lsn, MemoryBudget, StorageError, Store};
 
 /// Builds a new core and its membership on the store (after the engine was
 /// reopened), given the driver's clock.
@@ -83,6 +83,8 @@ pub struct DriverParts {
     pub origin: Instant,
     /// The engine under `store`, reopened after a failure.
     pub engine: Arc<Reopenable>,
+    /// The memory budget the store's caches were sized from.
+    pub memory: MemoryBudget,
     /// Makes a new core and membership once the engine is reopened.
     pub rebuild: Rebuild,
     /// Where request latencies and flush times go (none: not recorded).
@@ -124,6 +126,7 @@ pub struct Driver {
     /// When the flush in progress started.
     flush_started: Option<Instant>,
     engine: Arc<Reopenable>,
+    memory: MemoryBudget,
     rebuild: Rebuild,
     watch: StorageWatch,
     probe_tx: mpsc::Sender<Result<(), String>>,
@@ -158,6 +161,7 @@ impl Driver {
             slow_flush_logged: None,
             flush_started: None,
             engine: parts.engine,
+            memory: parts.memory,
             rebuild: parts.rebuild,
             watch: StorageWatch::default(),
             probe_tx,
@@ -714,6 +718,13 @@ impl Driver {
                 }
             },
             storage: self.watch.status(self.engine.name(), Instant::now()),
+            memory: MemoryStatus {
+                budget: self.memory.bytes(),
+                object_cache_capacity: self.store.cache_capacity() as u64,
+                object_cache_bytes: self.store.cached_bytes() as u64,
+                block_cache_capacity: self.memory.block_cache(),
+                resident_bytes: Process::read().resident_bytes,
+            },
             moves: self.moves_status(stats),
             hints: {
                 let held = self.node.hints_by_owner(now);

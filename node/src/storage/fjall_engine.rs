@@ -7,9 +7,41 @@
 //! `fdatasync`s the journal file outside fjall's lock
 //! ([`super::journal_sync`]: a slow disk then delays acknowledgements, not
 //! every write the node applies), so nothing is half-durable behind our
-//! back and one flush makes a whole group of writes durable. Values above [`BLOB_THRESHOLD`] are stored
-//! apart from the tree (key-value separation), so large values do not bloat
-//! compactions.
+//! back and one flush makes a whole group of writes durable.
+//!
+//! ## Options, and why (measured with `tests/bench/scale.sh`)
+//!
+//! - **Index and filter blocks pinned in memory at every level.** fjall
+//!   pins them for the first two levels only and loads the others through
+//!   the block cache. Once a node held more than the cache (1,000,000 keys
+//!   of 1 KiB), every point lookup that missed it read and checksummed a
+//!   deeper table's whole index block again: three quarters of a node's
+//!   time went to `pread` and xxhash, and reads ran at a third of their
+//!   small-data rate. Pinned, a lookup reads one data block at most. The
+//!   cost is memory outside the block cache, a few bytes per key (counted
+//!   in the budget's share for everything else, [`super::budget`]).
+//! - **Values of [`BLOB_THRESHOLD`] and more kept apart from the tree**
+//!   (key-value separation, fjall's blob files). With 1 KiB values inline,
+//!   compaction rewrote every value about ten times on its way down the
+//!   levels, and compaction took as much CPU as serving requests; apart,
+//!   compaction moves keys and small handles, and a value is written once
+//!   (and again only when its blob file is mostly stale: fjall's blob GC).
+//!   A lookup of such a value costs one more read, from the blob file.
+//! - **A block cache sized from the node's memory budget** (fjall's default
+//!   is 32 MiB whatever the machine).
+//!
+//! fjall stores a keyspace's options with it when it creates it, and never
+//! changes them after, so options are versioned by keyspace name
+//! ([`KEYSPACE`]). A data directory made with earlier options
+//! ([`LEGACY_KEYSPACES`]) has its records moved into a keyspace with the
+//! current ones when it is opened ([`FjallEngine::open`]), in atomic
+//! batches that insert into the new keyspace and remove from the old, so a
+//! crash half-way leaves every record in exactly one of them and the next
+//! open finishes the move; then the old keyspace is dropped. A record whose
+//! key the new keyspace already holds (only after a downgrade, which is
+//! not supported, wrote to the old one) is combined by the caller's rule
+//! ([`super::upgrade::combine`]: objects are merged, nothing is put over
+//! anything), so nothing is lost either way.
 //!
 //! **Durability:** flushed writes survive process crashes and power loss
 //! ([`Durability::Fsync`]). A failed fsync is final (fjall poisons the
@@ -19,18 +51,43 @@
 
 use std::ops::Bound;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
+use fjall::config::PinningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
+use tracing::info;
 
 use super::journal_sync::{JournalSync, Synced};
 use super::lsn::LsnClock;
 use super::{Durability, Engine, Lsn, Pair, StorageError, WriteOp};
 
 const NAME: &str = "fjall";
-const KEYSPACE: &str = "quorra";
 
-/// Values at least this large are kept in blob files (16 KiB).
-pub const BLOB_THRESHOLD: u32 = 16 * 1024;
+/// The keyspace holding the node's records, named for the options it was
+/// created with (see the module doc): version 2 pins index and filter
+/// blocks and separates values from [`BLOB_THRESHOLD`].
+pub const KEYSPACE: &str = "quorra-2";
+
+/// Keyspaces of earlier options, whose records are moved into [`KEYSPACE`]
+/// when the engine opens: `quorra` (version 1: fjall's default pinning,
+/// values separated from 16 KiB).
+pub const LEGACY_KEYSPACES: [&str; 1] = ["quorra"];
+
+/// Values (encoded objects) at least this large are kept in blob files:
+/// 1 KiB, fjall's own default.
+pub const BLOB_THRESHOLD: u32 = 1024;
+
+/// Bytes moved per atomic batch from a legacy keyspace, at most (one
+/// larger record moves alone).
+const MOVE_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// How often a move from a legacy keyspace logs its progress.
+const MOVE_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// What the engine does with a record moving from a legacy keyspace whose
+/// key the current keyspace already holds: `(key, present, moving)` gives
+/// the value to keep, or `None` to leave the record where it is.
+pub type Combine<'a> = &'a dyn Fn(&[u8], &[u8], &[u8]) -> Option<Vec<u8>>;
 
 /// A fjall database used as an ordered map.
 pub struct FjallEngine {
@@ -40,24 +97,40 @@ pub struct FjallEngine {
     journal: JournalSync,
 }
 
+fn keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default()
+        .manual_journal_persist(true)
+        .max_memtable_size(super::budget::MEMTABLE_BYTES)
+        .index_block_pinning_policy(PinningPolicy::all(true))
+        .filter_block_pinning_policy(PinningPolicy::all(true))
+        .with_kv_separation(Some(
+            KvSeparationOptions::default().separation_threshold(BLOB_THRESHOLD),
+        ))
+}
+
 impl FjallEngine {
-    /// Opens or creates the database in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+    /// Opens or creates the database in `dir`, with a block cache of
+    /// `block_cache` bytes; records of a legacy keyspace are moved into the
+    /// current one first, `combine` deciding for keys held by both.
+    pub fn open(dir: &Path, block_cache: u64, combine: Combine<'_>) -> Result<Self, StorageError> {
         let err =
             |e: fjall::Error| StorageError::engine(NAME, format!("opening {}: {e}", dir.display()));
         let db = Database::builder(dir)
             .manual_journal_persist(true)
+            .cache_size(block_cache)
             .open()
             .map_err(err)?;
-        let keyspace = db
-            .keyspace(KEYSPACE, || {
-                KeyspaceCreateOptions::default()
-                    .manual_journal_persist(true)
-                    .with_kv_separation(Some(
-                        KvSeparationOptions::default().separation_threshold(BLOB_THRESHOLD),
-                    ))
-            })
-            .map_err(err)?;
+        let keyspace = db.keyspace(KEYSPACE, keyspace_options).map_err(err)?;
+        for legacy in LEGACY_KEYSPACES {
+            if db.keyspace_exists(legacy) {
+                move_legacy(&db, legacy, &keyspace, combine).map_err(|e| {
+                    StorageError::engine(
+                        NAME,
+                        format!("moving {} to keyspace {KEYSPACE}: {e}", dir.display()),
+                    )
+                })?;
+            }
+        }
         Ok(Self {
             db,
             keyspace,
@@ -65,6 +138,80 @@ impl FjallEngine {
             journal: JournalSync::new(dir),
         })
     }
+}
+
+/// Moves every record of keyspace `name` into `to`, then drops `name`
+/// (see the module doc).
+fn move_legacy(
+    db: &Database,
+    name: &str,
+    to: &Keyspace,
+    combine: Combine<'_>,
+) -> Result<(), fjall::Error> {
+    let from = db.keyspace(name, KeyspaceCreateOptions::default)?;
+    let estimate = from.approximate_len();
+    info!(
+        from = name,
+        to = KEYSPACE,
+        records = estimate,
+        "moving the store to the current storage options; the node serves once this is done"
+    );
+    let started = Instant::now();
+    let mut logged = started;
+    let (mut moved, mut left) = (0u64, 0u64);
+    let mut after: Option<fjall::UserKey> = None;
+    loop {
+        let lower = after.clone().map_or(Bound::Unbounded, Bound::Excluded);
+        let mut batch = db.batch();
+        let (mut bytes, mut last) = (0usize, None);
+        for guard in from.range::<fjall::UserKey, _>((lower, Bound::Unbounded)) {
+            let (key, value) = guard.into_inner()?;
+            last = Some(key.clone());
+            let keep = match to.get(&key)? {
+                None => Some(value.to_vec()),
+                Some(present) => combine(&key, &present, &value),
+            };
+            match keep {
+                Some(value) => {
+                    bytes += key.len() + value.len();
+                    batch.insert(to, key.clone(), value);
+                    batch.remove(&from, key);
+                    moved += 1;
+                }
+                None => left += 1,
+            }
+            if bytes >= MOVE_BATCH_BYTES {
+                break;
+            }
+        }
+        let Some(last) = last else { break };
+        after = Some(last);
+        batch.commit()?;
+        if logged.elapsed() >= MOVE_PROGRESS_EVERY {
+            logged = Instant::now();
+            info!(
+                moved,
+                of_about = estimate,
+                "moving the store to the current storage options"
+            );
+        }
+    }
+    db.persist(PersistMode::SyncAll)?;
+    if left == 0 {
+        db.delete_keyspace(from)?;
+    } else {
+        tracing::warn!(
+            keyspace = name,
+            records = left,
+            "records that could not be combined with the current keyspace's are left in the old one"
+        );
+    }
+    info!(
+        moved,
+        secs = started.elapsed().as_secs_f64(),
+        "the store is on the current storage options"
+    );
+    Ok(())
 }
 
 impl Engine for FjallEngine {
@@ -168,7 +315,8 @@ mod tests {
         // fall back to fjall's own persist (correct, but stalling on a slow
         // disk); this says so at once.
         let dir = tempfile::tempdir().unwrap();
-        let engine = FjallEngine::open(dir.path()).unwrap();
+        let engine =
+            FjallEngine::open(dir.path(), 1 << 20, &super::super::upgrade::combine).unwrap();
         engine
             .write(vec![WriteOp::Put {
                 key: b"k".to_vec(),

@@ -43,6 +43,7 @@
 //! to [`quorra_client::MAX_VALUE_LEN`] (16 MiB), all siblings of a key
 //! together up to [`MAX_RECORD_LEN`] (64 MiB).
 
+pub mod budget;
 pub mod cache;
 pub mod commit;
 mod error;
@@ -60,6 +61,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use budget::MemoryBudget;
 pub use commit::{GroupCommit, SyncMode};
 pub use error::StorageError;
 pub use store::Store;
@@ -215,11 +217,26 @@ impl std::str::FromStr for EngineKind {
 }
 
 /// Opens (or creates) an engine of `kind` in `dir` (ignored for memory),
-/// with its records in the current layout ([`upgrade`]).
+/// with its records in the current layout ([`upgrade`]) and the block cache
+/// of the default memory budget.
 pub fn open_engine(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, StorageError> {
+    open_engine_with(kind, dir, MemoryBudget::default().block_cache())
+}
+
+/// [`open_engine`] with a block cache of `block_cache` bytes (the engine's
+/// share of a [`MemoryBudget`]; the memory engine has none).
+pub fn open_engine_with(
+    kind: EngineKind,
+    dir: &Path,
+    block_cache: u64,
+) -> Result<Arc<dyn Engine>, StorageError> {
     let engine: Arc<dyn Engine> = match kind {
-        EngineKind::Fjall => Arc::new(fjall_engine::FjallEngine::open(dir)?),
-        EngineKind::Sled => Arc::new(sled_engine::SledEngine::open(dir)?),
+        EngineKind::Fjall => Arc::new(fjall_engine::FjallEngine::open(
+            dir,
+            block_cache,
+            &upgrade::combine,
+        )?),
+        EngineKind::Sled => Arc::new(sled_engine::SledEngine::open(dir, block_cache)?),
         EngineKind::Memory => Arc::new(memory::MemoryEngine::new()),
     };
     upgrade::upgrade(engine.as_ref())?;

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::{Durability, Engine, EngineKind, Lsn, Pair, StorageError, WriteOp, open_engine};
+use super::{Durability, Engine, EngineKind, Lsn, Pair, StorageError, WriteOp, open_engine_with};
 
 /// Name of the file [`Reopenable::probe_space`] writes, next to the engine's
 /// directory.
@@ -44,6 +44,8 @@ pub const PROBE_FILE: &str = "space-probe";
 pub struct Reopenable {
     kind: EngineKind,
     dir: PathBuf,
+    /// The engine's block cache, in bytes.
+    block_cache: u64,
     inner: RwLock<Option<Arc<dyn Engine>>>,
     /// The first engine error since the engine was (re)opened.
     failure: Mutex<Option<StorageError>>,
@@ -68,12 +70,14 @@ impl std::fmt::Debug for Reopenable {
 }
 
 impl Reopenable {
-    /// Opens (or creates) an engine of `kind` in `dir`.
-    pub fn open(kind: EngineKind, dir: &Path) -> Result<Self, StorageError> {
+    /// Opens (or creates) an engine of `kind` in `dir`, with a block cache
+    /// of `block_cache` bytes.
+    pub fn open(kind: EngineKind, dir: &Path, block_cache: u64) -> Result<Self, StorageError> {
         Ok(Self {
             kind,
             dir: dir.to_path_buf(),
-            inner: RwLock::new(Some(open_engine(kind, dir)?)),
+            block_cache,
+            inner: RwLock::new(Some(open_engine_with(kind, dir, block_cache)?)),
             failure: Mutex::new(None),
             errors: AtomicU64::new(0),
             base: AtomicU64::new(0),
@@ -132,7 +136,7 @@ impl Reopenable {
             // stopped) before the new one opens the same directory.
             drop(old);
         }
-        let engine = open_engine(self.kind, &self.dir)?;
+        let engine = open_engine_with(self.kind, &self.dir, self.block_cache)?;
         // Only now do the new engine's LSNs start after the old one's.
         self.base.store(self.closed_at().1, Ordering::SeqCst);
         *inner = Some(engine);
@@ -237,7 +241,7 @@ mod tests {
     fn a_reopen_keeps_what_was_flushed_and_lsns_keep_growing() {
         for kind in [EngineKind::Fjall, EngineKind::Sled] {
             let dir = tempfile::tempdir().unwrap();
-            let engine = Reopenable::open(kind, &dir.path().join("e")).unwrap();
+            let engine = Reopenable::open(kind, &dir.path().join("e"), 1 << 20).unwrap();
             engine.write(vec![put("a", "1")]).unwrap();
             let durable = engine.flush().unwrap();
             assert_eq!(durable, 1, "{kind}");
@@ -255,7 +259,7 @@ mod tests {
     fn a_failed_reopen_does_not_take_unflushed_writes_for_durable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("e");
-        let engine = Reopenable::open(EngineKind::Fjall, &path).unwrap();
+        let engine = Reopenable::open(EngineKind::Fjall, &path, 1 << 20).unwrap();
         engine.write(vec![put("a", "1")]).unwrap();
         let durable = engine.flush().unwrap();
         let unflushed = engine.write(vec![put("b", "2")]).unwrap();
@@ -279,10 +283,10 @@ mod tests {
     #[test]
     fn input_errors_are_not_failures_and_memory_does_not_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Reopenable::open(EngineKind::Fjall, &dir.path().join("e")).unwrap();
+        let engine = Reopenable::open(EngineKind::Fjall, &dir.path().join("e"), 1 << 20).unwrap();
         assert!(engine.write(vec![put("", "x")]).is_err());
         assert_eq!(engine.failure(), None);
-        let memory = Reopenable::open(EngineKind::Memory, dir.path()).unwrap();
+        let memory = Reopenable::open(EngineKind::Memory, dir.path(), 1 << 20).unwrap();
         assert!(memory.reopen().is_err());
         assert!(engine.probe_space(1 << 20).is_ok());
         assert!(!dir.path().join(PROBE_FILE).exists(), "the probe cleans up");

@@ -29,10 +29,12 @@ pub struct SledEngine {
 }
 
 impl SledEngine {
-    /// Opens or creates the database in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+    /// Opens or creates the database in `dir`, with a page cache of
+    /// `cache` bytes (sled's default is 1 GiB whatever the budget).
+    pub fn open(dir: &Path, cache: u64) -> Result<Self, StorageError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache)
             .flush_every_ms(None)
             .open()
             .map_err(|e| StorageError::engine(NAME, format!("opening {}: {e}", dir.display())))?;

@@ -229,6 +229,11 @@ impl Store {
         self.cache.as_ref().map_or(0, |c| c.bytes())
     }
 
+    /// The bound on [`Store::cached_bytes`] (0 without a cache).
+    pub fn cache_capacity(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.capacity())
+    }
+
     /// The engine underneath.
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.engine

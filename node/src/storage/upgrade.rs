@@ -20,13 +20,18 @@
 //! Each scan resumes after the last key it saw, so the delete markers left
 //! by earlier batches are not walked again; batches are bounded by records
 //! and by bytes.
+//!
+//! The same rule serves an engine that moves its records between its own
+//! containers (fjall, when its storage options change: see
+//! [`super::fjall_engine`]): [`combine`] merges an object moving onto a key
+//! that already holds one.
 
 use std::ops::Bound;
 
 use quorra_ring::{MAX_PARTITIONS, PartitionId};
 use tracing::{info, warn};
 
-use super::layout::{data_key, tomb_key};
+use super::layout::{data_key, parse_data_key, parse_hint_key, tomb_key};
 use super::store::{decode_object, encode_object};
 use super::{Engine, StorageError, WriteOp};
 
@@ -121,16 +126,37 @@ fn merged_value(
     let Some(present) = engine.get(new)? else {
         return Ok(Some(value));
     };
-    let decoded = decode_object(&value, || format!("layout-1 record {old:?}")).and_then(|moving| {
-        let mut there = decode_object(&present, || format!("record {new:?}"))?;
-        there.merge(&moving);
-        encode_object(&there)
-    });
-    match decoded {
+    match merge_encoded(new, &present, &value) {
         Ok(merged) => Ok(Some(merged)),
         Err(e) => {
             warn!(key = ?old, error = %e, "a layout-1 object that cannot be merged is left in place");
             Ok(None)
+        }
+    }
+}
+
+/// The encoding of the merge of two encoded objects stored under `key`.
+fn merge_encoded(key: &[u8], present: &[u8], moving: &[u8]) -> Result<Vec<u8>, StorageError> {
+    let moving = decode_object(moving, || format!("moving record {key:?}"))?;
+    let mut there = decode_object(present, || format!("record {key:?}"))?;
+    there.merge(&moving);
+    encode_object(&there)
+}
+
+/// What a record moving onto a key that already holds `present` leaves
+/// there: for an owned object or a hint, the merge of both objects (`None`,
+/// with a warning, if either does not decode: the moving record then stays
+/// where it was); for anything else (tombstone marks, metadata), what is
+/// present.
+pub fn combine(key: &[u8], present: &[u8], moving: &[u8]) -> Option<Vec<u8>> {
+    if parse_data_key(key).is_none() && parse_hint_key(key).is_none() {
+        return Some(present.to_vec());
+    }
+    match merge_encoded(key, present, moving) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            warn!(key = ?key, error = %e, "a record that cannot be merged is left in place");
+            None
         }
     }
 }
