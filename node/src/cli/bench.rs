@@ -1,27 +1,37 @@
 //! `quorra bench`: a load generator with latency percentiles.
 //!
 //! `--concurrency` tasks share one client (one connection per node) and
-//! issue `--ops` requests in all over `--keys` keys: a `--read-ratio` share
-//! of gets, the rest puts of `--value-size` bytes. A put carries the
-//! context of the last answer seen for its key, as a real application
-//! would, so siblings stay bounded by concurrency instead of piling up.
-//! Latencies go into HDR histograms (1 µs to 60 s, 3 significant digits);
-//! a progress line goes to stderr every second; the summary (or one JSON
-//! object with `--json`) to stdout. `--preload` first writes every key
-//! once (blind puts, the tasks sharing one counter over the key space), so
-//! the timed run meets a key space of the size asked for, not the share
-//! of it random puts happened to reach; `--ops 0` only preloads.
+//! issue `--ops` requests in all (or run for `--duration` seconds) over
+//! `--keys` keys: a `--read-ratio` share of gets, the rest puts of
+//! `--value-size` bytes. A put carries the context of the last answer seen
+//! for its key, as a real application would, so siblings stay bounded by
+//! concurrency instead of piling up. Values are random bytes, fresh for
+//! every write, so the store cannot compress them away (a benchmark of
+//! repeated bytes measures less disk and less compaction than real data
+//! costs). Latencies go into HDR histograms (1 µs to 60 s, 3 significant
+//! digits); a progress line goes to stderr every second; the summary (or
+//! one JSON object with `--json`, with the throughput of every second) to
+//! stdout. `--preload` first writes every key once (blind puts, the tasks
+//! sharing one counter over the key space), so the timed run meets a key
+//! space of the size asked for, not the share of it random puts happened
+//! to reach; `--ops 0` only preloads.
+//!
+//! Before it starts, the bench says how much data its key space is per
+//! replica, and warns when that fits the caches of the node it asked
+//! (`quorra status`): such a run measures the caches, not the store.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
 use dashmap::DashMap;
 use hdrhistogram::Histogram;
+use quorra_client::protocol::ClusterStatus;
 use quorra_client::{Client, Consistency, Context};
+use quorra_node::storage::budget::Bytes as Size;
 use serde_json::json;
 
 use super::CliError;
@@ -34,6 +44,9 @@ pub(crate) struct BenchArgs {
     /// Requests in all.
     #[arg(long, default_value_t = 100_000)]
     ops: u64,
+    /// Run for this many seconds instead of a number of requests.
+    #[arg(long)]
+    duration: Option<u64>,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -53,15 +66,39 @@ pub(crate) struct BenchArgs {
     /// consistency, value size and concurrency).
     #[arg(long)]
     preload: bool,
+    /// Seed of the keys and values drawn [default: a fresh one, printed].
+    /// Two runs with one seed ask for the same keys in the same order, so a
+    /// run right after another would find its keys in the caches.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
 }
 
+/// Bytes of a bench key (`bench:` and 16 hex digits).
+const KEY_LEN: u64 = 22;
+
 struct Totals {
     reads: Histogram<u64>,
     writes: Histogram<u64>,
     errors: u64,
+}
+
+impl Totals {
+    fn new() -> Self {
+        Self {
+            reads: histogram(),
+            writes: histogram(),
+            errors: 0,
+        }
+    }
+
+    fn add(&mut self, other: &Totals) {
+        self.reads.add(&other.reads).expect("same bounds");
+        self.writes.add(&other.writes).expect("same bounds");
+        self.errors += other.errors;
+    }
 }
 
 fn histogram() -> Histogram<u64> {
@@ -78,6 +115,19 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
+
+    /// `len` random bytes.
+    fn value(&mut self, len: usize) -> Bytes {
+        let mut v = vec![0u8; len];
+        for chunk in v.chunks_mut(8) {
+            chunk.copy_from_slice(&self.next().to_le_bytes()[..chunk.len()]);
+        }
+        Bytes::from(v)
+    }
+}
+
+fn key(k: u64) -> Bytes {
+    Bytes::from(format!("bench:{k:016x}"))
 }
 
 /// What every worker shares.
@@ -85,10 +135,24 @@ struct Shared {
     client: Client,
     args: BenchArgs,
     consistency: Consistency,
+    /// When the timed run stops taking new requests (`--duration`).
+    deadline: Option<Instant>,
+    /// The seed every worker's draws derive from.
+    seed: u64,
     issued: AtomicU64,
     done: AtomicU64,
     errors: AtomicU64,
     contexts: DashMap<u64, Context>,
+}
+
+impl Shared {
+    /// Whether a worker may issue one more request.
+    fn another(&self) -> bool {
+        match self.deadline {
+            Some(deadline) => Instant::now() < deadline,
+            None => self.issued.fetch_add(1, Ordering::Relaxed) < self.args.ops,
+        }
+    }
 }
 
 async fn worker(shared: Arc<Shared>, seed: u64) -> Totals {
@@ -96,29 +160,24 @@ async fn worker(shared: Arc<Shared>, seed: u64) -> Totals {
         client,
         args,
         consistency,
-        issued,
         done,
         errors,
         contexts,
+        ..
     } = &*shared;
     let consistency = *consistency;
     let mut rng = Rng(seed | 1);
-    let value = Bytes::from(vec![b'x'; args.value_size]);
-    let mut t = Totals {
-        reads: histogram(),
-        writes: histogram(),
-        errors: 0,
-    };
-    while issued.fetch_add(1, Ordering::Relaxed) < args.ops {
+    let mut t = Totals::new();
+    while shared.another() {
         let k = rng.next() % args.keys.max(1);
-        let key = Bytes::from(format!("bench:{k:016x}"));
         let read = (rng.next() % 1_000_000) as f64 / 1_000_000.0 < args.read_ratio;
         let started = Instant::now();
         let result = if read {
-            client.get(key, consistency).await
+            client.get(key(k), consistency).await
         } else {
             let ctx = contexts.get(&k).map(|c| c.clone()).unwrap_or_default();
-            client.put(key, value.clone(), &ctx, consistency).await
+            let value = rng.value(args.value_size);
+            client.put(key(k), value, &ctx, consistency).await
         };
         let micros = started.elapsed().as_micros().max(1) as u64;
         match result {
@@ -138,8 +197,8 @@ async fn worker(shared: Arc<Shared>, seed: u64) -> Totals {
 }
 
 /// Writes every key once, `concurrency` tasks taking the next key from one
-/// counter; returns the keys written and the errors.
-async fn preload(shared: Arc<Shared>) -> (u64, u64) {
+/// counter; returns the latencies of the writes and the seconds it took.
+async fn preload(shared: Arc<Shared>) -> (Totals, f64) {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let keys = shared.args.keys;
@@ -147,24 +206,26 @@ async fn preload(shared: Arc<Shared>) -> (u64, u64) {
     for _ in 0..shared.args.concurrency {
         let (shared, next) = (shared.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
-            let value = Bytes::from(vec![b'x'; shared.args.value_size]);
-            let (mut written, mut errors) = (0u64, 0u64);
+            let mut t = Totals::new();
             loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 if k >= keys {
-                    return (written, errors);
+                    return t;
                 }
-                let key = Bytes::from(format!("bench:{k:016x}"));
+                let value = Rng((shared.seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
+                    .value(shared.args.value_size);
+                let at = Instant::now();
                 match shared
                     .client
-                    .put(key, value.clone(), &Context::empty(), shared.consistency)
+                    .put(key(k), value, &Context::empty(), shared.consistency)
                     .await
                 {
                     Ok(response) => {
                         shared.contexts.insert(k, response.context);
-                        written += 1;
+                        let micros = at.elapsed().as_micros().max(1) as u64;
+                        let _ = t.writes.record(micros.min(60_000_000));
                     }
-                    Err(_) => errors += 1,
+                    Err(_) => t.errors += 1,
                 }
             }
         }));
@@ -182,21 +243,61 @@ async fn preload(shared: Arc<Shared>) -> (u64, u64) {
             }
         })
     };
-    let (mut written, mut errors) = (0, 0);
+    let mut totals = Totals::new();
     for t in tasks {
-        if let Ok((w, e)) = t.await {
-            written += w;
-            errors += e;
+        if let Ok(t) = t.await {
+            totals.add(&t);
         }
     }
     progress.abort();
     let secs = started.elapsed().as_secs_f64();
+    let w = &totals.writes;
     eprintln!(
-        "\rpreloaded {written} keys of {} B in {secs:.1}s: {:.0} writes/s, {errors} errors",
+        "\rpreloaded {} keys of {} B in {secs:.1}s: {:.0} writes/s, p50 {} us, p99 {} us, p99.9 {} us, {} errors",
+        w.len(),
         shared.args.value_size,
-        written as f64 / secs.max(1e-9)
+        w.len() as f64 / secs.max(1e-9),
+        quantile(w, 0.5),
+        quantile(w, 0.99),
+        quantile(w, 0.999),
+        totals.errors
     );
-    (written, errors)
+    (totals, secs)
+}
+
+fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+/// Says how much data the key space is per replica and whether it fits
+/// the caches of the node that answered `status` (a run that measures the
+/// caches rather than the store).
+fn describe_key_space(args: &BenchArgs, status: Option<&ClusterStatus>) {
+    let per_replica = args.keys * (KEY_LEN + args.value_size as u64);
+    eprintln!(
+        "key space: {} keys x {} B values = {} per replica (random, incompressible values)",
+        args.keys,
+        args.value_size,
+        Size(per_replica)
+    );
+    let Some(memory) = status.map(|s| &s.memory).filter(|m| m.budget > 0) else {
+        return;
+    };
+    let caches = memory.object_cache_capacity + memory.block_cache_capacity;
+    if per_replica <= caches {
+        eprintln!(
+            "warning: that fits the caches of the node asked ({} of objects and {} of blocks): \
+             this run measures the caches, not the store; use --keys {} or more for a key space \
+             that does not fit",
+            Size(memory.object_cache_capacity),
+            Size(memory.block_cache_capacity),
+            (caches * 4).div_ceil(KEY_LEN + args.value_size as u64)
+        );
+    }
 }
 
 async fn bench(args: BenchArgs) -> Result<(), CliError> {
@@ -208,35 +309,58 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
     if args.concurrency == 0 {
         return Err(CliError::Usage("--concurrency must be at least 1".into()));
     }
+    if args.duration == Some(0) {
+        return Err(CliError::Usage("--duration must be at least 1".into()));
+    }
     let consistency: Consistency = args
         .consistency
         .parse()
         .map_err(|e: quorra_client::ConsistencyError| CliError::Usage(e.to_string()))?;
     let client = Client::connect(args.connection.config()?).await?;
-    let shared = Arc::new(Shared {
+    describe_key_space(&args, client.status().await.ok().as_ref());
+    let seed = args.seed.unwrap_or_else(|| {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(Instant::now())
+    });
+    eprintln!("seed: {seed} (--seed {seed} draws the same keys again)");
+    let mut shared = Arc::new(Shared {
         client,
         args,
         consistency,
+        deadline: None,
+        seed,
         issued: AtomicU64::new(0),
         done: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         contexts: DashMap::new(),
     });
-    if shared.args.preload {
-        preload(shared.clone()).await;
-        if shared.args.ops == 0 {
-            return Ok(());
+    let loaded = if shared.args.preload {
+        let loaded = preload(shared.clone()).await;
+        if shared.args.ops == 0 && shared.args.duration.is_none() {
+            return report(&shared, Some(&loaded), None);
         }
+        Some(loaded)
+    } else {
+        None
+    };
+    if let Some(secs) = shared.args.duration {
+        Arc::get_mut(&mut shared)
+            .expect("no task holds the shared state between runs")
+            .deadline = Some(Instant::now() + Duration::from_secs(secs));
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..shared.args.concurrency {
-        let seed = 0x9E37_79B9 ^ (w as u64).wrapping_mul(0x1000_0001);
+        let seed = shared.seed ^ (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         tasks.push(tokio::spawn(worker(shared.clone(), seed)));
     }
+    let timeline = Arc::new(Mutex::new(Vec::new()));
     let progress = {
-        let shared = shared.clone();
-        let total = shared.args.ops;
+        let (shared, timeline) = (shared.clone(), timeline.clone());
+        let total = match shared.args.duration {
+            Some(secs) => format!("{secs} s"),
+            None => shared.args.ops.to_string(),
+        };
         tokio::spawn(async move {
             let mut last = 0;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -244,8 +368,12 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
             loop {
                 tick.tick().await;
                 let now = shared.done.load(Ordering::Relaxed);
+                timeline
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(now - last);
                 eprint!(
-                    "\r{now}/{total} ops, {} ops/s, {} errors   ",
+                    "\r{now} ops of {total}, {} ops/s, {} errors   ",
                     now - last,
                     shared.errors.load(Ordering::Relaxed)
                 );
@@ -253,62 +381,113 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
             }
         })
     };
-    let mut reads = histogram();
-    let mut writes = histogram();
-    let mut failed = 0;
+    let mut totals = Totals::new();
     for t in tasks {
         let t = t.await.map_err(|e| CliError::Failed(e.to_string()))?;
-        reads.add(&t.reads).expect("same bounds");
-        writes.add(&t.writes).expect("same bounds");
-        failed += t.errors;
+        totals.add(&t);
     }
     progress.abort();
     eprintln!();
     let elapsed = started.elapsed().as_secs_f64();
-    let ops = shared.done.load(Ordering::Relaxed);
+    let timeline = std::mem::take(&mut *timeline.lock().unwrap_or_else(|p| p.into_inner()));
+    report(
+        &shared,
+        loaded.as_ref(),
+        Some((&totals, elapsed, &timeline)),
+    )
+}
+
+/// Prints the preload's figures and the timed run's.
+fn report(
+    shared: &Shared,
+    loaded: Option<&(Totals, f64)>,
+    run: Option<(&Totals, f64, &[u64])>,
+) -> Result<(), CliError> {
     let args = &shared.args;
-    let rate = ops as f64 / elapsed.max(1e-9);
-    let q = |h: &Histogram<u64>, p: f64| {
-        if h.is_empty() {
-            0
-        } else {
-            h.value_at_quantile(p)
-        }
-    };
+    let consistency = shared.consistency;
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(
-            out,
-            "{}",
+        let latencies = |h: &Histogram<u64>, prefix: &str| {
             json!({
-                "ops": ops, "seconds": elapsed, "ops_per_sec": rate, "errors": failed,
-                "read_p50_us": q(&reads, 0.5), "read_p99_us": q(&reads, 0.99), "read_p999_us": q(&reads, 0.999),
-                "write_p50_us": q(&writes, 0.5), "write_p99_us": q(&writes, 0.99), "write_p999_us": q(&writes, 0.999),
-                "concurrency": args.concurrency, "value_size": args.value_size,
-                "read_ratio": args.read_ratio, "consistency": consistency.to_string(),
+                format!("{prefix}_p50_us"): quantile(h, 0.5),
+                format!("{prefix}_p99_us"): quantile(h, 0.99),
+                format!("{prefix}_p999_us"): quantile(h, 0.999),
             })
-        )?;
-    } else {
+        };
+        let mut o = json!({
+            "keys": args.keys, "value_size": args.value_size,
+            "key_space_bytes": args.keys * (KEY_LEN + args.value_size as u64),
+            "concurrency": args.concurrency, "read_ratio": args.read_ratio, "seed": shared.seed,
+            "consistency": consistency.to_string(),
+        });
+        let map = o.as_object_mut().expect("an object");
+        if let Some((t, secs)) = loaded {
+            let mut p = json!({
+                "writes": t.writes.len(), "seconds": secs, "errors": t.errors,
+                "writes_per_sec": t.writes.len() as f64 / secs.max(1e-9),
+            });
+            merge(&mut p, latencies(&t.writes, "write"));
+            map.insert("preload".into(), p);
+        }
+        if let Some((t, secs, timeline)) = run {
+            let ops = t.reads.len() + t.writes.len() + t.errors;
+            map.insert("ops".into(), json!(ops));
+            map.insert("seconds".into(), json!(secs));
+            map.insert("ops_per_sec".into(), json!(ops as f64 / secs.max(1e-9)));
+            map.insert("errors".into(), json!(t.errors));
+            map.insert("ops_per_second_timeline".into(), json!(timeline));
+            merge(&mut o, latencies(&t.reads, "read"));
+            merge(&mut o, latencies(&t.writes, "write"));
+        }
+        writeln!(out, "{o}")?;
+        return Ok(());
+    }
+    if let Some((t, secs)) = loaded {
         writeln!(
             out,
-            "{ops} ops in {elapsed:.2}s: {rate:.0} ops/s, {failed} errors (concurrency {}, {} B values, {:.0}% reads, {consistency})",
+            "preload: {} writes in {secs:.2}s: {:.0} writes/s, {} errors",
+            t.writes.len(),
+            t.writes.len() as f64 / secs.max(1e-9),
+            t.errors
+        )?;
+        write_latencies(&mut out, "writes", &t.writes)?;
+    }
+    if let Some((t, secs, _)) = run {
+        let ops = t.reads.len() + t.writes.len() + t.errors;
+        writeln!(
+            out,
+            "{ops} ops in {secs:.2}s: {:.0} ops/s, {} errors (concurrency {}, {} keys, {} B values, {:.0}% reads, {consistency})",
+            ops as f64 / secs.max(1e-9),
+            t.errors,
             args.concurrency,
+            args.keys,
             args.value_size,
             args.read_ratio * 100.0
         )?;
-        for (name, h) in [("reads", &reads), ("writes", &writes)] {
-            writeln!(
-                out,
-                "  {name:<6} {:>8} ops  p50 {:>7} us  p99 {:>7} us  p99.9 {:>7} us  max {:>7} us",
-                h.len(),
-                q(h, 0.5),
-                q(h, 0.99),
-                q(h, 0.999),
-                if h.is_empty() { 0 } else { h.max() }
-            )?;
-        }
+        write_latencies(&mut out, "reads", &t.reads)?;
+        write_latencies(&mut out, "writes", &t.writes)?;
     }
     Ok(())
+}
+
+fn write_latencies(out: &mut impl Write, name: &str, h: &Histogram<u64>) -> Result<(), CliError> {
+    writeln!(
+        out,
+        "  {name:<6} {:>8} ops  p50 {:>7} us  p99 {:>7} us  p99.9 {:>7} us  max {:>7} us",
+        h.len(),
+        quantile(h, 0.5),
+        quantile(h, 0.99),
+        quantile(h, 0.999),
+        if h.is_empty() { 0 } else { h.max() }
+    )?;
+    Ok(())
+}
+
+/// Adds `extra`'s fields to the object `o`.
+fn merge(o: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(o), serde_json::Value::Object(extra)) = (o.as_object_mut(), extra) {
+        o.extend(extra);
+    }
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<(), CliError> {
