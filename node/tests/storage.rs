@@ -756,12 +756,13 @@ fn layout_one_records_are_upgraded_on_open() {
 /// `quorra`: fjall's default pinning, values apart from 16 KiB) reads the
 /// same after it is opened again: every record moved into the current
 /// keyspace in more than one batch, an object both keyspaces held (a
-/// downgrade wrote the old one) merged, the old keyspace dropped, and the
+/// downgrade wrote the old one) merged, one that cannot be merged set
+/// aside where the node never reads it, the old keyspace dropped, and the
 /// next open moves nothing.
 #[test]
 fn a_fjall_directory_of_earlier_storage_options_is_moved_on_open() {
     use fjall::{Database, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
-    use quorra_node::storage::fjall_engine::{KEYSPACE, LEGACY_KEYSPACES};
+    use quorra_node::storage::fjall_engine::{KEYSPACE, LEGACY_KEYSPACES, UNMOVED_KEYSPACE};
     use quorra_node::storage::layout::{data_key, hint_key, meta_key, tomb_key};
     let encode = |o: &Object| {
         let scratch = open_engine(EngineKind::Memory, Path::new("")).unwrap();
@@ -819,11 +820,15 @@ fn a_fjall_directory_of_earlier_storage_options_is_moved_on_open() {
         old.insert(meta_key("node-id"), b"42").unwrap();
         old.insert(data_key(PartitionId(7), b"both"), encode(&other))
             .unwrap();
+        old.insert(data_key(PartitionId(7), b"bad"), b"not an object")
+            .unwrap();
         // What a current binary wrote before a downgrade.
         let new = db
             .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
             .unwrap();
         new.insert(data_key(PartitionId(7), b"both"), encode(&object("new")))
+            .unwrap();
+        new.insert(data_key(PartitionId(7), b"bad"), encode(&object("kept")))
             .unwrap();
         db.persist(PersistMode::SyncAll).unwrap();
     }
@@ -843,7 +848,12 @@ fn a_fjall_directory_of_earlier_storage_options_is_moved_on_open() {
             .scan(Bound::Unbounded, Bound::Unbounded, usize::MAX)
             .unwrap()
             .len();
-        assert_eq!(moved, 2000 + 4, "round {round}");
+        assert_eq!(moved, 2000 + 5, "round {round}");
+        assert_eq!(
+            s.get(PartitionId(7), b"bad").unwrap(),
+            Some(object("kept")),
+            "round {round}"
+        );
         assert_eq!(s.scan_hints(NodeId(3), None, 10).unwrap().len(), 1);
         assert_eq!(s.scan_tomb_marks(None, 10).unwrap().len(), 1);
         assert_eq!(
@@ -862,5 +872,16 @@ fn a_fjall_directory_of_earlier_storage_options_is_moved_on_open() {
         drop((s, e));
         let db = Database::builder(dir.path()).open().unwrap();
         assert!(!db.keyspace_exists(LEGACY_KEYSPACES[0]), "round {round}");
+        let unmoved = db
+            .keyspace(UNMOVED_KEYSPACE, KeyspaceCreateOptions::default)
+            .unwrap();
+        assert_eq!(
+            unmoved
+                .get(data_key(PartitionId(7), b"bad"))
+                .unwrap()
+                .as_deref(),
+            Some(&b"not an object"[..]),
+            "round {round}: set aside for an operator"
+        );
     }
 }

@@ -35,13 +35,19 @@
 //! ([`KEYSPACE`]). A data directory made with earlier options
 //! ([`LEGACY_KEYSPACES`]) has its records moved into a keyspace with the
 //! current ones when it is opened ([`FjallEngine::open`]), in atomic
-//! batches that insert into the new keyspace and remove from the old, so a
-//! crash half-way leaves every record in exactly one of them and the next
-//! open finishes the move; then the old keyspace is dropped. A record whose
-//! key the new keyspace already holds (only after a downgrade, which is
-//! not supported, wrote to the old one) is combined by the caller's rule
-//! ([`super::upgrade::combine`]: objects are merged, nothing is put over
-//! anything), so nothing is lost either way.
+//! batches that insert into the new keyspace and remove from the old (one
+//! journal record each), so a crash half-way leaves every record in
+//! exactly one of them and the next open finishes the move; then the old
+//! keyspace is dropped. A record whose key the new keyspace already holds
+//! (only after a downgrade, which is not supported, wrote to the old one)
+//! is combined by the caller's rule ([`super::upgrade::combine`]: objects
+//! are merged, nothing is put over anything); one that cannot be combined
+//! goes to [`UNMOVED_KEYSPACE`], which the node never reads, for an
+//! operator, so that the old keyspace can always be dropped and nothing in
+//! it can come back later. The old keyspace's files are freed only when
+//! it is dropped, so the move needs about as much free space as the old
+//! keyspace takes: it checks first, and refuses to start with the figures
+//! rather than fill the disk half-way.
 //!
 //! **Durability:** flushed writes survive process crashes and power loss
 //! ([`Durability::Fsync`]). A failed fsync is final (fjall poisons the
@@ -76,6 +82,14 @@ pub const LEGACY_KEYSPACES: [&str; 1] = ["quorra"];
 /// Values (encoded objects) at least this large are kept in blob files:
 /// 1 KiB, fjall's own default.
 pub const BLOB_THRESHOLD: u32 = 1024;
+
+/// Where records of a legacy keyspace that cannot be combined with the
+/// current keyspace's are kept, for an operator; the node never reads it.
+pub const UNMOVED_KEYSPACE: &str = "quorra-unmoved";
+
+/// Free space the move from a legacy keyspace wants beyond what is left to
+/// copy: room for the journal and the new keyspace's compactions.
+const MOVE_SPACE_MARGIN: u64 = 256 << 20;
 
 /// Bytes moved per atomic batch from a legacy keyspace, at most (one
 /// larger record moves alone).
@@ -123,10 +137,13 @@ impl FjallEngine {
         let keyspace = db.keyspace(KEYSPACE, keyspace_options).map_err(err)?;
         for legacy in LEGACY_KEYSPACES {
             if db.keyspace_exists(legacy) {
-                move_legacy(&db, legacy, &keyspace, combine).map_err(|e| {
+                move_legacy(&db, dir, legacy, &keyspace, combine).map_err(|e| {
                     StorageError::engine(
                         NAME,
-                        format!("moving {} to keyspace {KEYSPACE}: {e}", dir.display()),
+                        format!(
+                            "moving {} to the current storage options (keyspace {KEYSPACE}): {e}",
+                            dir.display()
+                        ),
                     )
                 })?;
             }
@@ -144,11 +161,13 @@ impl FjallEngine {
 /// (see the module doc).
 fn move_legacy(
     db: &Database,
+    dir: &Path,
     name: &str,
     to: &Keyspace,
     combine: Combine<'_>,
-) -> Result<(), fjall::Error> {
+) -> Result<(), MoveError> {
     let from = db.keyspace(name, KeyspaceCreateOptions::default)?;
+    check_space(dir, from.disk_space().saturating_sub(to.disk_space()))?;
     let estimate = from.approximate_len();
     info!(
         from = name,
@@ -158,7 +177,7 @@ fn move_legacy(
     );
     let started = Instant::now();
     let mut logged = started;
-    let (mut moved, mut left) = (0u64, 0u64);
+    let (mut moved, mut set_aside) = (0u64, 0u64);
     let mut after: Option<fjall::UserKey> = None;
     loop {
         let lower = after.clone().map_or(Bound::Unbounded, Bound::Excluded);
@@ -178,7 +197,12 @@ fn move_legacy(
                     batch.remove(&from, key);
                     moved += 1;
                 }
-                None => left += 1,
+                None => {
+                    let unmoved = db.keyspace(UNMOVED_KEYSPACE, KeyspaceCreateOptions::default)?;
+                    batch.insert(&unmoved, key.clone(), value);
+                    batch.remove(&from, key);
+                    set_aside += 1;
+                }
             }
             if bytes >= MOVE_BATCH_BYTES {
                 break;
@@ -197,13 +221,12 @@ fn move_legacy(
         }
     }
     db.persist(PersistMode::SyncAll)?;
-    if left == 0 {
-        db.delete_keyspace(from)?;
-    } else {
+    db.delete_keyspace(from)?;
+    if set_aside > 0 {
         tracing::warn!(
-            keyspace = name,
-            records = left,
-            "records that could not be combined with the current keyspace's are left in the old one"
+            keyspace = UNMOVED_KEYSPACE,
+            records = set_aside,
+            "records that could not be combined with the current keyspace's were set aside; the node does not read them"
         );
     }
     info!(
@@ -211,6 +234,44 @@ fn move_legacy(
         secs = started.elapsed().as_secs_f64(),
         "the store is on the current storage options"
     );
+    Ok(())
+}
+
+/// Why a move from a legacy keyspace stopped.
+#[derive(Debug, thiserror::Error)]
+enum MoveError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] fjall::Error),
+    /// The file system lacks the room the move needs.
+    #[error(
+        "it needs about {need} MiB free on the data directory's file system and {free} MiB are: \
+         free some space and start again, or start this node on an empty data directory under \
+         the same --node-id with --seeds (it takes its place back and its data comes back from \
+         the other replicas)"
+    )]
+    Space {
+        /// MiB needed.
+        need: u64,
+        /// MiB free.
+        free: u64,
+    },
+}
+
+/// Whether `dir`'s file system has room to copy `bytes` more (and a
+/// margin); an unknown figure is taken as room.
+fn check_space(dir: &Path, bytes: u64) -> Result<(), MoveError> {
+    let need = bytes + MOVE_SPACE_MARGIN;
+    let Ok(v) = rustix::fs::statvfs(dir) else {
+        return Ok(());
+    };
+    let free = v.f_bavail.saturating_mul(v.f_frsize);
+    if free < need {
+        return Err(MoveError::Space {
+            need: need >> 20,
+            free: free >> 20,
+        });
+    }
     Ok(())
 }
 
@@ -308,6 +369,17 @@ impl Engine for FjallEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_move_that_cannot_fit_is_refused_with_the_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = check_space(dir.path(), 1 << 60).unwrap_err().to_string();
+        assert!(
+            err.contains("MiB free") && err.contains("--node-id"),
+            "{err}"
+        );
+        check_space(dir.path(), 0).unwrap();
+    }
 
     #[test]
     fn fjall_keeps_its_journal_where_the_flush_syncs_it() {
