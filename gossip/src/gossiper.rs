@@ -25,7 +25,8 @@
 //! threshold is *down* in this node's opinion, and *up* again when its
 //! heartbeat advances. Down never changes ownership: it steers routing and
 //! sloppy quorums. Left and removed members are forgotten after
-//! `forget_after`.
+//! `forget_after`, except those the caller still needs
+//! ([`Gossiper::retain_gone`]: the node's layouts still hold their tokens).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -166,6 +167,8 @@ pub struct Gossiper {
     detectors: BTreeMap<NodeId, PhiDetector>,
     down: BTreeSet<NodeId>,
     gone_since: BTreeMap<NodeId, Duration>,
+    /// Gone members not to forget whatever `forget_after` says.
+    retained: BTreeSet<NodeId>,
     seeds: Vec<String>,
     /// The rest of the current round-robin pass over live peers.
     partners: Vec<NodeId>,
@@ -220,6 +223,7 @@ impl Gossiper {
             detectors: BTreeMap::new(),
             down: BTreeSet::new(),
             gone_since: BTreeMap::new(),
+            retained: BTreeSet::new(),
             seeds: seeds.into_iter().filter(|s| *s != own_address).collect(),
             partners: Vec::new(),
             next_round: now + first,
@@ -639,6 +643,17 @@ impl Gossiper {
         }
     }
 
+    /// Keeps the entries of the gone members in `ids` however long ago
+    /// they left or were removed, until a later call leaves them out: the
+    /// caller still computes ownership from them (a layout some member may
+    /// still read or write holds their tokens). Forgetting such an entry
+    /// would change that layout after the fact. One that is no longer
+    /// retained is forgotten once `forget_after` has passed since it was
+    /// first seen gone.
+    pub fn retain_gone(&mut self, ids: BTreeSet<NodeId>) {
+        self.retained = ids;
+    }
+
     fn forget(&mut self, now: Duration) {
         for e in self.entries.values() {
             if e.info.status.gone() {
@@ -648,6 +663,7 @@ impl Gossiper {
         let expired: Vec<NodeId> = self
             .gone_since
             .iter()
+            .filter(|(id, _)| !self.retained.contains(id))
             .filter(|(_, since)| now.saturating_sub(**since) >= self.config.forget_after)
             .map(|(id, _)| *id)
             .collect();

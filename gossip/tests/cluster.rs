@@ -222,6 +222,38 @@ fn removal_and_leaving_spread_and_are_forgotten() {
 }
 
 #[test]
+fn a_gone_member_still_needed_is_not_forgotten_until_released() {
+    let mut bus = Bus::new(3, &[1], |_| "c");
+    for _ in 0..10 {
+        bus.tick(Duration::from_secs(1));
+    }
+    bus.alive[2] = false;
+    assert!(bus.nodes[0].remove(
+        NodeId(3),
+        quorra_gossip::Stamp {
+            counter: 1,
+            by: NodeId(1)
+        }
+    ));
+    bus.nodes[0].retain_gone([NodeId(3)].into());
+    for _ in 0..7300 {
+        bus.tick(Duration::from_secs(1));
+    }
+    assert!(
+        bus.nodes[0].entry(NodeId(3)).is_some(),
+        "retained, so kept past forget_after"
+    );
+    // Released, it goes at node 1's next round (others that forgot it
+    // earlier may gossip it back for a while: they heard it from node 1).
+    bus.nodes[0].retain_gone(Default::default());
+    let forgotten = (0..30).any(|_| {
+        bus.tick(Duration::from_millis(100));
+        bus.nodes[0].entry(NodeId(3)).is_none()
+    });
+    assert!(forgotten, "forgotten once released");
+}
+
+#[test]
 fn a_member_remembered_but_never_heard_from_is_judged_down() {
     // Node 1 restarts remembering node 2, which died while it was down: no
     // heartbeat of node 2 ever arrives in this life.

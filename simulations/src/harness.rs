@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quorra_client::{Consistency, Context, Outcome, Request, Response};
 use quorra_node::core::{ClientTag, Node};
+use quorra_node::membership::Membership;
 use quorra_node::storage::Store;
 use quorra_node::version::Object;
 use quorra_ring::NodeId;
@@ -278,11 +279,27 @@ impl Harness {
         self.sim.kill_for_good(i);
     }
 
+    /// An operator removes dead node `node` through a live member (again
+    /// later, while some member does not see it gone).
+    pub fn remove(&mut self, node: u64) {
+        let i = self.sim.index_of(NodeId(node));
+        self.sim.try_remove(i);
+    }
+
     /// Starts a new node with `--replace` of dead node `dead`; returns its
     /// id.
     pub fn replace(&mut self, dead: u64) -> u64 {
         let i = self.sim.add_node_replacing(Some(NodeId(dead)));
         self.sim.nodes[i].id.0
+    }
+
+    /// Node `node`'s membership (its gossip and layouts).
+    pub fn membership(&self, node: u64) -> &Membership {
+        let i = self.sim.index_of(NodeId(node));
+        self.sim.nodes[i]
+            .membership
+            .as_ref()
+            .expect("the node is running")
     }
 
     /// Node `node` starts leaving the cluster.

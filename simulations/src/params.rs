@@ -132,6 +132,9 @@ pub struct Params {
     pub tombstone_grace: Duration,
     /// Most bytes of hints a node holds.
     pub max_hint_bytes: u64,
+    /// How long gossip remembers a member that left or was removed (not
+    /// drawn: the production default; scripted tests shorten it).
+    pub forget_after: Duration,
     /// Key whose every change is printed (not drawn; changes no outcome).
     pub watch_key: Option<usize>,
     /// Node 1 restarts without seeds, as it first started (not drawn;
@@ -204,6 +207,7 @@ impl Params {
             request_timeout: ms(500),
             tombstone_grace: ms(5_000),
             max_hint_bytes: 256 * 1024 * 1024,
+            forget_after: quorra_gossip::Config::default().forget_after,
             watch_key: overrides.watch_key,
             founder_restarts_seedless: false,
             changes: 1,

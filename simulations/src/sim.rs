@@ -545,9 +545,13 @@ impl Sim {
         }
     }
 
-    /// Gossip's settings: the production defaults.
+    /// Gossip's settings: the production defaults, but for how long gone
+    /// members are remembered, which scripted tests may shorten.
     pub fn gossip_config(&self) -> GossipConfig {
-        GossipConfig::default()
+        GossipConfig {
+            forget_after: self.params.forget_after,
+            ..GossipConfig::default()
+        }
     }
 
     fn start_node(&mut self, i: usize) {

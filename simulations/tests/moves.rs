@@ -198,6 +198,55 @@ fn a_node_regaining_its_partition_does_not_bring_back_a_purged_delete() {
     }
 }
 
+/// A removal whose move stalls (a surviving owner is cut off, so nothing
+/// can be pulled from it) for longer than gossip remembers gone members
+/// (shortened here to 10 s): the members keep the removed member's entry
+/// while a layout they may still read or write holds its tokens, so their
+/// layouts never change under them; once the owner is back the move
+/// finishes and every write is where it should be.
+#[test]
+fn a_removal_stalled_longer_than_gossip_remembers_keeps_its_layouts() {
+    let mut h = Harness::with(4, |p| {
+        p.read_repair = false;
+        p.anti_entropy = false;
+        p.hinted_handoff = false;
+        p.forget_after = Duration::from_secs(10);
+    });
+    let written = write_missing_one_replica(&mut h);
+    h.kill_for_good(4);
+    h.run_for(Duration::from_secs(5));
+    h.isolate(2);
+    h.run_for(Duration::from_secs(5));
+    // Removed through node 1, then (the operator sees node 2 still
+    // listing it) through node 2 too, which hears of nobody meanwhile.
+    h.remove(4);
+    h.run_for(Duration::from_secs(15));
+    let stages = |h: &Harness| {
+        [1, 2, 3].map(|n| {
+            let stage = h.membership(n).stage().expect("a stage");
+            (stage.newest, stage.floor)
+        })
+    };
+    let during = stages(&h);
+    for (newest, floor) in &during {
+        assert_ne!(newest, floor, "the removal is under way");
+    }
+    for _ in 0..400 {
+        h.run_for(Duration::from_millis(100));
+        assert_eq!(
+            stages(&h),
+            during,
+            "a layout changed at {:?} while the move was stalled",
+            h.now()
+        );
+    }
+    h.heal();
+    h.settle_moves(MOVE_LIMIT);
+    let members: Vec<u64> = h.sim.ring.node_ids().map(|n| n.0).collect();
+    assert_eq!(members, [1, 2, 3], "the removed node is back in the ring");
+    all_readable_and_only_on_owners(&mut h, 1, &written);
+}
+
 #[test]
 fn a_replacement_takes_the_dead_nodes_tokens_and_pulls_from_every_survivor() {
     let mut h = quiet_cluster(4);

@@ -685,6 +685,19 @@ impl Membership {
                     newest: stage.newest.digest,
                 };
                 node.handle_placement(stage.placement.clone(), moves);
+                // A gone member whose departure is above the floor is in a
+                // layout some member may still read or write: its entry
+                // must outlive gossip's forgetting, or that layout would
+                // change under the members still using it.
+                let floor = stage.floor.stamp;
+                let needed = self
+                    .gossip
+                    .entries()
+                    .filter(|e| e.info.status.gone())
+                    .filter(|e| e.info.layout.departed.is_some_and(|d| d > floor))
+                    .map(|e| e.id)
+                    .collect();
+                self.gossip.retain_gone(needed);
                 self.stage = Some(stage);
             }
             Err(e) => error!(error = %e, "the member table does not form a ring"),
