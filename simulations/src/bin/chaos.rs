@@ -4,7 +4,7 @@
 //! ```text
 //! quorra-chaos --seed S              one schedule, printing every drawn parameter
 //! quorra-chaos --seeds A..B          schedules A to B inclusive, one after another
-//!     [--nodes N] [--duration SECS] [--nemesis all|network|process|none]
+//!     [--nodes N] [--duration SECS] [--nemesis all|network|process|none] [--changes N]
 //!     [--bin PATH] [--keep DIR] [--plan-only]
 //! ```
 //!
@@ -56,6 +56,10 @@ struct Args {
     /// Which faults to draw.
     #[arg(long, value_enum, default_value_t = Nemesis::All)]
     nemesis: Nemesis,
+    /// Membership changes (joins and leaves) beside the faults (drawn: 1
+    /// or 2; 0 for none, which gives the plans of earlier versions).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=8))]
+    changes: Option<u64>,
     /// The `quorra` binary (default: next to this one).
     #[arg(long)]
     bin: Option<PathBuf>,
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
             args.nodes.map(|n| n as usize),
             Duration::from_secs(args.duration),
             args.nemesis,
+            args.changes.map(|n| n as usize),
         );
         if args.no_clock_skew {
             plan.clocks.fill(None);
@@ -136,7 +141,7 @@ fn main() -> ExitCode {
     let began = Instant::now();
     let (mut passed, mut failed) = (0, 0);
     let mut verdict = 0u8;
-    let (mut ops, mut owed, mut faults) = (0usize, 0usize, 0usize);
+    let (mut ops, mut owed, mut faults, mut changes) = (0usize, 0usize, 0usize, 0usize);
     for seed in first..=last {
         let plan = plan(seed);
         print!("{}", plan.describe());
@@ -169,6 +174,7 @@ fn main() -> ExitCode {
                 ops += report.history.records.len();
                 owed += report.owed_writes;
                 faults += report.plan.faults.len();
+                changes += report.plan.changes.len();
                 if report.passed() {
                     passed += 1;
                     print_events(&report);
@@ -188,7 +194,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{passed} passed, {failed} failed: {ops} operations, {faults} faults, {owed} acknowledged writes checked, in {:.0?}",
+        "{passed} passed, {failed} failed: {ops} operations, {faults} faults, {changes} membership changes, {owed} acknowledged writes checked, in {:.0?}",
         began.elapsed()
     );
     ExitCode::from(verdict)
@@ -208,8 +214,12 @@ fn print_failure(r: &Report, args: &Args, seed: u64) {
         .nodes
         .map(|n| format!(" --nodes {n}"))
         .unwrap_or_default();
+    let changes = args
+        .changes
+        .map(|n| format!(" --changes {n}"))
+        .unwrap_or_default();
     println!(
-        "  rerun the schedule: quorra-chaos --seed {seed}{nodes} --duration {} --nemesis {}",
+        "  rerun the schedule: quorra-chaos --seed {seed}{nodes} --duration {} --nemesis {}{changes}",
         args.duration,
         clap::ValueEnum::to_possible_value(&args.nemesis)
             .map(|v| v.get_name().to_string())

@@ -66,10 +66,14 @@ pub struct Proc {
     pub log: PathBuf,
     args: Vec<String>,
     restart_args: Vec<String>,
-    started: bool,
+    /// Its process was started at least once.
+    pub started: bool,
     namespace: String,
     child: Option<Child>,
     paused: bool,
+    /// Asked to leave the cluster: it stops by itself once it has left,
+    /// and is a member no more.
+    pub leaving: bool,
     /// The slow-disk shim's control file: milliseconds per sync.
     slow_sync: PathBuf,
     /// The node's `FAKETIME` (none: the real clock).
@@ -95,14 +99,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Makes certificates and starts `net`'s nodes from `bin`, node 1
-    /// first, each waited for, so every node chooses its tokens against
-    /// the ring of those before it.
+    /// Makes certificates and starts the first `nodes` of `net`'s nodes
+    /// from `bin`, node 1 first, each waited for, so every node chooses its
+    /// tokens against the ring of those before it. The next `joiners` are
+    /// made ready to start later ([`Cluster::spawn`]), seeded with the
+    /// first ones.
     pub async fn start(
         net: Net,
         dir: &Path,
         bin: &Path,
         nodes: usize,
+        joiners: usize,
         founder_restarts_seedless: bool,
         clocks: &[Option<Skew>],
     ) -> Result<Self, ClusterError> {
@@ -121,7 +128,7 @@ impl Cluster {
         let everyone: Vec<String> = (0..nodes)
             .map(|i| SocketAddr::from((net.addr(i), NODE_PORT)).to_string())
             .collect();
-        let procs = (0..nodes)
+        let procs = (0..nodes + joiners)
             .map(|i| {
                 let id = i as u64 + 1;
                 let ip = net.addr(i);
@@ -163,7 +170,11 @@ impl Cluster {
                 if i > 0 || !founder_restarts_seedless {
                     restart_args.extend(["--seeds".to_string(), others.join(",")]);
                 }
-                if i > 0 {
+                if i >= nodes {
+                    // A joiner, seeded with every first node.
+                    let first: Vec<&str> = everyone.iter().map(String::as_str).collect();
+                    args.extend(["--seeds".to_string(), first.join(",")]);
+                } else if i > 0 {
                     args.extend(["--seeds".to_string(), seed.to_string()]);
                 }
                 Proc {
@@ -177,6 +188,7 @@ impl Cluster {
                     namespace: net.namespace(i),
                     child: None,
                     paused: false,
+                    leaving: false,
                     slow_sync: dir.join(format!("node{id}.slow-sync-ms")),
                     faketime: clocks.get(i).copied().flatten().map(|s| s.faketime()),
                 }
@@ -200,15 +212,38 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The nodes that are members: started, and not asked to leave.
+    pub fn members(&self) -> impl Iterator<Item = &Proc> {
+        self.nodes.iter().filter(|n| n.started && !n.leaving)
+    }
+
+    /// The nodes asked to leave whose process still runs: they have not
+    /// finished leaving (a node stops by itself once it has left).
+    pub fn still_leaving(&mut self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for node in self.nodes.iter_mut().filter(|n| n.leaving) {
+            if let Some(child) = node.child.as_mut()
+                && let Ok(None) = child.try_wait()
+            {
+                out.push(node.id);
+            }
+        }
+        out
+    }
+
     /// The TLS files of the harness's clients.
     pub fn client_tls(&self) -> TlsFiles {
         TlsFiles::in_dir(&self.dir.join("tls"), "client")
     }
 
-    /// A client configuration with every node as a seed.
+    /// A client configuration with every node started so far as a seed.
     pub fn client_config(&self) -> ClientConfig {
         ClientConfig::new(
-            self.nodes.iter().map(|n| n.addr).collect(),
+            self.nodes
+                .iter()
+                .filter(|n| n.started)
+                .map(|n| n.addr)
+                .collect(),
             self.client_tls(),
         )
     }
@@ -293,12 +328,13 @@ impl Cluster {
     }
 
     /// Node `i`s that exited although no fault stopped them, with their
-    /// exit status.
+    /// exit status (a node that left stops by itself, successfully).
     pub fn crashed(&mut self) -> Vec<(u64, String)> {
         let mut out = Vec::new();
         for node in &mut self.nodes {
             if let Some(child) = node.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
+                && !(node.leaving && status.success())
             {
                 out.push((node.id, status.to_string()));
             }
@@ -308,8 +344,11 @@ impl Cluster {
 
     fn signal(&self, i: usize, signal: &str) {
         if let Some(child) = &self.nodes[i].child {
+            // A node that left has exited by itself: kill(1) would only
+            // complain that it is gone.
             let _ = Command::new("kill")
                 .args([signal, &child.id().to_string()])
+                .stderr(Stdio::null())
                 .status();
         }
     }

@@ -1,6 +1,13 @@
 //! One chaos run: the network, the nodes, the clients and the nemesis;
 //! then healing, settling, reading every replica's disk and judging.
 //!
+//! The faults and the membership changes are one timeline, carried out in
+//! time order: a join starts the new node's process and goes on (the node
+//! joins while faults go on); a leave asks the node, through the SDK's
+//! operator command, to leave, and from then on the node is not counted
+//! as a member: settling waits for the members the run ends with, and
+//! the leaver stops by itself once its data has moved.
+//!
 //! Settling waits, in turn, for every node to see every member normal
 //! with no partition moving and no hint held; reads every key at `all`
 //! (read repair included, and these reads are checked too); then waits
@@ -16,14 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorra_client::Client;
-use quorra_client::protocol::{ClusterStatus, RoutingTable};
+use quorra_client::protocol::{AdminCommand, ClusterStatus, RoutingTable};
 use quorra_client::routing::partition_of;
 use quorra_node::storage::{EngineKind, Store, open_engine};
 use quorra_ring::{NodeId, PartitionId};
 
 use super::cluster::{ANTI_ENTROPY_SECS, Cluster, ClusterError};
 use super::net::{Net, NetError};
-use super::schedule::{COUNTER_KEYS, Fault, Plan};
+use super::schedule::{COUNTER_KEYS, Change, Fault, Plan, Timed, TimedChange};
 use super::workload::{CLIENT_TIMEOUT, Recorder, Targets, read_all, run_client};
 use crate::check::{
     FinalState, Violation, causality, convergence, counters, durability, resurrection,
@@ -94,8 +101,9 @@ impl Report {
         let ops = self.history.records.len();
         let ok = self.history.records.iter().filter(|r| r.ok()).count();
         let faults = self.plan.faults.len();
+        let changes = self.plan.changes.len();
         format!(
-            "{ops} operations ({ok} ok), {faults} faults, {} acknowledged writes owed, {} violations",
+            "{ops} operations ({ok} ok), {faults} faults, {changes} membership changes, {} acknowledged writes owed, {} violations",
             self.owed_writes,
             self.violations.len()
         )
@@ -105,12 +113,13 @@ impl Report {
 /// Runs `plan` with the `quorra` binary `bin`, keeping logs and data in
 /// `dir`.
 pub async fn run(plan: &Plan, bin: &Path, dir: &Path) -> Result<Report, ChaosError> {
-    let net = Net::create(plan.nodes)?;
+    let net = Net::create(plan.nodes + plan.joiners())?;
     let mut cluster = Cluster::start(
         net,
         dir,
         bin,
         plan.nodes,
+        plan.joiners(),
         plan.founder_restarts_seedless,
         &plan.clocks,
     )
@@ -134,17 +143,29 @@ pub async fn run(plan: &Plan, bin: &Path, dir: &Path) -> Result<Report, ChaosErr
     let mut events = Vec::new();
     let mut disk_losses = Vec::new();
     let mut stuck = Vec::new();
-    for timed in &plan.faults {
-        tokio::time::sleep_until((start + timed.at).into()).await;
-        events.push((
-            start.elapsed(),
-            format!("start: {}", timed.fault.describe()),
-        ));
-        inject(&mut cluster, &timed.fault, start, &mut disk_losses)?;
-        tokio::time::sleep_until((start + timed.at + timed.lasts).into()).await;
-        events.push((start.elapsed(), format!("heal: {}", timed.fault.describe())));
-        if let Err(e) = heal(&mut cluster, &timed.fault).await {
-            stuck.push(format!("after {}: {e}", timed.fault.describe()));
+    for (at, step) in timeline(plan) {
+        tokio::time::sleep_until((start + at).into()).await;
+        match step {
+            Step::Start(timed) => {
+                events.push((
+                    start.elapsed(),
+                    format!("start: {}", timed.fault.describe()),
+                ));
+                inject(&mut cluster, &timed.fault, start, &mut disk_losses)?;
+            }
+            Step::Heal(timed) => {
+                events.push((start.elapsed(), format!("heal: {}", timed.fault.describe())));
+                if let Err(e) = heal(&mut cluster, &timed.fault).await {
+                    stuck.push(format!("after {}: {e}", timed.fault.describe()));
+                }
+            }
+            Step::Change(change) => {
+                let what = change.change.describe();
+                match apply_change(&mut cluster, &targets, &change.change).await {
+                    Ok(()) => events.push((start.elapsed(), what)),
+                    Err(e) => stuck.push(format!("{what}: {e}")),
+                }
+            }
         }
     }
     for c in clients {
@@ -153,13 +174,13 @@ pub async fn run(plan: &Plan, bin: &Path, dir: &Path) -> Result<Report, ChaosErr
     events.push((start.elapsed(), "workload ended".into()));
     let mut statuses = BTreeMap::new();
     if stuck.is_empty() {
-        match settle(&cluster, &targets).await {
+        match settle(&mut cluster, &targets).await {
             Ok(s) => statuses = s,
             Err(e) => stuck.push(e),
         }
         events.push((
             start.elapsed(),
-            "every node sees every member, no move, no hint".into(),
+            "leavers stopped; every node sees every member, no move, no hint".into(),
         ));
     }
     if stuck.is_empty() {
@@ -228,14 +249,64 @@ pub async fn run(plan: &Plan, bin: &Path, dir: &Path) -> Result<Report, ChaosErr
     })
 }
 
+/// One step of a run's timeline.
+enum Step<'a> {
+    /// A fault begins.
+    Start(&'a Timed),
+    /// A fault ends.
+    Heal(&'a Timed),
+    /// A membership change.
+    Change(&'a TimedChange),
+}
+
+/// The faults' starts and ends and the membership changes, in time order
+/// (a heal before a start at the same moment: faults never overlap).
+fn timeline(plan: &Plan) -> Vec<(Duration, Step<'_>)> {
+    let mut steps: Vec<(Duration, u8, Step<'_>)> = Vec::new();
+    for f in &plan.faults {
+        steps.push((f.at, 1, Step::Start(f)));
+        steps.push((f.at + f.lasts, 0, Step::Heal(f)));
+    }
+    for c in &plan.changes {
+        steps.push((c.at, 2, Step::Change(c)));
+    }
+    steps.sort_by_key(|(at, order, _)| (*at, *order));
+    steps.into_iter().map(|(at, _, step)| (at, step)).collect()
+}
+
+/// Starts a joiner's process, or asks a node to leave.
+async fn apply_change(
+    cluster: &mut Cluster,
+    targets: &Targets,
+    change: &Change,
+) -> Result<(), ChaosError> {
+    match change {
+        Change::Join { node } => cluster.spawn(*node)?,
+        Change::Leave { node } => {
+            let addr = cluster.nodes[*node].addr;
+            targets
+                .routed
+                .admin(addr, AdminCommand::Leave)
+                .await
+                .map_err(|e| {
+                    ChaosError::Client(format!("asking node {} to leave: {e}", node + 1))
+                })?;
+            cluster.nodes[*node].leaving = true;
+        }
+    }
+    Ok(())
+}
+
 async fn connect(cluster: &Cluster) -> Result<Targets, ChaosError> {
     let mut config = cluster.client_config();
     config.timeout = CLIENT_TIMEOUT;
     let routed = Client::connect(config.clone())
         .await
         .map_err(|e| ChaosError::Client(e.to_string()))?;
+    // One pinned client per node started now (the first ones; joiners
+    // are reached through the routing client once they serve).
     let mut pinned = Vec::new();
-    for node in &cluster.nodes {
+    for node in cluster.nodes.iter().filter(|n| n.started) {
         let mut one = config.clone();
         one.seeds = vec![node.addr];
         one.zero_hop = false;
@@ -293,7 +364,7 @@ async fn statuses(
     client: &Client,
 ) -> Result<BTreeMap<u64, ClusterStatus>, String> {
     let mut out = BTreeMap::new();
-    for node in &cluster.nodes {
+    for node in cluster.members() {
         let status = client
             .status_of(node.addr)
             .await
@@ -320,17 +391,23 @@ fn unsettled(expected: usize, statuses: &BTreeMap<u64, ClusterStatus>) -> Option
     (!behind.is_empty()).then(|| behind.join("; "))
 }
 
-/// Waits until every node sees every member normal, nothing moving, no
-/// hint held.
+/// Waits until every node asked to leave has left and stopped, and every
+/// member sees every member normal, nothing moving, no hint held.
 async fn settle(
-    cluster: &Cluster,
+    cluster: &mut Cluster,
     targets: &Targets,
 ) -> Result<BTreeMap<u64, ClusterStatus>, String> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut last = String::from("no status yet");
     while Instant::now() < deadline {
+        let leaving = cluster.still_leaving();
+        if !leaving.is_empty() {
+            last = format!("node(s) {leaving:?} asked to leave still run");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
         match statuses(cluster, &targets.routed).await {
-            Ok(s) => match unsettled(cluster.nodes.len(), &s) {
+            Ok(s) => match unsettled(cluster.members().count(), &s) {
                 None => return Ok(s),
                 Some(why) => last = why,
             },
@@ -361,7 +438,7 @@ async fn quiet(
                 continue;
             }
         };
-        if let Some(why) = unsettled(cluster.nodes.len(), &s) {
+        if let Some(why) = unsettled(cluster.members().count(), &s) {
             last = why;
             calm = 0;
             continue;
@@ -395,7 +472,7 @@ fn final_state(
     statuses: &BTreeMap<u64, ClusterStatus>,
 ) -> Result<FinalState, ChaosError> {
     let mut stores = BTreeMap::new();
-    for node in &cluster.nodes {
+    for node in cluster.nodes.iter().filter(|n| n.data.exists()) {
         let engine = open_engine(EngineKind::Fjall, &node.data.join(EngineKind::Fjall.name()))
             .map_err(|e| ChaosError::Disk {
                 node: node.id,

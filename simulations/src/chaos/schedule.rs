@@ -14,6 +14,20 @@
 //! node, so a minority side keeps taking requests (sloppy quorums, hints)
 //! while it cannot see the majority.
 //!
+//! Membership changes run on a timeline of their own, beside the faults: a
+//! new node joins through the first ones, or one of the first nodes leaves
+//! (`quorra leave`: it hands every partition it loses to the new owners,
+//! then stops). They are drawn after everything else, from a stream of
+//! their own, so a seed's faults are those it drew before changes existed,
+//! and `--changes 0` gives back exactly the earlier plan. The faults keep
+//! hitting the first nodes while data moves, so sources, the nodes they
+//! pull from and the coordinators of the moving partitions crash, pause
+//! and lose packets mid-move; only a leaver is spared the process faults
+//! and losses drawn after its leave begins (it is gone, and restarting it
+//! would be a new member), and it is never node 1 (the others' seed).
+//! Joiners take no fault of their own; partitions leave them out of both
+//! sides, so they reach everyone. At least N = 3 members stay.
+//!
 //! Clocks are skewed for a whole run, not as a fault of a window: about
 //! half the nodes run with their wall clock up to an hour off and all their
 //! clocks up to 5% fast or slow. Nothing in the protocol may depend on
@@ -137,6 +151,49 @@ const SKEW_MAX_OFFSET_SECS: i32 = 3600;
 /// quartz drift, within what a starved or migrated VM shows).
 const SKEW_MAX_RATE_PERMILLE: u32 = 50;
 
+/// A membership change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A new node, index `node` (after the plan's first nodes), starts and
+    /// joins through the first nodes.
+    Join {
+        /// The node.
+        node: usize,
+    },
+    /// Node `node` is asked to leave: it moves its data to the new owners,
+    /// announces `left` and stops.
+    Leave {
+        /// The node.
+        node: usize,
+    },
+}
+
+impl Change {
+    /// For humans (ids: index + 1).
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Join { node } => format!("node {} joins", node + 1),
+            Change::Leave { node } => format!("node {} leaves", node + 1),
+        }
+    }
+}
+
+/// A membership change with its time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimedChange {
+    /// When it starts, from the start of the workload.
+    pub at: Duration,
+    /// What it is.
+    pub change: Change,
+}
+
+/// Most joins a plan draws (the network is made with room for them).
+pub const MAX_JOINS: usize = 2;
+
+/// No change starts later than this before the workload ends, so a leave
+/// or a join is under way while clients still run.
+const CHANGE_TAIL: Duration = Duration::from_secs(5);
+
 /// A fault with its window.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timed {
@@ -184,6 +241,8 @@ pub struct Plan {
     pub founder_restarts_seedless: bool,
     /// Each node's clock skew, by index (none: the harness's clock).
     pub clocks: Vec<Option<Skew>>,
+    /// Membership changes, in time order (see the module doc).
+    pub changes: Vec<TimedChange>,
 }
 
 /// Counter keys, incremented (the RESP gateway's `INCR` update) by one
@@ -202,8 +261,15 @@ const LEAD_IN: Duration = Duration::from_secs(2);
 
 impl Plan {
     /// The plan of `seed`: `nodes` (3 to 5 drawn if `None`) and a workload
-    /// of `duration`, with faults from `nemesis`.
-    pub fn draw(seed: u64, nodes: Option<usize>, duration: Duration, nemesis: Nemesis) -> Self {
+    /// of `duration`, with faults from `nemesis` and `changes` membership
+    /// changes (1 or 2 drawn if `None`; none in the baseline nemesis).
+    pub fn draw(
+        seed: u64,
+        nodes: Option<usize>,
+        duration: Duration,
+        nemesis: Nemesis,
+        changes: Option<usize>,
+    ) -> Self {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let nodes = nodes.unwrap_or_else(|| rng.random_range(3..=5));
         let clients = rng.random_range(4..=10);
@@ -236,6 +302,11 @@ impl Plan {
                 (skewed && nemesis != Nemesis::None).then_some(skew)
             })
             .collect();
+        let changes = if nemesis == Nemesis::None {
+            Vec::new()
+        } else {
+            draw_changes(seed, nodes, duration, &faults, changes)
+        };
         Plan {
             seed,
             nodes,
@@ -245,20 +316,30 @@ impl Plan {
             faults,
             founder_restarts_seedless,
             clocks,
+            changes,
         }
+    }
+
+    /// How many nodes join during the run.
+    pub fn joiners(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| matches!(c.change, Change::Join { .. }))
+            .count()
     }
 
     /// Every drawn parameter, one per line.
     pub fn describe(&self) -> String {
         let mut out = format!(
-            "seed {}: {} nodes, {} clients, {} keys + {} counters, workload {:?}, {} faults\n",
+            "seed {}: {} nodes, {} clients, {} keys + {} counters, workload {:?}, {} faults, {} membership changes\n",
             self.seed,
             self.nodes,
             self.clients,
             self.keys,
             COUNTER_KEYS,
             self.duration,
-            self.faults.len()
+            self.faults.len(),
+            self.changes.len()
         );
         out.push_str(if self.founder_restarts_seedless {
             "  node 1 restarts without seeds, as it first started\n"
@@ -278,8 +359,79 @@ impl Plan {
                 f.fault.describe()
             ));
         }
+        for c in &self.changes {
+            out.push_str(&format!(
+                "  at {:>6.1}s: {}\n",
+                c.at.as_secs_f64(),
+                c.change.describe()
+            ));
+        }
         out
     }
+}
+
+/// The membership changes of `seed`, from a stream of their own (see the
+/// module doc): `count` of them (1 or 2 drawn if `None`) at times drawn
+/// between the lead-in and [`CHANGE_TAIL`] before the end, each a leave
+/// where one is allowed and drawn, else a join while fewer than
+/// [`MAX_JOINS`] happened.
+fn draw_changes(
+    seed: u64,
+    nodes: usize,
+    duration: Duration,
+    faults: &[Timed],
+    count: Option<usize>,
+) -> Vec<TimedChange> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x6d65_6d62_6572_7321);
+    let count = count.unwrap_or_else(|| rng.random_range(1..=2));
+    let latest = duration.saturating_sub(CHANGE_TAIL).max(LEAD_IN);
+    let mut times: Vec<Duration> = (0..count)
+        .map(|_| ms(rng.random_range(ms_of(LEAD_IN)..=ms_of(latest))))
+        .collect();
+    times.sort_unstable();
+    let mut members: Vec<usize> = (0..nodes).collect();
+    let mut joined = 0;
+    let mut out = Vec::new();
+    for at in times {
+        let leavable: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&n| n != 0 && n < nodes && !faulted_after(faults, n, at))
+            .collect();
+        let leave = members.len() > 3 && !leavable.is_empty() && rng.random_bool(0.5);
+        let change = if leave {
+            let node = leavable[rng.random_range(0..leavable.len())];
+            members.retain(|&m| m != node);
+            Change::Leave { node }
+        } else if joined < MAX_JOINS {
+            let node = nodes + joined;
+            joined += 1;
+            members.push(node);
+            Change::Join { node }
+        } else {
+            continue;
+        };
+        out.push(TimedChange { at, change });
+    }
+    out
+}
+
+/// Whether a fault that is not over by `at` is a process fault on `node`
+/// or drops packets into or out of it alone (partitions, whose sides are
+/// whole sets of nodes, do not count).
+fn faulted_after(faults: &[Timed], node: usize, at: Duration) -> bool {
+    faults.iter().any(|f| {
+        f.at + f.lasts > at
+            && match &f.fault {
+                Fault::Partition { .. } => false,
+                Fault::OneWay { from, to } => *from == node || *to == node,
+                Fault::Loss { node: n, .. }
+                | Fault::Kill { node: n }
+                | Fault::Pause { node: n }
+                | Fault::Wipe { node: n }
+                | Fault::SlowDisk { node: n, .. } => *n == node,
+            }
+    })
 }
 
 fn ms(n: u64) -> Duration {
@@ -352,10 +504,10 @@ mod tests {
     #[test]
     fn a_seed_gives_the_same_plan_and_different_seeds_differ() {
         let d = Duration::from_secs(60);
-        let a = Plan::draw(7, None, d, Nemesis::All);
-        let b = Plan::draw(7, None, d, Nemesis::All);
+        let a = Plan::draw(7, None, d, Nemesis::All, None);
+        let b = Plan::draw(7, None, d, Nemesis::All, None);
         assert_eq!(a.describe(), b.describe());
-        let c = Plan::draw(8, None, d, Nemesis::All);
+        let c = Plan::draw(8, None, d, Nemesis::All, None);
         assert_ne!(a.describe(), c.describe());
     }
 
@@ -363,7 +515,7 @@ mod tests {
     fn faults_do_not_overlap_end_before_the_workload_and_name_real_nodes() {
         for seed in 0..200 {
             let d = Duration::from_secs(45);
-            let p = Plan::draw(seed, None, d, Nemesis::All);
+            let p = Plan::draw(seed, None, d, Nemesis::All, None);
             assert!(!p.faults.is_empty(), "seed {seed} drew no fault");
             let mut free_from = Duration::ZERO;
             for f in &p.faults {
@@ -401,14 +553,14 @@ mod tests {
         let d = Duration::from_secs(60);
         let mut skewed = 0;
         for seed in 0..100 {
-            let p = Plan::draw(seed, None, d, Nemesis::All);
+            let p = Plan::draw(seed, None, d, Nemesis::All, None);
             assert_eq!(p.clocks.len(), p.nodes);
             for skew in p.clocks.iter().flatten() {
                 skewed += 1;
                 assert!(skew.offset_secs.abs() <= SKEW_MAX_OFFSET_SECS);
                 assert!(skew.rate_permille.abs_diff(1000) <= SKEW_MAX_RATE_PERMILLE);
             }
-            let none = Plan::draw(seed, None, d, Nemesis::None);
+            let none = Plan::draw(seed, None, d, Nemesis::None, None);
             assert!(none.clocks.iter().all(Option::is_none), "seed {seed}");
         }
         assert!(skewed > 50, "only {skewed} skewed clocks in 100 plans");
@@ -423,12 +575,12 @@ mod tests {
     fn a_nemesis_draws_only_its_kind() {
         let d = Duration::from_secs(120);
         for seed in 0..50 {
-            let net = Plan::draw(seed, Some(3), d, Nemesis::Network);
+            let net = Plan::draw(seed, Some(3), d, Nemesis::Network, None);
             assert!(net.faults.iter().all(|f| matches!(
                 f.fault,
                 Fault::Partition { .. } | Fault::OneWay { .. } | Fault::Loss { .. }
             )));
-            let procs = Plan::draw(seed, Some(3), d, Nemesis::Process);
+            let procs = Plan::draw(seed, Some(3), d, Nemesis::Process, None);
             assert!(procs.faults.iter().all(|f| matches!(
                 f.fault,
                 Fault::Kill { .. }
@@ -437,10 +589,57 @@ mod tests {
                     | Fault::SlowDisk { .. }
             )));
             assert!(
-                Plan::draw(seed, Some(3), d, Nemesis::None)
+                Plan::draw(seed, Some(3), d, Nemesis::None, None)
                     .faults
                     .is_empty()
             );
         }
+    }
+
+    #[test]
+    fn changes_keep_three_members_spare_leavers_and_leave_the_faults_as_they_were() {
+        let d = Duration::from_secs(40);
+        let (mut joins, mut leaves) = (0, 0);
+        for seed in 0..300 {
+            let p = Plan::draw(seed, None, d, Nemesis::All, None);
+            let without = Plan::draw(seed, None, d, Nemesis::All, Some(0));
+            assert!(without.changes.is_empty());
+            assert_eq!(
+                p.faults, without.faults,
+                "seed {seed}: changes moved the faults"
+            );
+            assert_eq!(p.clocks, without.clocks, "seed {seed}");
+            assert!((1..=2).contains(&p.changes.len()), "seed {seed}");
+            let mut members = p.nodes;
+            let mut next_joiner = p.nodes;
+            let mut last = Duration::ZERO;
+            for c in &p.changes {
+                assert!(c.at >= last && c.at + CHANGE_TAIL <= d, "seed {seed}");
+                last = c.at;
+                match c.change {
+                    Change::Join { node } => {
+                        assert_eq!(node, next_joiner, "seed {seed}");
+                        next_joiner += 1;
+                        members += 1;
+                        joins += 1;
+                    }
+                    Change::Leave { node } => {
+                        assert!(node != 0 && node < p.nodes, "seed {seed}");
+                        assert!(!faulted_after(&p.faults, node, c.at), "seed {seed}");
+                        members -= 1;
+                        leaves += 1;
+                    }
+                }
+                assert!(members >= 3, "seed {seed}");
+            }
+            assert_eq!(p.joiners(), next_joiner - p.nodes);
+            assert!(p.joiners() <= MAX_JOINS);
+            assert!(
+                Plan::draw(seed, None, d, Nemesis::None, None)
+                    .changes
+                    .is_empty()
+            );
+        }
+        assert!(joins > 100 && leaves > 50, "{joins} joins, {leaves} leaves");
     }
 }
