@@ -24,6 +24,7 @@ use quorra_client::{Client, ClientConfig, TlsFiles};
 use quorra_node::runtime::certs::{Role, init, issue};
 
 use super::net::Net;
+use super::netem::Shape;
 use super::schedule::Skew;
 
 /// The nodes' QUIC port (each in its own namespace).
@@ -96,6 +97,8 @@ pub struct Cluster {
     shim: PathBuf,
     /// libfaketime, preloaded into the nodes whose clock is skewed.
     faketime: Option<PathBuf>,
+    /// The `quorra-netem` helper shaping packets into a node, by index.
+    netem: Option<(usize, Child)>,
 }
 
 impl Cluster {
@@ -200,6 +203,7 @@ impl Cluster {
             nodes: procs,
             bin: bin.to_path_buf(),
             shim,
+            netem: None,
             faketime,
         };
         for node in &cluster.nodes {
@@ -373,6 +377,51 @@ impl Cluster {
             .map_err(|e| ClusterError::Setup(format!("{}: {e}", node.slow_sync.display())))
     }
 
+    /// Starts the `quorra-netem` helper in node `i`'s namespace, shaping
+    /// what its queue rule hands it ([`super::net::Net::apply`] makes the
+    /// rule); its last words go to `node<id>.netem.log`.
+    pub fn start_netem(&mut self, i: usize, shape: Shape, seed: u64) -> Result<(), ClusterError> {
+        let helper = find_netem()?;
+        let node = &self.nodes[i];
+        let log_path = self.dir.join(format!("node{}.netem.log", node.id));
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| ClusterError::Setup(format!("{}: {e}", log_path.display())))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &node.namespace])
+            .arg(&helper)
+            .args(shape.args(seed))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| ClusterError::Setup(format!("starting {}: {e}", helper.display())))?;
+        self.netem = Some((i, child));
+        Ok(())
+    }
+
+    /// Stops the helper: closing its input makes it let through what it
+    /// holds and exit; the rule, still there, lets packets pass unqueued
+    /// once nothing is bound (`--queue-bypass`). Returns its last words.
+    pub fn stop_netem(&mut self) -> String {
+        let Some((i, mut child)) = self.netem.take() else {
+            return String::new();
+        };
+        drop(child.stdin.take());
+        let deadline = Instant::now() + NETEM_STOP;
+        while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = self.dir.join(format!("node{}.netem.log", self.nodes[i].id));
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .last()
+            .unwrap_or("quorra-netem said nothing")
+            .to_string()
+    }
+
     /// `SIGSTOP`.
     pub fn pause(&mut self, i: usize) {
         self.signal(i, "-STOP");
@@ -428,9 +477,37 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if let Some((_, mut child)) = self.netem.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         for i in 0..self.nodes.len() {
             self.kill9(i);
         }
+    }
+}
+
+/// How long a stopping `quorra-netem` may take to let its packets through.
+const NETEM_STOP: Duration = Duration::from_secs(5);
+
+/// The `quorra-netem` helper: `QUORRA_CHAOS_NETEM` if set, else next to
+/// this executable (cargo builds both into the same directory).
+pub fn find_netem() -> Result<PathBuf, ClusterError> {
+    let helper = match std::env::var_os("QUORRA_CHAOS_NETEM") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()
+            .map_err(|e| ClusterError::Setup(format!("this executable's path: {e}")))?
+            .with_file_name("quorra-netem"),
+    };
+    if helper.exists() {
+        Ok(helper)
+    } else {
+        Err(ClusterError::Setup(format!(
+            "the plan delays packets but the quorra-netem helper is not at {} (cargo build \
+             -p quorra-simulations --bins builds it next to quorra-chaos; or set \
+             QUORRA_CHAOS_NETEM)",
+            helper.display()
+        )))
     }
 }
 

@@ -14,7 +14,9 @@
 //! route of the host uses yet. Faults are `iptables` rules in the *receiving*
 //! node's namespace, on its `INPUT` chain, matching the sending node's
 //! address: a partition drops both ways, a one-way fault one way, loss is
-//! `-m statistic --mode random`. The host's address never matches, so
+//! `-m statistic --mode random`, delay, reordering and duplication an
+//! `NFQUEUE` rule with the `quorra-netem` helper behind it ([`super::netem`]).
+//! The host's address never matches, so
 //! clients reach every node. Each change replaces a namespace's whole
 //! filter table with one `iptables-restore`, atomically.
 //!
@@ -27,6 +29,7 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
+use super::netem;
 use super::schedule::Fault;
 
 /// Why the network could not be made or changed.
@@ -216,7 +219,7 @@ impl Net {
 
     /// Makes the packet faults among `active` (and no others) hold.
     pub fn apply(&self, active: &[&Fault]) -> Result<(), NetError> {
-        let mut drops: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        let mut rules: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         for fault in active {
             match fault {
                 Fault::Partition { groups } => {
@@ -227,7 +230,7 @@ impl Net {
                             }
                             for &to in side {
                                 for &from in other {
-                                    drops
+                                    rules
                                         .entry(to)
                                         .or_default()
                                         .push(self.drop_rule(from, None));
@@ -237,17 +240,22 @@ impl Net {
                     }
                 }
                 Fault::OneWay { from, to } => {
-                    drops
+                    rules
                         .entry(*to)
                         .or_default()
                         .push(self.drop_rule(*from, None));
                 }
                 Fault::Loss { node, percent } => {
                     for from in (0..self.nodes).filter(|f| f != node) {
-                        drops
+                        rules
                             .entry(*node)
                             .or_default()
                             .push(self.drop_rule(from, Some(*percent)));
+                    }
+                }
+                Fault::Jitter { node, .. } => {
+                    for from in (0..self.nodes).filter(|f| f != node) {
+                        rules.entry(*node).or_default().push(self.queue_rule(from));
                     }
                 }
                 Fault::Kill { .. }
@@ -260,7 +268,7 @@ impl Net {
             let mut table = String::from(
                 "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n",
             );
-            for rule in drops.get(&i).into_iter().flatten() {
+            for rule in rules.get(&i).into_iter().flatten() {
                 table.push_str(rule);
                 table.push('\n');
             }
@@ -273,6 +281,17 @@ impl Net {
             )?;
         }
         Ok(())
+    }
+
+    /// Hands `from`'s UDP packets to the `quorra-netem` helper, except its
+    /// own copies; lets them through if no helper is bound.
+    fn queue_rule(&self, from: usize) -> String {
+        format!(
+            "-A INPUT -s {}/32 -p udp -m mark ! --mark {:#x} -j NFQUEUE --queue-num {} --queue-bypass",
+            self.addr(from),
+            netem::MARK,
+            netem::QUEUE
+        )
     }
 
     fn drop_rule(&self, from: usize, percent: Option<u32>) -> String {

@@ -28,7 +28,7 @@ use quorra_client::routing::partition_of;
 use quorra_node::storage::{EngineKind, Store, open_engine};
 use quorra_ring::{NodeId, PartitionId};
 
-use super::cluster::{ANTI_ENTROPY_SECS, Cluster, ClusterError};
+use super::cluster::{ANTI_ENTROPY_SECS, Cluster, ClusterError, find_netem};
 use super::net::{Net, NetError};
 use super::schedule::{COUNTER_KEYS, Change, Fault, Plan, Timed, TimedChange};
 use super::workload::{CLIENT_TIMEOUT, Recorder, Targets, read_all, run_client};
@@ -113,6 +113,14 @@ impl Report {
 /// Runs `plan` with the `quorra` binary `bin`, keeping logs and data in
 /// `dir`.
 pub async fn run(plan: &Plan, bin: &Path, dir: &Path) -> Result<Report, ChaosError> {
+    if plan
+        .faults
+        .iter()
+        .any(|f| matches!(f.fault, Fault::Jitter { .. }))
+    {
+        // Missing, it would fail the run only when the fault begins.
+        find_netem()?;
+    }
     let net = Net::create(plan.nodes + plan.joiners())?;
     let mut cluster = Cluster::start(
         net,
@@ -151,12 +159,20 @@ pub async fn run(plan: &Plan, bin: &Path, dir: &Path) -> Result<Report, ChaosErr
                     start.elapsed(),
                     format!("start: {}", timed.fault.describe()),
                 ));
-                inject(&mut cluster, &timed.fault, start, &mut disk_losses)?;
+                inject(
+                    &mut cluster,
+                    &timed.fault,
+                    plan.seed,
+                    start,
+                    &mut disk_losses,
+                )?;
             }
             Step::Heal(timed) => {
                 events.push((start.elapsed(), format!("heal: {}", timed.fault.describe())));
-                if let Err(e) = heal(&mut cluster, &timed.fault).await {
-                    stuck.push(format!("after {}: {e}", timed.fault.describe()));
+                match heal(&mut cluster, &timed.fault).await {
+                    Ok(None) => {}
+                    Ok(Some(report)) => events.push((start.elapsed(), format!("  {report}"))),
+                    Err(e) => stuck.push(format!("after {}: {e}", timed.fault.describe())),
                 }
             }
             Step::Change(change) => {
@@ -324,11 +340,16 @@ async fn connect(cluster: &Cluster) -> Result<Targets, ChaosError> {
 fn inject(
     cluster: &mut Cluster,
     fault: &Fault,
+    seed: u64,
     start: Instant,
     disk_losses: &mut Vec<(u64, Duration)>,
 ) -> Result<(), ChaosError> {
     match fault {
         Fault::Partition { .. } | Fault::OneWay { .. } | Fault::Loss { .. } => {
+            cluster.net.apply(&[fault])?
+        }
+        Fault::Jitter { node, shape } => {
+            cluster.start_netem(*node, *shape, seed)?;
             cluster.net.apply(&[fault])?
         }
         Fault::Kill { node } => cluster.kill9(*node),
@@ -343,11 +364,18 @@ fn inject(
 }
 
 /// Ends `fault`: clears the rules, resumes, or restarts (and waits for
-/// the node to serve).
-async fn heal(cluster: &mut Cluster, fault: &Fault) -> Result<(), ChaosError> {
+/// the node to serve). Returns what a packet-shaping helper reported.
+async fn heal(cluster: &mut Cluster, fault: &Fault) -> Result<Option<String>, ChaosError> {
     match fault {
         Fault::Partition { .. } | Fault::OneWay { .. } | Fault::Loss { .. } => {
             cluster.net.apply(&[])?
+        }
+        Fault::Jitter { .. } => {
+            // The helper first: replacing the namespace's rules drops
+            // every packet still queued in the kernel.
+            let report = cluster.stop_netem();
+            cluster.net.apply(&[])?;
+            return Ok(Some(report));
         }
         Fault::Pause { node } => cluster.resume(*node),
         Fault::SlowDisk { node, .. } => cluster.slow_disk(*node, 0)?,
@@ -356,7 +384,7 @@ async fn heal(cluster: &mut Cluster, fault: &Fault) -> Result<(), ChaosError> {
             cluster.wait_ready(*node).await?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 async fn statuses(

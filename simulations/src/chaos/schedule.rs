@@ -37,6 +37,8 @@
 use std::time::Duration;
 
 use rand::rngs::Xoshiro256PlusPlus;
+
+use super::netem::Shape;
 use rand::{RngExt, SeedableRng};
 
 /// One fault.
@@ -60,6 +62,15 @@ pub enum Fault {
         node: usize,
         /// Percent of its incoming node-to-node packets dropped.
         percent: u32,
+    },
+    /// The packets other nodes send `node` are held for `delay ± jitter`
+    /// (so they arrive out of order) and some arrive twice
+    /// ([`super::netem`]).
+    Jitter {
+        /// The node.
+        node: usize,
+        /// How they are held and copied.
+        shape: Shape,
     },
     /// `SIGKILL`; started again when the fault ends.
     Kill {
@@ -101,6 +112,13 @@ impl Fault {
             }
             Fault::OneWay { from, to } => format!("one-way: {} -> {} dropped", id(from), id(to)),
             Fault::Loss { node, percent } => format!("{percent}% loss into node {}", id(node)),
+            Fault::Jitter { node, shape } => format!(
+                "packets into node {} held {}±{} ms (reordered), {}% twice",
+                id(node),
+                shape.delay_ms,
+                shape.jitter_ms,
+                shape.duplicate_percent
+            ),
             Fault::Kill { node } => format!("kill -9 node {}, restart", id(node)),
             Fault::Pause { node } => format!("SIGSTOP node {}, SIGCONT", id(node)),
             Fault::Wipe { node } => format!("kill -9 node {}, wipe its disk, restart", id(node)),
@@ -426,6 +444,7 @@ fn faulted_after(faults: &[Timed], node: usize, at: Duration) -> bool {
                 Fault::Partition { .. } => false,
                 Fault::OneWay { from, to } => *from == node || *to == node,
                 Fault::Loss { node: n, .. }
+                | Fault::Jitter { node: n, .. }
                 | Fault::Kill { node: n }
                 | Fault::Pause { node: n }
                 | Fault::Wipe { node: n }
@@ -450,7 +469,7 @@ fn draw_fault(rng: &mut Xoshiro256PlusPlus, nodes: usize, nemesis: Nemesis) -> F
         Nemesis::All | Nemesis::None => rng.random_bool(0.5),
     };
     if network {
-        match rng.random_range(0..4) {
+        match rng.random_range(0..5) {
             // Majority | minority: the minority picked at random.
             0 => {
                 let mut order: Vec<usize> = (0..nodes).collect();
@@ -472,10 +491,21 @@ fn draw_fault(rng: &mut Xoshiro256PlusPlus, nodes: usize, nemesis: Nemesis) -> F
                 let to = (node + rng.random_range(1..nodes)) % nodes;
                 Fault::OneWay { from: node, to }
             }
-            _ => Fault::Loss {
+            3 => Fault::Loss {
                 node,
                 percent: rng.random_range(10..=60),
             },
+            _ => {
+                let delay_ms = rng.random_range(5..=80);
+                Fault::Jitter {
+                    node,
+                    shape: Shape {
+                        delay_ms,
+                        jitter_ms: rng.random_range(0..=delay_ms),
+                        duplicate_percent: rng.random_range(0..=10),
+                    },
+                }
+            }
         }
     } else {
         match rng.random_range(0..12) {
@@ -538,6 +568,7 @@ mod tests {
                         vec![*from, *to]
                     }
                     Fault::Loss { node, .. }
+                    | Fault::Jitter { node, .. }
                     | Fault::Kill { node }
                     | Fault::Pause { node }
                     | Fault::Wipe { node }
@@ -578,7 +609,10 @@ mod tests {
             let net = Plan::draw(seed, Some(3), d, Nemesis::Network, None);
             assert!(net.faults.iter().all(|f| matches!(
                 f.fault,
-                Fault::Partition { .. } | Fault::OneWay { .. } | Fault::Loss { .. }
+                Fault::Partition { .. }
+                    | Fault::OneWay { .. }
+                    | Fault::Loss { .. }
+                    | Fault::Jitter { .. }
             )));
             let procs = Plan::draw(seed, Some(3), d, Nemesis::Process, None);
             assert!(procs.faults.iter().all(|f| matches!(
