@@ -13,6 +13,7 @@ use quorra_client::{Consistency, Context, Outcome, Request, Response};
 use quorra_node::core::{ClientTag, Node};
 use quorra_node::membership::Membership;
 use quorra_node::storage::Store;
+use quorra_node::storage::store::Change;
 use quorra_node::version::Object;
 use quorra_ring::NodeId;
 
@@ -211,6 +212,23 @@ impl Harness {
         Store::new(n.engine.clone())
             .get(p, key.as_bytes())
             .expect("readable")
+    }
+
+    /// Writes `object` into node `node`'s store for `key` behind its core's
+    /// back: a copy of a partition the node no longer owns that its
+    /// cleanup has not reached yet (with a large partition, or many, that
+    /// takes a while; here it stays until the node's placement changes).
+    pub fn plant_leftover(&mut self, node: u64, key: &str, object: &Object) {
+        let n = &self.sim.nodes[self.sim.index_of(NodeId(node))];
+        let partition = self.sim.ring.partition_of_key(key.as_bytes());
+        Store::new(n.engine.clone())
+            .apply(&[Change::Put {
+                partition,
+                key: key.as_bytes(),
+                object,
+                encoded: None,
+            }])
+            .expect("writable");
     }
 
     /// The live values node `node` stores for `key`, sorted.

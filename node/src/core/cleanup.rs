@@ -3,11 +3,15 @@
 //! Once a node owns a partition in no active ring (see
 //! `membership::layouts`: no member reads a layout below the floor, so
 //! nobody can ask this node for it), its copy of the partition is of no
-//! use, and worse than useless later: a node that regained the partition
-//! would merge a stale copy into what it pulls, and a value purged
-//! meanwhile would come back. So the node deletes the partition's keys and
-//! tombstone marks, automatically (no operator step to forget), a bounded
-//! batch at a time so foreground work goes on.
+//! use, and a danger while it lasts: were a delete purged meanwhile, a
+//! node that regained the partition would merge the stale copy into what
+//! it pulls and bring the value back. So the node deletes the partition's
+//! keys and tombstone marks, automatically (no operator step to forget), a
+//! bounded batch at a time so foreground work goes on; and until it has,
+//! its purge votes count the leftover as a copy outside the primaries
+//! (`super::purge`), so no delete of a key it still holds is purged. That
+//! is what makes keeping the leftover safe when the partition is owned
+//! again before cleanup reaches it: nothing it holds was purged elsewhere.
 //!
 //! A partition is queued when the placement changes and it is owned no
 //! more, and whenever a write for it arrives anyway (a coordinator with an
@@ -78,7 +82,7 @@ impl Node {
                 return;
             };
             if self.placement.is_owner(partition, self.id) {
-                // Owned again meanwhile: keep it.
+                // Owned again meanwhile: keep it (no purge passed it by).
                 self.cleanup.queue.remove(&partition);
                 continue;
             }

@@ -13,11 +13,14 @@
 //!    the others) that are durable and older than `tombstone_grace` (longer
 //!    than any message can be in flight) and asks **every member** in one
 //!    `PurgeCheck`: what does it hold of the key as a primary, and does it
-//!    hold any hint for it? The first primary of a partition does this after
-//!    one grace period, the k-th after k+1, so the others act only when the
-//!    first cannot.
-//! 3. If every member answered, nobody holds a hint, and every other primary
-//!    holds exactly the same tombstone durably, and has held it for a grace
+//!    hold any other copy of it: a hint, or a leftover of a partition it
+//!    owns no more that its cleanup has not dropped yet (such a copy would
+//!    outlive the purge, and come back with the node if it owned the
+//!    partition again first; the member queues it for cleanup)? The first
+//!    primary of a partition does this after one grace period, the k-th
+//!    after k+1, so the others act only when the first cannot.
+//! 3. If every member answered, nobody holds another copy, and every other
+//!    primary holds exactly the same tombstone durably, and has held it for a grace
 //!    period by its own mark (a primary that was just sent the tombstone
 //!    may have sent its older state somewhere a moment before, and that
 //!    state may still be in flight), it deletes its copy and
@@ -285,8 +288,19 @@ impl Node {
         };
         PurgeVote {
             state,
-            holds_hint: self.holds_any_hint(item.partition, &item.key),
+            holds_copy: self.holds_any_hint(item.partition, &item.key)
+                || self.holds_leftover(item.partition, &item.key),
         }
+    }
+
+    /// Whether this node, not a primary of `partition`, still stores a
+    /// state for `key` there: a leftover its cleanup has not reached yet.
+    /// It would outlive a purge, and come back if the node owned the
+    /// partition again before dropping it, so it holds the purge back
+    /// like a hint; [`Self::on_purge_check`] queues it to be dropped.
+    fn holds_leftover(&self, partition: PartitionId, key: &[u8]) -> bool {
+        // A storage error counts as "maybe": never purge on doubt.
+        !self.is_primary(partition) && !matches!(self.store.get(partition, key), Ok(None))
     }
 
     pub(super) fn on_purge_check(
@@ -297,10 +311,15 @@ impl Node {
         items: Vec<PurgeItem>,
     ) {
         let durable = self.store.durable_lsn();
-        let votes = items
+        let votes: Vec<PurgeVote> = items
             .iter()
             .map(|item| self.vote(now, item, durable))
             .collect();
+        for (item, vote) in items.iter().zip(&votes) {
+            if vote.holds_copy {
+                self.cleanup_note(item.partition);
+            }
+        }
         self.send(from, PeerMessage::PurgeCheckReply { id, votes });
     }
 
@@ -338,7 +357,7 @@ impl Node {
         let everyone = self.peers.all().count();
         let mut agreed = Vec::new();
         for (i, item) in round.items.iter().enumerate() {
-            if round.votes.len() != everyone || round.votes.values().any(|v| v[i].holds_hint) {
+            if round.votes.len() != everyone || round.votes.values().any(|v| v[i].holds_copy) {
                 continue;
             }
             // Every owner in every active ring votes: a node that gains the
