@@ -19,8 +19,12 @@
 //! Before it starts, the bench says how much data its key space is per
 //! replica, and warns when that fits the caches of the node it asked
 //! (`quorra status`): such a run measures the caches, not the store.
+//!
+//! `--resp` loads the RESP gateway instead, over many pipelining
+//! connections ([`super::bench_resp`]).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,6 +39,7 @@ use quorra_node::storage::budget::Bytes as Size;
 use serde_json::json;
 
 use super::CliError;
+use super::bench_resp;
 use super::client::Connection;
 
 #[derive(Args, Debug)]
@@ -43,22 +48,22 @@ pub(crate) struct BenchArgs {
     connection: Connection,
     /// Requests in all.
     #[arg(long, default_value_t = 100_000)]
-    ops: u64,
+    pub(super) ops: u64,
     /// Run for this many seconds instead of a number of requests.
     #[arg(long)]
-    duration: Option<u64>,
+    pub(super) duration: Option<u64>,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Bytes per written value.
     #[arg(long, default_value_t = 100)]
-    value_size: usize,
+    pub(super) value_size: usize,
     /// Share of requests that are reads (0 to 1).
     #[arg(long, default_value_t = 0.5)]
-    read_ratio: f64,
+    pub(super) read_ratio: f64,
     /// Number of distinct keys.
     #[arg(long, default_value_t = 100_000)]
-    keys: u64,
+    pub(super) keys: u64,
     /// one, two, quorum, all, or r=N,w=N.
     #[arg(long, default_value = "quorum")]
     consistency: String,
@@ -73,7 +78,26 @@ pub(crate) struct BenchArgs {
     seed: Option<u64>,
     /// Print one JSON object.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
+    /// Load the RESP gateway at these addresses (comma-separated, plain
+    /// TCP) instead of using the SDK: SET and GET over --connections
+    /// connections, --pipeline commands at a time on each.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) resp: Vec<SocketAddr>,
+    /// With --resp: connections, spread over the addresses in turn.
+    #[arg(long, default_value_t = 50, requires = "resp")]
+    pub(super) connections: usize,
+    /// With --resp: commands each connection sends before reading their
+    /// replies.
+    #[arg(long, default_value_t = 1, requires = "resp")]
+    pub(super) pipeline: usize,
+    /// With --resp: milliseconds a connection waits after a batch that
+    /// was refused (-BUSY) in part (0: it sends again at once).
+    #[arg(long, default_value_t = 0, requires = "resp")]
+    pub(super) busy_backoff_ms: u64,
+    /// With --resp: the gateway's password (AUTH), if it has one.
+    #[arg(long, env = "QUORRA_RESP_PASSWORD", hide_env_values = true)]
+    pub(super) password: Option<String>,
 }
 
 /// Bytes of a bench key (`bench:` and 16 hex digits).
@@ -101,15 +125,15 @@ impl Totals {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
 /// A small, fast, seeded RNG per task (xorshift64*).
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -117,7 +141,7 @@ impl Rng {
     }
 
     /// `len` random bytes.
-    fn value(&mut self, len: usize) -> Bytes {
+    pub(super) fn value(&mut self, len: usize) -> Bytes {
         let mut v = vec![0u8; len];
         for chunk in v.chunks_mut(8) {
             chunk.copy_from_slice(&self.next().to_le_bytes()[..chunk.len()]);
@@ -126,7 +150,7 @@ impl Rng {
     }
 }
 
-fn key(k: u64) -> Bytes {
+pub(super) fn key(k: u64) -> Bytes {
     Bytes::from(format!("bench:{k:016x}"))
 }
 
@@ -265,7 +289,7 @@ async fn preload(shared: Arc<Shared>) -> (Totals, f64) {
     (totals, secs)
 }
 
-fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
+pub(super) fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
     if h.is_empty() {
         0
     } else {
@@ -312,16 +336,19 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
     if args.duration == Some(0) {
         return Err(CliError::Usage("--duration must be at least 1".into()));
     }
+    let seed = args.seed.unwrap_or_else(|| {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(Instant::now())
+    });
+    if !args.resp.is_empty() {
+        return bench_resp::bench(args, seed).await;
+    }
     let consistency: Consistency = args
         .consistency
         .parse()
         .map_err(|e: quorra_client::ConsistencyError| CliError::Usage(e.to_string()))?;
     let client = Client::connect(args.connection.config()?).await?;
     describe_key_space(&args, client.status().await.ok().as_ref());
-    let seed = args.seed.unwrap_or_else(|| {
-        use std::hash::{BuildHasher, RandomState};
-        RandomState::new().hash_one(Instant::now())
-    });
     eprintln!("seed: {seed} (--seed {seed} draws the same keys again)");
     let mut shared = Arc::new(Shared {
         client,
@@ -470,7 +497,11 @@ fn report(
     Ok(())
 }
 
-fn write_latencies(out: &mut impl Write, name: &str, h: &Histogram<u64>) -> Result<(), CliError> {
+pub(super) fn write_latencies(
+    out: &mut impl Write,
+    name: &str,
+    h: &Histogram<u64>,
+) -> Result<(), CliError> {
     writeln!(
         out,
         "  {name:<6} {:>8} ops  p50 {:>7} us  p99 {:>7} us  p99.9 {:>7} us  max {:>7} us",

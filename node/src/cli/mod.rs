@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_resp;
 mod cert;
 mod client;
 mod dev;
