@@ -16,7 +16,8 @@
 //! (by their bounds: the per-coordination log the exact check reads exists
 //! only in the simulator) and convergence ([`run`]).
 //!
-//! What it does not do yet: RESP clients.
+//! Some of the clients' counter increments go over real RESP connections
+//! ([`resp`]).
 //!
 //! Needs root (namespaces, `iptables`). Everything it makes is named
 //! `qc<pid>...` and removed at the end, on failure and on Ctrl-C too.
@@ -24,6 +25,7 @@
 pub mod cluster;
 pub mod net;
 pub mod netem;
+pub mod resp;
 pub mod run;
 pub mod schedule;
 pub mod workload;

@@ -18,6 +18,7 @@
 //! [`FinalState`] the simulator reads off its simulated disks.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,14 +29,14 @@ use quorra_client::routing::partition_of;
 use quorra_node::storage::{EngineKind, Store, open_engine};
 use quorra_ring::{NodeId, PartitionId};
 
-use super::cluster::{ANTI_ENTROPY_SECS, Cluster, ClusterError, find_netem};
+use super::cluster::{ANTI_ENTROPY_SECS, Cluster, ClusterError, RESP_PORT, find_netem};
 use super::net::{Net, NetError};
 use super::schedule::{COUNTER_KEYS, Change, Fault, Plan, Timed, TimedChange};
-use super::workload::{CLIENT_TIMEOUT, Recorder, Targets, read_all, run_client};
+use super::workload::{CLIENT_TIMEOUT, Recorder, Targets, over_resp, read_all, run_client};
 use crate::check::{
     FinalState, Violation, causality, convergence, counters, durability, resurrection,
 };
-use crate::history::History;
+use crate::history::{History, Kind};
 use crate::workload::key_name;
 
 /// How long healing may take before the run counts as stuck.
@@ -102,8 +103,14 @@ impl Report {
         let ok = self.history.records.iter().filter(|r| r.ok()).count();
         let faults = self.plan.faults.len();
         let changes = self.plan.changes.len();
+        let resp = self
+            .history
+            .records
+            .iter()
+            .filter(|r| r.kind == Kind::Incr && over_resp(r.client))
+            .count();
         format!(
-            "{ops} operations ({ok} ok), {faults} faults, {changes} membership changes, {} acknowledged writes owed, {} violations",
+            "{ops} operations ({ok} ok; {resp} INCR over RESP), {faults} faults, {changes} membership changes, {} acknowledged writes owed, {} violations",
             self.owed_writes,
             self.violations.len()
         )
@@ -333,7 +340,19 @@ async fn connect(cluster: &Cluster) -> Result<Targets, ChaosError> {
                 .map_err(|e| ChaosError::Client(e.to_string()))?,
         );
     }
-    Ok(Targets { routed, pinned })
+    let resp = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.started)
+        .map(|n| SocketAddr::new(n.addr.ip(), RESP_PORT))
+        .collect();
+    let everyone = cluster.nodes.iter().map(|n| n.id).collect();
+    Ok(Targets {
+        routed,
+        pinned,
+        resp,
+        everyone,
+    })
 }
 
 /// Starts `fault`.

@@ -6,8 +6,15 @@
 //! in flight, doing what the simulator's clients do on the SDK keys: gets,
 //! puts with a context (read-modify-write) or blind, deletes with a
 //! context, every put writing a value unique in the run; and one operation
-//! in ten an `INCR` of a counter key (the RESP gateway's update, sent
-//! through the SDK). Consistency levels come from the simulator's mix
+//! in ten an `INCR` of a counter key: the RESP gateway's update, sent
+//! through the SDK by even clients and over a real RESP connection to a
+//! node chosen at random by odd ones ([`super::resp`]). A RESP reply does
+//! not say which nodes acknowledged the write, so an acknowledged RESP
+//! increment counts as owed unless every node lost its disk after it:
+//! stricter than the SDK's rule, which knows the acknowledging nodes (with
+//! W of 2, two wipes in turn of exactly the two nodes that held an
+//! increment before anti-entropy copied it could fail it falsely; a
+//! failure of that shape is to be read with the plan in hand). Consistency levels come from the simulator's mix
 //! ([`draw_consistency`]). Each request goes either through a routing
 //! client (zero-hop: straight to a replica) or to one node chosen at random
 //! (which then coordinates it, wherever it stands in a partition), so
@@ -19,6 +26,7 @@
 //! two is owed by the checks. Times are from the start of the workload.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +37,8 @@ use quorra_node::resp::update::{Op, Update};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
+use super::cluster::RESP_PASSWORD;
+use super::resp::{Answer, RespClient};
 use super::schedule::{COUNTER_KEYS, Plan};
 use crate::history::{Kind, Outcome, Record};
 use crate::workload::{draw_consistency, key_name};
@@ -44,6 +54,11 @@ pub struct Targets {
     pub routed: Client,
     /// Talks only to node `i` (no routing, no retries elsewhere).
     pub pinned: Vec<Client>,
+    /// Node `i`'s RESP address (the odd clients' `INCR`s go there).
+    pub resp: Vec<SocketAddr>,
+    /// The ids of every node the run may start: a RESP reply does not say
+    /// which nodes acknowledged a write.
+    pub everyone: Vec<u64>,
 }
 
 /// What the clients recorded.
@@ -76,6 +91,7 @@ pub async fn run_client(
         plan.seed ^ (client as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     );
     let mut seen: BTreeMap<usize, (Context, Vec<Bytes>)> = BTreeMap::new();
+    let mut resp: BTreeMap<usize, RespClient> = BTreeMap::new();
     let mut written = 0u64;
     // Tags are unique in the run: the client in the high bits.
     let mut next_tag: ClientTag = (client as u64 + 1) << 40;
@@ -133,6 +149,40 @@ pub async fn run_client(
                 ),
             }
         };
+        if kind == Kind::Incr && over_resp(client) && !targets.resp.is_empty() {
+            let target = rng.random_range(0..targets.resp.len());
+            let conn = resp.entry(target).or_insert_with(|| {
+                RespClient::new(targets.resp[target], RESP_PASSWORD, CLIENT_TIMEOUT)
+            });
+            let invoked = start.elapsed();
+            let answer = conn.incr(&key_name(key), consistency).await;
+            let outcome = match answer {
+                // Which nodes acknowledged it, the reply does not say; owed
+                // unless every node lost its disk after it (see the
+                // module doc).
+                Answer::Value(_) => Outcome::Ok {
+                    values: Vec::new(),
+                    fallback: false,
+                    answered: targets.everyone.iter().map(|&n| (n, None)).collect(),
+                    answer: None,
+                },
+                Answer::Error(e) => Outcome::Failed(e),
+                Answer::Lost(_) => Outcome::Unknown,
+            };
+            recorder.push(Record {
+                tag: next_tag,
+                client,
+                key,
+                kind,
+                consistency,
+                node: target as u64 + 1,
+                invoked,
+                completed: start.elapsed(),
+                outcome,
+            });
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..20))).await;
+            continue;
+        }
         let target = rng.random_range(0..=targets.pinned.len());
         let (via, node) = match targets.pinned.get(target) {
             Some(c) => (c, target as u64 + 1),
@@ -210,6 +260,11 @@ pub async fn read_all(
         }
     }
     unread
+}
+
+/// Whether client `client` sends its increments over RESP (the odd ones).
+pub fn over_resp(client: usize) -> bool {
+    client % 2 == 1
 }
 
 fn wall_ms() -> u64 {
