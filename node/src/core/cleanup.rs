@@ -9,13 +9,17 @@
 //! keys and tombstone marks, automatically (no operator step to forget), a
 //! bounded batch at a time so foreground work goes on; and until it has,
 //! its purge votes count the leftover as a copy outside the primaries
-//! (`super::purge`), so no delete of a key it still holds is purged. That
-//! is what makes keeping the leftover safe when the partition is owned
-//! again before cleanup reaches it: nothing it holds was purged elsewhere.
+//! (`super::purge`), so no delete of a key it still holds is purged (and
+//! a purge waits while members' ring views differ). That is what makes
+//! keeping the leftover safe when the partition is owned again before
+//! cleanup reaches it: nothing it holds was purged elsewhere.
 //!
 //! A partition is queued when the placement changes and it is owned no
-//! more, and whenever a write for it arrives anyway (a coordinator with an
-//! older view); the queue is worked through every [`CLEANUP_EVERY`]. The
+//! more, when a state for it is merged here although this node does not
+//! own it (a merge whose ownership check came earlier: a tombstone
+//! reconciled by a purge round, a read repair of its own copy), and when
+//! a purge vote finds a leftover; the queue is worked through every
+//! [`CLEANUP_EVERY`]. The
 //! node will not continue, for keys of a dropped partition, the epochs it
 //! had opened before (their highest dots went with the data, see
 //! [`super::purged`]).

@@ -75,9 +75,9 @@ pub enum VoteState {
 pub struct PurgeVote {
     /// What the member holds of the key as a primary.
     pub state: VoteState,
-    /// The member holds a copy of the key outside its primaries' own: a
-    /// hint (for any owner), or what is left of a partition it owns no
-    /// more and has not dropped yet ([`super::cleanup`]).
+    /// The member holds a copy of the key other than its own as a
+    /// primary: a hint (for any owner), or what is left of a partition it
+    /// owns no more and has not dropped yet ([`super::cleanup`]).
     pub holds_copy: bool,
 }
 

@@ -19,8 +19,10 @@
 //!    partition again first; the member queues it for cleanup)? The first
 //!    primary of a partition does this after one grace period, the k-th
 //!    after k+1, so the others act only when the first cannot.
-//! 3. If every member answered, nobody holds another copy, and every other
-//!    primary holds exactly the same tombstone durably, and has held it for a grace
+//! 3. If every member answered, nobody holds another copy, no member
+//!    answers as a primary that is none in this node's view (their ring
+//!    views differ: wait until they agree), and every other primary
+//!    holds exactly the same tombstone durably, and has held it for a grace
 //!    period by its own mark (a primary that was just sent the tombstone
 //!    may have sent its older state somewhere a moment before, and that
 //!    state may still be in flight), it deletes its copy and
@@ -368,6 +370,17 @@ impl Node {
                 .into_iter()
                 .filter(|&n| n != self.id)
                 .collect();
+            // A member that answers as a primary where this node's view
+            // has it own nothing sees other rings (a layout this node has
+            // moved past, or one it has not heard of yet): whatever it
+            // holds is neither a primary's state here nor a leftover
+            // there, so nothing is decided until the views agree.
+            let views_differ = round.votes.iter().any(|(n, v)| {
+                !primaries.contains(n) && !matches!(v[i].state, VoteState::NotReplica)
+            });
+            if views_differ {
+                continue;
+            }
             let mut disagree = Vec::new();
             let mut elsewhere = Object::new();
             for n in &primaries {
