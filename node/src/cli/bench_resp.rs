@@ -34,6 +34,7 @@ use tokio::net::tcp::OwnedReadHalf;
 
 use super::CliError;
 use super::bench::{BenchArgs, Rng, histogram, key, quantile, write_latencies};
+use quorra_node::resp::codec::encode_request;
 
 /// How long a connection waits before opening again after it was lost or
 /// refused.
@@ -236,10 +237,10 @@ async fn connection(plan: Arc<Plan>, target: SocketAddr, seed: u64) {
                 let k = key(rng.next() % args.keys.max(1));
                 let is_read = (rng.next() % 1_000_000) as f64 / 1_000_000.0 < args.read_ratio;
                 if is_read {
-                    command(&mut batch, &[b"GET", &k]);
+                    encode_request(&[b"GET", &k], &mut batch);
                 } else {
                     let value = rng.value(args.value_size);
-                    command(&mut batch, &[b"SET", &k, &value]);
+                    encode_request(&[b"SET", &k, &value], &mut batch);
                 }
                 kinds.push(is_read);
             }
@@ -327,7 +328,7 @@ async fn open(target: SocketAddr, password: Option<&str>) -> Result<TcpStream, S
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     if let Some(password) = password {
         let mut auth = Vec::new();
-        command(&mut auth, &[b"AUTH", password.as_bytes()]);
+        encode_request(&[b"AUTH", password.as_bytes()], &mut auth);
         stream
             .write_all(&auth)
             .await
@@ -346,16 +347,6 @@ async fn open(target: SocketAddr, password: Option<&str>) -> Result<TcpStream, S
             .map_err(|e| format!("AUTH: {e}"))?;
     }
     Ok(stream)
-}
-
-/// Appends a command as a RESP array of bulk strings.
-fn command(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", parts.len()).as_bytes());
-    for p in parts {
-        out.extend_from_slice(format!("${}\r\n", p.len()).as_bytes());
-        out.extend_from_slice(p);
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 /// Reads one reply.
@@ -496,12 +487,5 @@ mod tests {
         );
         let closed = replies_of(b"+OK\r\n").await;
         assert_eq!(closed[1], Err("closed by the node".into()));
-    }
-
-    #[test]
-    fn a_command_is_an_array_of_bulk_strings() {
-        let mut out = Vec::new();
-        command(&mut out, &[b"SET", b"k", b"v1"]);
-        assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n");
     }
 }

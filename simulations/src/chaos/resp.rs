@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use quorra_client::Consistency;
+use quorra_node::resp::codec::encode_request;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -71,7 +72,7 @@ impl RespClient {
                 .map_err(|e| format!("connecting to {}: {e}", self.addr))?;
             let mut stream = BufReader::new(stream);
             let mut auth = Vec::new();
-            command(&mut auth, &[b"AUTH", self.password.as_bytes()]);
+            encode_request(&[b"AUTH", self.password.as_bytes()], &mut auth);
             stream
                 .get_mut()
                 .write_all(&auth)
@@ -86,8 +87,8 @@ impl RespClient {
         let stream = self.stream.as_mut().expect("opened above");
         let mut out = Vec::new();
         let level = consistency.to_string();
-        command(&mut out, &[b"QUORRA.CONSISTENCY", level.as_bytes()]);
-        command(&mut out, &[b"INCR", key]);
+        encode_request(&[b"QUORRA.CONSISTENCY", level.as_bytes()], &mut out);
+        encode_request(&[b"INCR", key], &mut out);
         stream
             .get_mut()
             .write_all(&out)
@@ -113,16 +114,6 @@ fn parse(reply: &str) -> Answer {
         Answer::Error(e.to_string())
     } else {
         Answer::Lost(format!("an unexpected reply: {reply:?}"))
-    }
-}
-
-/// Appends a command as a RESP array of bulk strings.
-fn command(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", parts.len()).as_bytes());
-    for p in parts {
-        out.extend_from_slice(format!("${}\r\n", p.len()).as_bytes());
-        out.extend_from_slice(p);
-        out.extend_from_slice(b"\r\n");
     }
 }
 

@@ -149,59 +149,47 @@ pub async fn run_client(
                 ),
             }
         };
-        if kind == Kind::Incr && over_resp(client) && !targets.resp.is_empty() {
-            let target = rng.random_range(0..targets.resp.len());
-            let conn = resp.entry(target).or_insert_with(|| {
-                RespClient::new(targets.resp[target], RESP_PASSWORD, CLIENT_TIMEOUT)
-            });
-            let invoked = start.elapsed();
-            let answer = conn.incr(&key_name(key), consistency).await;
-            let outcome = match answer {
-                // Which nodes acknowledged it, the reply does not say; owed
-                // unless every node lost its disk after it (see the
-                // module doc).
-                Answer::Value(_) => Outcome::Ok {
-                    values: Vec::new(),
-                    fallback: false,
-                    answered: targets.everyone.iter().map(|&n| (n, None)).collect(),
-                    answer: None,
-                },
-                Answer::Error(e) => Outcome::Failed(e),
-                Answer::Lost(_) => Outcome::Unknown,
+        let (node, invoked, outcome) =
+            if kind == Kind::Incr && over_resp(client) && !targets.resp.is_empty() {
+                let target = rng.random_range(0..targets.resp.len());
+                let conn = resp.entry(target).or_insert_with(|| {
+                    RespClient::new(targets.resp[target], RESP_PASSWORD, CLIENT_TIMEOUT)
+                });
+                let invoked = start.elapsed();
+                let outcome = match conn.incr(&key_name(key), consistency).await {
+                    // Which nodes acknowledged it, the reply does not say;
+                    // owed unless every node lost its disk after it (see
+                    // the module doc).
+                    Answer::Value(_) => Outcome::Ok {
+                        values: Vec::new(),
+                        fallback: false,
+                        answered: targets.everyone.iter().map(|&n| (n, None)).collect(),
+                        answer: None,
+                    },
+                    Answer::Error(e) => Outcome::Failed(e),
+                    Answer::Lost(_) => Outcome::Unknown,
+                };
+                (target as u64 + 1, invoked, outcome)
+            } else {
+                let target = rng.random_range(0..=targets.pinned.len());
+                let (via, node) = match targets.pinned.get(target) {
+                    Some(c) => (c, target as u64 + 1),
+                    None => (&targets.routed, 0),
+                };
+                let invoked = start.elapsed();
+                let sdk = key < plan.keys;
+                let outcome = match via.request(request).await {
+                    Ok(response) => {
+                        if sdk {
+                            seen.insert(key, (response.context.clone(), response.values.clone()));
+                        }
+                        Outcome::from_response(response, sdk)
+                    }
+                    Err(ClientError::Request(e)) => Outcome::Failed(e.to_string()),
+                    Err(_) => Outcome::Unknown,
+                };
+                (node, invoked, outcome)
             };
-            recorder.push(Record {
-                tag: next_tag,
-                client,
-                key,
-                kind,
-                consistency,
-                node: target as u64 + 1,
-                invoked,
-                completed: start.elapsed(),
-                outcome,
-            });
-            tokio::time::sleep(Duration::from_millis(rng.random_range(0..20))).await;
-            continue;
-        }
-        let target = rng.random_range(0..=targets.pinned.len());
-        let (via, node) = match targets.pinned.get(target) {
-            Some(c) => (c, target as u64 + 1),
-            None => (&targets.routed, 0),
-        };
-        let invoked = start.elapsed();
-        let answer = via.request(request).await;
-        let completed = start.elapsed();
-        let sdk = key < plan.keys;
-        let outcome = match answer {
-            Ok(response) => {
-                if sdk {
-                    seen.insert(key, (response.context.clone(), response.values.clone()));
-                }
-                Outcome::from_response(response, sdk)
-            }
-            Err(ClientError::Request(e)) => Outcome::Failed(e.to_string()),
-            Err(_) => Outcome::Unknown,
-        };
         recorder.push(Record {
             tag: next_tag,
             client,
@@ -210,7 +198,7 @@ pub async fn run_client(
             consistency,
             node,
             invoked,
-            completed,
+            completed: start.elapsed(),
             outcome,
         });
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..20))).await;
