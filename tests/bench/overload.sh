@@ -131,11 +131,15 @@ $(echo "scale=1; $wall * $(nproc)" | bc) ($(nproc) cores x ${wall%.*} s); the re
     kill "$sampler"
     sampler=
     shed=0
+    admitting=
     for port in 9701 9702 9703; do
-        s=$(curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^quorra_requests_shed_total /{print $2}')
+        metrics=$(curl -fsS "http://127.0.0.1:$port/metrics")
+        s=$(awk '/^quorra_requests_shed_total /{print $2}' <<<"$metrics")
         shed=$((shed + ${s:-0}))
+        admitting="$admitting $(awk '/^quorra_admission_limit /{print $2}' <<<"$metrics")"
     done
     echo "   shed by the nodes: $shed; peak RSS of any node: $(cat "$WORK/peak") MiB"
+    echo "   admission limits at the end (nodes 1-3; the ceiling is $limit):$admitting"
     echo "   then 50 in flight:"
     bench 50 20000
     stop_cluster

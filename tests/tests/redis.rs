@@ -490,3 +490,88 @@ async fn a_node_killed_midway_loses_nothing_acknowledged() {
         || cmd::<String>(&mut c, &["GET", "count"]).is_ok_and(|v| v == "150"),
     );
 }
+
+/// Reads `count` one-line replies (`+...`, `-...`, `:...`) from `stream`.
+fn read_lines(stream: &mut TcpStream, count: usize) -> Vec<String> {
+    let mut text = String::new();
+    let mut buf = [0u8; 8192];
+    while text.matches("\r\n").count() < count {
+        let n = stream.read(&mut buf).expect("replies before the timeout");
+        assert!(n > 0, "the connection closed after {text:?}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text.split_terminator("\r\n").map(str::to_string).collect()
+}
+
+/// `GET key`, again while the node answers `-BUSY`.
+fn get_when_admitted(con: &mut Connection, key: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match cmd(con, &["GET", key]) {
+            Err(e) if e.code() == Some("BUSY") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            got => return got.unwrap_or_else(|e| panic!("GET {key}: {e}")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_flood_beyond_the_limit_gets_busy_for_what_was_not_applied_and_ping_answers() {
+    let cluster = TestCluster::start(1, &["--max-requests-in-flight", "4"]).await;
+    let addr = cluster.nodes[0].resp;
+    // Connections at once, each writing 300 SETs on keys of its own and a
+    // PING in one go: far beyond the 4 requests the node admits, so some
+    // commands are refused as they are read (the node is full), others
+    // when they start.
+    const CONNECTIONS: usize = 8;
+    const SETS: usize = 300;
+    let floods: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut flood = TcpStream::connect(addr).unwrap();
+                flood
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let mut wire = Vec::new();
+                for i in 0..SETS {
+                    let (key, value) = (format!("flood{c}-{i}"), i.to_string());
+                    wire.extend_from_slice(
+                        format!(
+                            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+                            key.len(),
+                            value.len()
+                        )
+                        .as_bytes(),
+                    );
+                }
+                wire.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+                flood.write_all(&wire).unwrap();
+                read_lines(&mut flood, SETS + 1)
+            })
+        })
+        .collect();
+    let mut con = connect(addr);
+    let mut refused = 0;
+    for (c, flood) in floods.into_iter().enumerate() {
+        let replies = flood.join().expect("a flood connection");
+        assert_eq!(replies.len(), SETS + 1, "{replies:?}");
+        assert_eq!(replies[SETS], "+PONG", "PING is never refused");
+        // What was refused was not applied; what was acknowledged was.
+        for (i, reply) in replies[..SETS].iter().enumerate() {
+            let got = get_when_admitted(&mut con, &format!("flood{c}-{i}"));
+            if reply == "+OK" {
+                assert_eq!(got, Some(i.to_string()), "SET {c}-{i} acknowledged");
+            } else {
+                assert!(
+                    reply.starts_with("-BUSY") && reply.contains("nothing of this request"),
+                    "SET {c}-{i}: {reply}"
+                );
+                assert_eq!(got, None, "SET {c}-{i} refused ({reply}) but applied");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "a flood against a limit of 4 shed nothing");
+    assert!(refused < CONNECTIONS * SETS, "nothing was admitted");
+}

@@ -36,6 +36,9 @@ pub struct Snapshot {
     pub unflushed: u64,
     /// Requests coordinated here and not yet finished.
     pub in_flight: u64,
+    /// Client requests admitted at once now, at most (see
+    /// `runtime::delay_limit`).
+    pub admission_limit: u64,
     /// Whether `/ready` would say ready.
     pub ready: bool,
     /// Partitions this node replicates with fewer than a quorum up.
@@ -169,6 +172,12 @@ impl Collector for Snapshot {
             None,
             self.in_flight as f64,
         )?;
+        o.gauge(
+            "admission_limit",
+            "Client requests this node admits at once now: --max-requests-in-flight, less while admitted requests wait long",
+            None,
+            self.admission_limit as f64,
+        )?;
 
         // Coordination and replicas.
         o.counter("coordinated_reads", "Reads coordinated here", s.reads)?;
@@ -229,7 +238,7 @@ impl Collector for Snapshot {
         )?;
         o.counter(
             "requests_shed",
-            "Client requests refused at once (overloaded) because the node coordinated its limit of requests already",
+            "Client requests refused at once (overloaded) because the node had as many in flight as it admits",
             s.shed_requests,
         )?;
 

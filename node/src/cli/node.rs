@@ -131,7 +131,10 @@ pub(crate) struct NodeArgs {
     transfer_streams: Option<usize>,
     /// Requests this node coordinates at a time, at most; a client request
     /// beyond it is refused at once (`overloaded`, RESP `-BUSY`), nothing
-    /// of it applied, rather than queued [default: 4096].
+    /// of it applied, rather than queued. While admitted requests wait
+    /// longer than an eighth of the request timeout, the node admits fewer
+    /// (down to 32; `quorra_admission_limit` shows how many) [default:
+    /// 4096].
     #[arg(long, env = "QUORRA_MAX_REQUESTS_IN_FLIGHT")]
     max_requests_in_flight: Option<usize>,
     /// TCP address for the Redis protocol (RESP), e.g. 127.0.0.1:6379

@@ -81,7 +81,9 @@ pub struct Options {
     /// requests it coordinates, reads staying on for read repair and its
     /// own background work; a client request beyond it is refused at once
     /// with `Overloaded`, not queued. Forwards from peers are never
-    /// refused: their coordinator counted them.
+    /// refused: their coordinator counted them. The daemon admits fewer
+    /// while the admitted requests wait long (`runtime::delay_limit`): this
+    /// is the ceiling.
     pub max_requests_in_flight: usize,
     /// Group-commit mode: when writes are acknowledged relative to flushes.
     pub sync: SyncMode,
@@ -111,8 +113,8 @@ pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 4096;
 /// the one wording of the core's refusal and the runtime's.
 pub fn overloaded(limit: usize) -> RequestError {
     RequestError::Overloaded(format!(
-        "{limit} requests in flight on this node, its limit; nothing of this request was \
-         applied: retry with backoff or through another node"
+        "{limit} requests in flight on this node, as many as it admits now; nothing of \
+         this request was applied: retry with backoff or through another node"
     ))
 }
 

@@ -206,6 +206,10 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 continue;
             }
+            if let Some(busy) = exec::refused_early(gateway, &command) {
+                batch.slots.push(Slot::Ready(busy));
+                continue;
+            }
             let keys = keys.unwrap_or_default();
             if batch.conflicts(&keys) || batch.slots.len() >= MAX_BATCH {
                 batch

@@ -273,6 +273,21 @@ where
 }
 
 /// Runs a data command.
+/// The `-BUSY` a data command gets without being started, when the node
+/// admits no more requests now (see `runtime::admission`): under a flood
+/// of pipelined commands, starting a task for each only to have it
+/// refused costs the CPU the admitted ones need. Commands that ask the
+/// core nothing (`PING`, `INFO`) are always run.
+pub(super) fn refused_early(gateway: &Gateway, command: &Command) -> Option<Reply> {
+    let asks_the_core = keys(command).is_some_and(|k| !k.is_empty());
+    if !asks_the_core || !gateway.admission.full() {
+        return None;
+    }
+    let reply = failed(gateway.admission.refuse());
+    record(gateway, command.metric_name(), Instant::now(), &reply);
+    Some(reply)
+}
+
 pub(super) async fn data(
     gateway: Arc<Gateway>,
     consistency: Consistency,

@@ -6,8 +6,8 @@
 //! behaves as one Redis. The pieces, from the socket in:
 //!
 //! - [`gateway`]: the listener (TCP, or TLS with [`tls`]), the password
-//!   rule, and the gateway's one way into the node: requests through the
-//!   driver's inbox, as QUIC clients' requests arrive.
+//!   rule, the gateway's thread, and its one way into the node: requests
+//!   through the driver's inbox, as QUIC clients' requests arrive.
 //! - [`connection`]: one connection's loop: pipelined requests parsed and
 //!   run as a batch, concurrently where their keys differ, answered in order.
 //! - [`codec`]: RESP2/RESP3 framing, every limit a documented constant.

@@ -9,51 +9,105 @@
 //! 0.9 s whatever the core's limit, because they queued before it). So the
 //! runtime counts a client request from the moment a connection reads it
 //! until its answer leaves the driver, and a connection that reads one
-//! beyond the same limit answers it itself with `Overloaded`: nothing of
-//! it was applied, so the client may retry it anywhere. The count is held
-//! by a [`Permit`] that travels with the request and gives its place back
-//! when dropped, wherever that happens (answered, or lost with a closed
-//! inbox), so a count can never leak and shed requests forever.
+//! beyond the limit answers it itself with `Overloaded`: nothing of it was
+//! applied, so the client may retry it anywhere. The limit is
+//! [`DelayLimit`]'s: the configured count at most, less while the admitted
+//! requests wait longer than a fraction of the request timeout. The count
+//! is held by a [`Permit`] that travels with the request and gives its
+//! place back when dropped, wherever that happens (answered, or lost with
+//! a closed inbox), so a count can never leak and shed requests forever;
+//! the permit also reports how long its request took, which is what the
+//! limit follows.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use quorra_client::RequestError;
 use quorra_client::protocol::{ClientMessage, NodeMessage};
 
+use super::delay_limit::DelayLimit;
 use crate::core::options::overloaded;
 
 /// The client requests admitted on this node and not yet answered.
 #[derive(Debug)]
 pub struct Admission {
     admitted: AtomicUsize,
-    limit: usize,
+    /// `delay.limit()`, readable without the lock.
+    limit: AtomicUsize,
+    delay: Mutex<DelayLimit>,
+    /// The origin of the times `delay` is given.
+    origin: Instant,
     shed: AtomicU64,
 }
 
 /// One admitted request's place; dropping it gives the place back.
 #[derive(Debug)]
-pub struct Permit(Arc<Admission>);
+pub struct Permit {
+    admission: Arc<Admission>,
+    admitted: Instant,
+}
 
 impl Admission {
-    /// Admits at most `limit` client requests at a time.
-    pub fn new(limit: usize) -> Arc<Self> {
+    /// Admits at most `ceiling` client requests at a time, fewer while
+    /// they take long compared with `request_timeout` (see
+    /// [`super::delay_limit`]).
+    pub fn new(ceiling: usize, request_timeout: Duration) -> Arc<Self> {
+        let delay = DelayLimit::new(ceiling, request_timeout);
         Arc::new(Self {
             admitted: AtomicUsize::new(0),
-            limit: limit.max(1),
+            limit: AtomicUsize::new(delay.limit()),
+            delay: Mutex::new(delay),
+            origin: Instant::now(),
             shed: AtomicU64::new(0),
         })
     }
 
     /// A place for one more request, or the error to answer it with.
     pub fn admit(self: &Arc<Self>) -> Result<Permit, RequestError> {
+        let limit = self.limit();
         let admitted = self.admitted.fetch_add(1, Ordering::AcqRel);
-        if admitted >= self.limit {
+        if admitted >= limit {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
             self.shed.fetch_add(1, Ordering::Relaxed);
-            return Err(overloaded(self.limit));
+            return Err(overloaded(limit));
         }
-        Ok(Permit(self.clone()))
+        Ok(Permit {
+            admission: self.clone(),
+            admitted: Instant::now(),
+        })
+    }
+
+    /// Whether a request read now would be refused (without taking a
+    /// place): lets a connection answer a command that would only be
+    /// refused before it starts any work for it.
+    pub fn full(&self) -> bool {
+        self.admitted.load(Ordering::Acquire) >= self.limit()
+    }
+
+    /// Requests admitted at once now, at most.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// Counts a request refused without asking [`Self::admit`] (see
+    /// [`Self::full`]), and returns the error to answer it with.
+    pub fn refuse(&self) -> RequestError {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+        overloaded(self.limit())
+    }
+
+    /// The request admitted at `admitted` was answered.
+    fn answered(&self, admitted: Instant) {
+        let now = Instant::now();
+        let in_flight = self.admitted.fetch_sub(1, Ordering::AcqRel) - 1;
+        let mut delay = self.delay.lock().unwrap_or_else(|e| e.into_inner());
+        delay.answered(
+            now.duration_since(self.origin),
+            now.duration_since(admitted),
+            in_flight,
+        );
+        self.limit.store(delay.limit(), Ordering::Release);
     }
 
     /// What a connection does with a client message it read: a request
@@ -87,7 +141,7 @@ impl Admission {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+        self.admission.answered(self.admitted);
     }
 }
 
@@ -97,7 +151,7 @@ mod tests {
 
     #[test]
     fn beyond_the_limit_requests_are_refused_and_places_come_back() {
-        let admission = Admission::new(2);
+        let admission = Admission::new(2, Duration::from_secs(2));
         let a = admission.admit().expect("first");
         let b = admission.admit().expect("second");
         assert!(matches!(

@@ -428,7 +428,10 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
     );
 
     let (inbox_tx, inbox) = mpsc::channel(INBOX);
-    let admission = Admission::new(config.options.max_requests_in_flight);
+    let admission = Admission::new(
+        config.options.max_requests_in_flight,
+        config.options.request_timeout,
+    );
     tokio::spawn(
         transport
             .clone()
@@ -454,11 +457,8 @@ pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
             facts,
             metrics.clone(),
         ));
-        tokio::spawn(resp_gateway.clone().serve(listener, shutdown.clone()));
-        tokio::spawn(crate::resp::keyspace::sweep(
-            resp_gateway.clone(),
-            shutdown.clone(),
-        ));
+        crate::resp::gateway::spawn_thread(resp_gateway.clone(), listener, shutdown.clone())
+            .map_err(|e| DaemonError::Config(format!("cannot start the RESP gateway: {e}")))?;
         gateway = Some(resp_gateway);
     }
     if let (Some(listener), Some(admin), Some(metrics)) =

@@ -458,6 +458,7 @@ impl Driver {
             tree_keys: self.node.tree_keys(),
             unflushed: store.applied_lsn().saturating_sub(store.durable_lsn()),
             in_flight: self.node.requests_in_flight() as u64,
+            admission_limit: self.admission.limit() as u64,
             ready: ready.ready,
             partitions_without_quorum: ready.partitions_without_quorum,
             sdk_connections: counters.client_connections.load(Relaxed),

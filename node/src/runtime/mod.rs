@@ -15,13 +15,19 @@
 //! - [`tls`]: mutual TLS against the cluster CA, node certificates for peers;
 //! - [`certs`]: `quorra cert init|issue`.
 //!
-//! The RESP gateway ([`crate::resp`]) and the admin HTTP listener
-//! ([`crate::admin`]) run beside the driver on the same runtime and reach
-//! the core only through the driver's inbox.
+//! - [`admission`] and [`delay_limit`]: how many client requests a node
+//!   takes at once, set by how long the admitted ones wait.
+//!
+//! The admin HTTP listener ([`crate::admin`]) runs beside the driver on the
+//! same single-threaded runtime; the RESP gateway ([`crate::resp`]) runs on
+//! a thread and runtime of its own, so that thousands of connections
+//! flooding it cannot take the driver's turns. Both reach the core only
+//! through the driver's inbox.
 
 pub mod admission;
 pub mod certs;
 pub mod daemon;
+pub mod delay_limit;
 pub mod driver;
 pub mod storage_watch;
 pub mod tls;
