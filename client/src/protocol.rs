@@ -218,6 +218,26 @@ pub struct ClusterStatus {
     /// seconds (since it started).
     #[serde(default)]
     pub anti_entropy_oldest_sync_secs: u64,
+    /// Client requests on the answering node: what it admits and sheds.
+    #[serde(default)]
+    pub requests: RequestsStatus,
+}
+
+/// Client requests on one node: how many it holds, how many it admits at
+/// once now, and how many it refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestsStatus {
+    /// Client requests read and not yet answered.
+    pub admitted: u64,
+    /// How many it admits at once now: `ceiling`, or fewer while admitted
+    /// requests wait longer than `target_ms`.
+    pub limit: u64,
+    /// `--max-requests-in-flight`.
+    pub ceiling: u64,
+    /// The wait, milliseconds, beyond which the node admits fewer.
+    pub target_ms: u64,
+    /// Requests refused (`overloaded`, RESP `-BUSY`) since it started.
+    pub shed: u64,
 }
 
 /// Ownership changes as one node sees them, and what this node moves.

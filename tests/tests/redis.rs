@@ -574,4 +574,17 @@ async fn a_flood_beyond_the_limit_gets_busy_for_what_was_not_applied_and_ping_an
     }
     assert!(refused > 0, "a flood against a limit of 4 shed nothing");
     assert!(refused < CONNECTIONS * SETS, "nothing was admitted");
+    // `quorra status` counts them.
+    let client = cluster.client().await;
+    let status = client
+        .status_of(cluster.nodes[0].addr)
+        .await
+        .expect("status");
+    assert_eq!(status.requests.ceiling, 4, "{:?}", status.requests);
+    assert!(
+        status.requests.shed >= refused as u64,
+        "{} refused, status says {:?}",
+        refused,
+        status.requests
+    );
 }

@@ -312,7 +312,7 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
                    "replicas": status.replicas, "members": members,
                    "gossip_datagrams": status.gossip_datagrams, "gossip_streamed": status.gossip_streamed,
                    "anti_entropy": status.anti_entropy, "storage": status.storage,
-                   "memory": status.memory,
+                   "memory": status.memory, "requests": status.requests,
                    "moves": status.moves})
         )?;
     } else {
@@ -376,6 +376,27 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
                 Size(mem.object_cache_capacity),
                 Size(mem.block_cache_capacity),
                 Size(mem.resident_bytes)
+            )?;
+        }
+        let rq = &status.requests;
+        if rq.ceiling > 0 {
+            writeln!(
+                out,
+                "client requests at node {}: {} in flight, admitting {} at once (ceiling {}), \
+                 {} refused since it started{}",
+                status.node,
+                rq.admitted,
+                rq.limit,
+                rq.ceiling,
+                rq.shed,
+                if rq.limit < rq.ceiling {
+                    format!(
+                        "; OVERLOADED: answers waited over {} ms, so it admits fewer",
+                        rq.target_ms
+                    )
+                } else {
+                    String::new()
+                }
             )?;
         }
         writeln!(

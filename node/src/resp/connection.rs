@@ -8,7 +8,9 @@
 //! an earlier command of the batch touches waits for the batch so far to
 //! finish, and so does a command that changes the connection itself
 //! (`AUTH`, `HELLO`, `QUORRA.CONSISTENCY` ...): the order a client sees is
-//! the order it sent. A batch holds at most [`MAX_BATCH`] commands.
+//! the order it sent. A batch holds at most [`MAX_BATCH`] commands. A data
+//! command read while the node admits no more requests is answered
+//! `-BUSY` in its place without being started (`exec::refused_early`).
 //!
 //! Malformed RESP is answered `-ERR Protocol error: ...` and the
 //! connection closed, as Redis does; anything a command does wrong is an

@@ -272,7 +272,6 @@ where
     out
 }
 
-/// Runs a data command.
 /// The `-BUSY` a data command gets without being started, when the node
 /// admits no more requests now (see `runtime::admission`): under a flood
 /// of pipelined commands, starting a task for each only to have it
@@ -288,6 +287,7 @@ pub(super) fn refused_early(gateway: &Gateway, command: &Command) -> Option<Repl
     Some(reply)
 }
 
+/// Runs a data command.
 pub(super) async fn data(
     gateway: Arc<Gateway>,
     consistency: Consistency,

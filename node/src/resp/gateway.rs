@@ -300,32 +300,52 @@ impl Gateway {
 }
 
 /// Runs the gateway (its listener, connections and expiry sweeper) on a
-/// thread of its own until `shutdown` is set.
+/// thread of its own. It stops taking connections when `shutdown` is set;
+/// the connections it has go on until the driver is gone (a node leaving
+/// on shutdown hands its data off first, and RESP clients keep their
+/// answers meanwhile).
 pub fn spawn_thread(
     gateway: Arc<Gateway>,
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = listener.into_std()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (started, outcome) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("resp".into())
         .spawn(move || {
+            // Built here: a runtime must not be dropped inside another's
+            // context, as it would be if this thread failed to start.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                    return;
+                }
+            };
             runtime.block_on(async move {
                 let listener = match TcpListener::from_std(listener) {
                     Ok(l) => l,
                     Err(e) => {
-                        warn!(error = %e, "RESP listener unusable; the RESP port is closed");
+                        let _ = started.send(Err(e));
                         return;
                     }
                 };
+                let _ = started.send(Ok(()));
                 tokio::spawn(super::keyspace::sweep(gateway.clone(), shutdown.clone()));
-                gateway.serve(listener, shutdown).await;
+                gateway.clone().serve(listener, shutdown).await;
+                gateway.inbox.closed().await;
             })
         })?;
-    Ok(())
+    // Blocks for as long as the thread takes to start, once.
+    outcome.recv().unwrap_or_else(|_| {
+        Err(std::io::Error::other(
+            "the RESP thread ended before it started",
+        ))
+    })
 }
 
 /// The wall clock, Unix milliseconds: what expiry and stamps are measured in.

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quorra_client::RequestError;
-use quorra_client::protocol::{ClientMessage, NodeMessage};
+use quorra_client::protocol::{ClientMessage, NodeMessage, RequestsStatus};
 
 use super::delay_limit::DelayLimit;
 use crate::core::options::overloaded;
@@ -46,6 +46,8 @@ pub struct Admission {
 pub struct Permit {
     admission: Arc<Admission>,
     admitted: Instant,
+    /// Whether its delay tells the limit anything (see [`Permit::judge`]).
+    counted: bool,
 }
 
 impl Admission {
@@ -75,6 +77,7 @@ impl Admission {
         Ok(Permit {
             admission: self.clone(),
             admitted: Instant::now(),
+            counted: true,
         })
     }
 
@@ -83,6 +86,18 @@ impl Admission {
     /// refused before it starts any work for it.
     pub fn full(&self) -> bool {
         self.admitted.load(Ordering::Acquire) >= self.limit()
+    }
+
+    /// What `quorra status` shows of it.
+    pub fn status(&self) -> RequestsStatus {
+        let delay = self.delay.lock().unwrap_or_else(|e| e.into_inner());
+        RequestsStatus {
+            admitted: self.admitted() as u64,
+            limit: delay.limit() as u64,
+            ceiling: delay.ceiling() as u64,
+            target_ms: delay.target().as_millis() as u64,
+            shed: self.shed(),
+        }
     }
 
     /// Requests admitted at once now, at most.
@@ -97,10 +112,14 @@ impl Admission {
         overloaded(self.limit())
     }
 
-    /// The request admitted at `admitted` was answered.
-    fn answered(&self, admitted: Instant) {
+    /// The request admitted at `admitted` was answered; `counted`: its
+    /// delay is one the limit follows.
+    fn answered(&self, admitted: Instant, counted: bool) {
         let now = Instant::now();
         let in_flight = self.admitted.fetch_sub(1, Ordering::AcqRel) - 1;
+        if !counted {
+            return;
+        }
         let mut delay = self.delay.lock().unwrap_or_else(|e| e.into_inner());
         delay.answered(
             now.duration_since(self.origin),
@@ -139,9 +158,22 @@ impl Admission {
     }
 }
 
+impl Permit {
+    /// Sets whether the request's delay counts, from its outcome: one
+    /// refused or rejected at once (overloaded, invalid, a storage
+    /// error) says nothing about how long requests wait, and would make a
+    /// queue look short.
+    pub fn judge(&mut self, outcome: &quorra_client::Outcome) {
+        self.counted = matches!(
+            outcome,
+            Ok(_) | Err(RequestError::QuorumNotReached { .. } | RequestError::Unavailable(_))
+        );
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.admission.answered(self.admitted);
+        self.admission.answered(self.admitted, self.counted);
     }
 }
 

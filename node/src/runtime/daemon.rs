@@ -6,9 +6,12 @@
 //! as asked), the TLS files, the listening port. Then the node runs on a
 //! single-threaded tokio runtime (the core is single-threaded; one thread
 //! keeps QUIC's packet batching, measured far faster than a multi-threaded
-//! runtime here), with flushes on tokio's blocking pool. SIGINT or SIGTERM
-//! stops it: the driver finishes its batch, flushes the store, saves the
-//! member table, and the endpoint closes its connections.
+//! runtime here), with flushes on tokio's blocking pool; the RESP gateway
+//! has a thread and runtime of its own (`resp::gateway`). SIGINT or SIGTERM
+//! stops it: the gateway takes no new connections, the driver finishes its
+//! batch (or, with `--leave-on-shutdown`, hands its data off first),
+//! flushes the store, saves the member table, and the endpoint closes its
+//! connections; RESP connections are served until the driver stops.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -12,25 +12,36 @@
 //!
 //! So the limit follows the delay, as CoDel does for packets: every
 //! [`INTERVAL`] it looks at the *fastest* request answered in that
-//! interval. If even that one took longer than the target, the delay is a
-//! standing queue, not a burst, and the limit becomes three quarters of
-//! the requests in flight (or of itself, if fewer are): shrinking from the
-//! ceiling alone would take seconds when the ceiling is far above what the
-//! node holds. If it took less, and the requests in flight use at least
-//! half the limit, the limit grows by an eighth, up to the configured
-//! ceiling (`--max-requests-in-flight`); a limit nobody presses against is
-//! left alone, so a node idle after an overload does not forget what it
-//! learned before the next one. An interval in which nothing was answered
-//! changes nothing: the requests that are stuck will be answered (at the
-//! latest when they time out) and then count. The minimum, not a
-//! percentile, makes one slow request (a slow disk, a large value)
-//! harmless: only when every answer is late does the node shed more.
+//! interval. If even that one took longer than the target while at least
+//! [`MIN_LIMIT`] requests were in flight, the delay is a standing queue,
+//! not a burst, and the limit becomes three quarters of the most requests
+//! in flight during the interval (or of itself, if fewer were): shrinking
+//! from the ceiling alone would take seconds when the ceiling is far above
+//! what the node holds. Slow answers with few requests in flight are no
+//! queue this node could shorten by refusing (a replica is down, a disk is
+//! slow) and change nothing. If the fastest answer was quick, and the
+//! requests in flight used at least half the limit, the limit grows by an
+//! eighth, up to the configured ceiling (`--max-requests-in-flight`); a
+//! limit nobody presses against is left alone, so a node idle after an
+//! overload does not forget what it learned before the next one. An
+//! interval in which nothing was answered changes nothing: the requests
+//! that are stuck will be answered (at the latest when they time out) and
+//! then count; nor does one that ended long ago (a quiet node's last
+//! answer says nothing about the load when the next one comes). The
+//! minimum, not a percentile, makes one slow request (a slow disk, a large
+//! value) harmless: only when every answer is late does the node shed
+//! more. Only answers that waited count: a request refused or rejected
+//! at once (`overloaded`, invalid, a storage error) would make any queue
+//! look short, so the runtime leaves it out.
 //!
 //! The target is a fraction ([`TARGET_OF_TIMEOUT`]) of the request timeout,
 //! so that a request admitted behind a full queue still completes well
-//! within it. The limit never goes below [`MIN_LIMIT`], so a node whose
-//! every request is slow for a reason of its own (all replicas far away)
-//! still serves.
+//! within it. The limit never goes below [`MIN_LIMIT`]. A cluster whose
+//! requests take longer than the target even unloaded (replicas in far
+//! zones with a short timeout) would be held near that floor whenever many
+//! requests are in flight: its request timeout must be at least eight
+//! times its unloaded latency (`quorra status` says when a node admits
+//! fewer than its ceiling, and why).
 //!
 //! The controller is a plain value with time passed in, like the core:
 //! [`super::admission`] owns the clock and the locking.
@@ -57,6 +68,8 @@ pub struct DelayLimit {
     started: Duration,
     /// The fastest answer in the current interval.
     fastest: Option<Duration>,
+    /// The most requests in flight at an answer in the current interval.
+    peak: usize,
 }
 
 impl DelayLimit {
@@ -70,12 +83,18 @@ impl DelayLimit {
             target: request_timeout / TARGET_OF_TIMEOUT,
             started: Duration::ZERO,
             fastest: None,
+            peak: 0,
         }
     }
 
     /// Requests that may be admitted at once now.
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// The limit it never exceeds.
+    pub fn ceiling(&self) -> usize {
+        self.ceiling
     }
 
     /// The delay the limit aims to keep answers within.
@@ -88,6 +107,8 @@ impl DelayLimit {
     pub fn answered(&mut self, now: Duration, delay: Duration, in_flight: usize) {
         self.roll(now, in_flight);
         self.fastest = Some(self.fastest.map_or(delay, |f| f.min(delay)));
+        // Counting the answered one: it was in flight until now.
+        self.peak = self.peak.max(in_flight + 1);
     }
 
     /// Closes the interval if it is over, and decides from it.
@@ -96,18 +117,24 @@ impl DelayLimit {
             return;
         }
         let floor = MIN_LIMIT.min(self.ceiling);
+        let stale = now >= self.started + 2 * INTERVAL;
+        let peak = self.peak.max(in_flight);
         match self.fastest {
-            Some(fastest) if fastest > self.target => {
-                let base = self.limit.min(in_flight);
+            _ if stale => {}
+            Some(fastest) if fastest > self.target && peak >= MIN_LIMIT => {
+                let base = self.limit.min(peak);
                 self.limit = (base - base / 4).max(floor);
             }
-            Some(_) if in_flight >= self.limit / 2 => {
+            // Slow, but no queue this node could shorten.
+            Some(fastest) if fastest > self.target => {}
+            Some(_) if peak >= self.limit / 2 => {
                 self.limit = (self.limit + (self.limit / 8).max(1)).min(self.ceiling);
             }
             _ => {}
         }
         self.started = now;
         self.fastest = None;
+        self.peak = 0;
     }
 }
 
@@ -161,7 +188,7 @@ mod tests {
     fn a_ceiling_far_above_what_is_in_flight_shrinks_from_what_is() {
         let mut limit = DelayLimit::new(1_000_000, TIMEOUT);
         run(&mut limit, Duration::ZERO, 2, &[800], 20_000);
-        assert!(limit.limit() <= 15_000, "{limit:?}");
+        assert!(limit.limit() < 16_000, "{limit:?}");
     }
 
     #[test]
@@ -192,6 +219,25 @@ mod tests {
         assert_eq!(limit.limit(), shrunk, "fast answers, but nobody wants more");
         run(&mut limit, now, 20, &[3], 5000);
         assert!(limit.limit() > shrunk, "fast answers and demand");
+    }
+
+    #[test]
+    fn a_quiet_node_keeps_its_limit_after_a_slow_answer() {
+        let mut limit = DelayLimit::new(4096, TIMEOUT);
+        // A lone request timed out (a replica was down); the next answer
+        // comes minutes later.
+        limit.answered(ms(50), ms(2000), 0);
+        limit.answered(ms(180_000), ms(4), 0);
+        limit.roll(ms(180_150), 0);
+        assert_eq!(limit.limit(), 4096);
+        // Light traffic, every answer slow: no queue to shorten.
+        let now = run(&mut limit, ms(200_000), 20, &[700, 900], 5);
+        assert_eq!(limit.limit(), 4096);
+        // A slow answer among many in flight, then a long silence: what
+        // the load was minutes ago decides nothing now.
+        limit.answered(now + ms(500), ms(900), 200);
+        limit.answered(now + ms(300_000), ms(4), 0);
+        assert_eq!(limit.limit(), 4096);
     }
 
     #[test]

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use quorra_client::RequestError;
 use quorra_client::protocol::{
     AdminCommand, AntiEntropyStatus, ClientMessage, ClusterStatus, GainReport, HintsStatus,
-    MemberStatus, MemoryStatus, MoveWait, MovesStatus, NodeMessage, RoutingMember, RoutingTable,
+    MemberStatus, MemoryStatus, MoveWait, MovesStatus, NodeMessage, RequestsStatus, RoutingMember,
+    RoutingTable,
 };
 use quorra_client::wire;
 use quorra_gossip::Target;
@@ -100,7 +101,7 @@ struct Waiting {
     reply: ReplyTo,
     id: u64,
     /// Its place among the admitted requests, given back with the answer.
-    _permit: Option<Permit>,
+    permit: Option<Permit>,
     /// The request's labels, source and arrival, when metrics are kept.
     measured: Option<(RequestKind, Source, Instant)>,
 }
@@ -378,7 +379,7 @@ impl Driver {
                         Waiting {
                             reply,
                             id,
-                            _permit: permit,
+                            permit,
                             measured,
                         },
                     );
@@ -411,9 +412,12 @@ impl Driver {
 
     /// Answers a waiting client and records the request's metrics.
     fn answer(&mut self, tag: ClientTag, outcome: quorra_client::Outcome) {
-        let Some(waiting) = self.clients.remove(&tag) else {
+        let Some(mut waiting) = self.clients.remove(&tag) else {
             return;
         };
+        if let Some(permit) = &mut waiting.permit {
+            permit.judge(&outcome);
+        }
         if let (Some(metrics), Some((kind, source, since))) = (&self.metrics, waiting.measured) {
             metrics.record_request(kind, source, &outcome, since.elapsed());
         }
@@ -446,8 +450,7 @@ impl Driver {
 
     fn snapshot(&self) -> Snapshot {
         use std::sync::atomic::Ordering::Relaxed;
-        let mut stats = self.stats();
-        stats.shed_requests += self.admission.shed();
+        let stats = self.reported_stats();
         let ready = self.readiness();
         let counters = self.transport.counters();
         let store = self.node.store();
@@ -666,7 +669,15 @@ impl Driver {
     }
 
     fn status(&self) -> ClusterStatus {
-        self.status_with(&self.stats())
+        self.status_with(&self.reported_stats())
+    }
+
+    /// The core's counters with the requests the runtime shed before they
+    /// reached it.
+    fn reported_stats(&self) -> Stats {
+        let mut stats = self.stats();
+        stats.shed_requests += self.admission.shed();
+        stats
     }
 
     /// [`Driver::status`] with the counters already taken.
@@ -742,6 +753,11 @@ impl Driver {
                 .node
                 .anti_entropy_oldest_sync(now)
                 .map_or(0, |d| d.as_secs()),
+            requests: RequestsStatus {
+                // Refused at the edge and by the core.
+                shed: stats.shed_requests,
+                ..self.admission.status()
+            },
         }
     }
 

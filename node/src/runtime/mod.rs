@@ -13,8 +13,7 @@
 //! - [`transport`]: the QUIC endpoint, one long-lived stream per peer and
 //!   per client, frames in and out;
 //! - [`tls`]: mutual TLS against the cluster CA, node certificates for peers;
-//! - [`certs`]: `quorra cert init|issue`.
-//!
+//! - [`certs`]: `quorra cert init|issue`;
 //! - [`admission`] and [`delay_limit`]: how many client requests a node
 //!   takes at once, set by how long the admitted ones wait.
 //!
