@@ -389,13 +389,14 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
                 rq.limit,
                 rq.ceiling,
                 rq.shed,
-                if rq.limit < rq.ceiling {
-                    format!(
-                        "; OVERLOADED: answers waited over {} ms, so it admits fewer",
+                match (rq.admitted >= rq.limit, rq.limit < rq.ceiling) {
+                    (true, _) => "; OVERLOADED: it refuses new requests now".to_string(),
+                    (false, true) => format!(
+                        "; admits fewer than its ceiling since answers waited over {} ms \
+                         under load (grows back as quick answers come)",
                         rq.target_ms
-                    )
-                } else {
-                    String::new()
+                    ),
+                    (false, false) => String::new(),
                 }
             )?;
         }
