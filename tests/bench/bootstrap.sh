@@ -4,14 +4,18 @@
 # bytes, written once each at `all`. Prints the load rate, then, every
 # 2 s, what the newcomer received (`quorra transfers --json`), and at the
 # end the wall time until its moves settled and the MB/s it pulled;
-# optionally with foreground load (`quorra bench`) before and during the
-# join, to compare throughput and p99 within one run.
+# optionally with foreground load (`quorra bench`) before, during and
+# after the join, to compare throughput and p99 within one run.
 #
 #   tests/bench/bootstrap.sh [KEYS] [VALUE] [TRANSFER_BYTES_PER_SEC] [LOAD]
 #
 # KEYS defaults to 1000000, VALUE to 1024, TRANSFER_BYTES_PER_SEC to the
 # node's default (64 MiB/s; 0 is unlimited), LOAD to 0 (1: run `quorra
-# bench` at quorum, 50% reads, before the join and during it).
+# bench` at quorum, 50% reads, for LOAD_SECS seconds (default 45) three
+# times: on the 3 nodes before the join; from the newcomer's start, so
+# within the move if the move lasts longer (the script says whether it
+# did); and on the 4 nodes after the move settled, which separates what
+# the move costs from what a fourth process on the same cores costs).
 # Everything lives in a temporary directory, removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,6 +24,7 @@ KEYS=${1:-1000000}
 VALUE=${2:-1024}
 RATE=${3:-}
 LOAD=${4:-0}
+LOAD_SECS=${LOAD_SECS:-45}
 
 cargo build --release -q -p quorra-node --bin quorra
 Q=$PWD/target/release/quorra
@@ -85,10 +90,15 @@ echo "== loading $KEYS keys of $VALUE B at all into 3 nodes =="
     --consistency all --concurrency 64
 du -sh "$WORK"/node1 "$WORK"/node2 "$WORK"/node3
 
-if [ "$LOAD" = 1 ]; then
-    echo "== foreground load before the join (quorum, 50% reads) =="
+# Foreground load for LOAD_SECS seconds: quorum, 50% reads.
+load() {
     # shellcheck disable=SC2046
-    "$Q" bench $(peers) --ops 200000 --keys "$KEYS" --value-size "$VALUE" --concurrency 50 2>/dev/null
+    "$Q" bench $(peers) --ops 0 --duration "$LOAD_SECS" --keys "$KEYS" --value-size "$VALUE" \
+        --concurrency 50 2>/dev/null | grep -E "ops in|reads |writes "
+}
+if [ "$LOAD" = 1 ]; then
+    echo "== foreground load before the join, 3 nodes (quorum, 50% reads, $LOAD_SECS s) =="
+    load
 fi
 
 echo "== node 4 joins (transfer budget: ${RATE:-default}) =="
@@ -96,9 +106,7 @@ ms() { echo $(($(date +%s%N) / 1000000)); }
 started=$(ms)
 start 4 --seeds "$(addr 1)" "${extra[@]}"
 if [ "$LOAD" = 1 ]; then
-    # shellcheck disable=SC2046
-    ("$Q" bench $(peers) --ops 200000 --keys "$KEYS" --value-size "$VALUE" --concurrency 50 \
-        2>/dev/null >"$WORK/during.txt") &
+    (load >"$WORK/during.txt") &
     PIDS+=($!)
 fi
 sleep 2
@@ -129,6 +137,13 @@ print("node 4 owns its share after %.1f s: %d keys, %.1f MB received, %.1f MB/s"
 "$Q" status --tls-dir "$WORK/tls" --peer "$(addr 4)" | head -8
 if [ "$LOAD" = 1 ]; then
     wait "${PIDS[-1]}" 2>/dev/null || true
-    echo "== foreground load during the join =="
+    took=$(( (ended - started) / 1000 ))
+    if [ "$took" -ge "$LOAD_SECS" ]; then
+        echo "== foreground load during the join (its first $LOAD_SECS s of $took s) =="
+    else
+        echo "== foreground load from the join on (the move took $took s of its $LOAD_SECS s) =="
+    fi
     cat "$WORK/during.txt"
+    echo "== foreground load after the join, 4 nodes =="
+    load
 fi
