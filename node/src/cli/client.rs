@@ -19,7 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use clap::Args;
-use quorra_client::protocol::MovesStatus;
+use quorra_client::protocol::ClusterStatus;
 use quorra_client::{Client, ClientConfig, Consistency, Context, Response, TlsFiles};
 use quorra_node::storage::budget::Bytes as Size;
 use serde_json::json;
@@ -423,7 +423,7 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
         } else {
             writeln!(out, "anti-entropy: off")?;
         }
-        write_moves(&mut out, &status.moves, STATUS_GAINS)?;
+        write_moves(&mut out, &status, STATUS_GAINS)?;
     }
     Ok(())
 }
@@ -432,9 +432,11 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), CliError> {
 const STATUS_GAINS: usize = 8;
 
 /// The moves part of `quorra status` and all of `quorra transfers`: one
-/// line when nothing moves, else the layouts, who the move waits for, and
-/// this node's pulls (the first `limit` partitions of them).
-fn write_moves(out: &mut impl Write, moves: &MovesStatus, limit: usize) -> Result<(), CliError> {
+/// line when nothing moves, else the layouts, who the move waits for (and
+/// what to do when that is a member this node sees down), and this node's
+/// pulls (the first `limit` partitions of them).
+fn write_moves(out: &mut impl Write, status: &ClusterStatus, limit: usize) -> Result<(), CliError> {
+    let moves = &status.moves;
     if moves.moving_partitions == 0 {
         writeln!(
             out,
@@ -459,6 +461,15 @@ fn write_moves(out: &mut impl Write, moves: &MovesStatus, limit: usize) -> Resul
         .map(|(_, what)| *what)
         .collect();
         writeln!(out, "  waiting for node {}: {}", w.node, what.join(", "))?;
+    }
+    for (node, partitions) in waiting_on_down(status) {
+        writeln!(
+            out,
+            "  node {node} is down and the move waits for it ({partitions} of this node's \
+             pulls need it): bring it back, or if it is gone for good, `quorra remove {node}` \
+             (or start a new node with `--replace {node}`) and its data is pulled from the \
+             other owners"
+        )?;
     }
     writeln!(
         out,
@@ -503,6 +514,30 @@ fn write_moves(out: &mut impl Write, moves: &MovesStatus, limit: usize) -> Resul
     Ok(())
 }
 
+/// The members this node sees down that a move waits for, in id order,
+/// each with how many of this node's pulls wait on it.
+fn waiting_on_down(status: &ClusterStatus) -> Vec<(u64, usize)> {
+    let down: std::collections::BTreeSet<u64> = status
+        .members
+        .iter()
+        .filter(|m| m.state == "down")
+        .map(|m| m.id)
+        .collect();
+    let mut waited: std::collections::BTreeMap<u64, usize> = status
+        .moves
+        .waiting_on
+        .iter()
+        .filter(|w| down.contains(&w.node))
+        .map(|w| (w.node, 0))
+        .collect();
+    for gain in &status.moves.gains {
+        for node in gain.waiting_on.iter().filter(|n| down.contains(n)) {
+            *waited.entry(*node).or_default() += 1;
+        }
+    }
+    waited.into_iter().collect()
+}
+
 /// An ETA for people: `12s`, `3m04s`, `2h05m`, or `unknown`.
 fn eta(secs: Option<u64>) -> String {
     match secs {
@@ -534,7 +569,7 @@ pub(crate) fn transfers(args: TransfersArgs) -> Result<(), CliError> {
         )?;
     } else {
         writeln!(out, "node {} of cluster {:?}", status.node, status.cluster)?;
-        write_moves(&mut out, &status.moves, usize::MAX)?;
+        write_moves(&mut out, &status, usize::MAX)?;
     }
     Ok(())
 }
@@ -677,4 +712,59 @@ pub(crate) fn remove(args: RemoveArgs) -> Result<(), CliError> {
         &args.connection,
         quorra_client::protocol::AdminCommand::Remove { node: args.id },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use quorra_client::protocol::{GainReport, MemberStatus, MoveWait};
+
+    use super::*;
+
+    fn member(id: u64, state: &str) -> MemberStatus {
+        MemberStatus {
+            id,
+            address: format!("127.0.0.1:{}", 7700 + id),
+            zone: "default".into(),
+            state: state.into(),
+            share: 0.25,
+            storage_failing: false,
+            phi: 0.0,
+            heartbeat_age_secs: None,
+        }
+    }
+
+    #[test]
+    fn a_move_waiting_on_a_down_member_says_what_to_do() {
+        let mut status = ClusterStatus {
+            node: 4,
+            members: vec![member(1, "normal"), member(2, "down"), member(4, "normal")],
+            ..ClusterStatus::default()
+        };
+        status.moves.moving_partitions = 3;
+        status.moves.waiting_on = vec![MoveWait {
+            node: 4,
+            sync: true,
+            ..MoveWait::default()
+        }];
+        status.moves.gains = (0..3)
+            .map(|p| GainReport {
+                partition: p,
+                waiting_on: if p < 2 { vec![1, 2] } else { vec![1] },
+                ..GainReport::default()
+            })
+            .collect();
+        assert_eq!(waiting_on_down(&status), vec![(2, 2)]);
+        let mut out = Vec::new();
+        write_moves(&mut out, &status, 8).expect("written");
+        let text = String::from_utf8(out).expect("text");
+        assert!(
+            text.contains("node 2 is down and the move waits for it (2 of this node's pulls")
+                && text.contains("`quorra remove 2`"),
+            "{text}"
+        );
+        assert!(!text.contains("node 1 is down"), "{text}");
+        // Nobody down: no advice.
+        status.members[1].state = "normal".into();
+        assert!(waiting_on_down(&status).is_empty());
+    }
 }
