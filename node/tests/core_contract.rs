@@ -557,3 +557,37 @@ fn a_node_at_its_limit_sheds_new_requests_at_once_and_admits_again_when_they_end
     );
     assert_eq!(node.stats().shed_requests, 2);
 }
+
+#[test]
+fn a_node_in_no_ring_yet_says_so_instead_of_blaming_the_consistency_level() {
+    let engine = Arc::new(MemoryEngine::new());
+    // A node that starts to join: a member of its own ring, with no tokens
+    // until it chose them against the cluster's.
+    let provisional = Ring::new(
+        RingConfig::default(),
+        vec![Member::new(NodeId(4), "z1", Vec::new())],
+    )
+    .unwrap();
+    let mut node = Node::new(
+        NodeId(4),
+        provisional,
+        Store::new(engine),
+        Options::default(),
+        Duration::ZERO,
+    )
+    .unwrap();
+    let get = Request::Get {
+        key: Bytes::from_static(b"k"),
+        consistency: Consistency::ONE,
+    };
+    for (tag, request) in [put("k", "v"), get].into_iter().enumerate() {
+        node.handle_client(Duration::from_millis(1), tag as u64, request);
+        let (_, outcome) = node.poll_reply().expect("an immediate answer");
+        match outcome {
+            Err(RequestError::Unavailable(why)) => {
+                assert!(why.contains("not part of a ring yet"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -97,6 +97,15 @@ fn capped(
     }))
 }
 
+/// The error of a request to a node that is in no ring yet: it started
+/// and has not heard from its seeds, or has not joined.
+fn not_in_a_ring(id: NodeId) -> RequestError {
+    RequestError::Unavailable(format!(
+        "node {id} is not part of a ring yet (it is still starting or joining the cluster); \
+         try another node, or again in a moment"
+    ))
+}
+
 pub(super) fn invalid(message: impl std::fmt::Display) -> RequestError {
     RequestError::Invalid(message.to_string())
 }
@@ -174,6 +183,10 @@ impl Node {
             .map(|r| r.effective_replicas())
             .max()
             .unwrap_or(0);
+        if largest == 0 {
+            // Not the client's level at fault: this node has no ring yet.
+            return self.reply(reply_to, Err(not_in_a_ring(self.id)));
+        }
         if checked.write.is_some()
             && let Err(e) = consistency.write_quorum(largest)
         {
