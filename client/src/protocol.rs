@@ -286,6 +286,20 @@ pub struct MovesStatus {
     /// `None` while no estimate or rate is known.
     #[serde(default)]
     pub eta_secs: Option<u64>,
+    /// Bytes per second this node's pulls are paced at (0: unlimited).
+    #[serde(default)]
+    pub pull_budget: u64,
+    /// Bytes per second they may use now: the budget scaled down while
+    /// this node's clients or its sources' see slower answers (transfers
+    /// yield to foreground requests); 0: unlimited.
+    #[serde(default)]
+    pub pull_limit: u64,
+    /// The share of their budget, in thousandths, this node lets pulls
+    /// from it (and its own) use now: below 1000 while its clients see
+    /// slower answers than before during a move; `None` from a node that
+    /// predates it.
+    #[serde(default)]
+    pub allowed_share_permille: Option<u32>,
 }
 
 /// A member the newest layout waits for, and for what.

@@ -141,6 +141,9 @@ pub struct Params {
     /// scripted tests set it): after a lost disk it founds a cluster of its
     /// own until gossip reaches it.
     pub founder_restarts_seedless: bool,
+    /// Bytes per second a node pulls, at most, for partitions it gains
+    /// (not drawn: the production default; scripted tests lower it).
+    pub transfer_bytes_per_sec: u64,
     /// Membership changes injected in the safety phase (joins, leaves,
     /// removes of dead nodes; see [`crate::changes`]): at least one.
     pub changes: usize,
@@ -210,6 +213,7 @@ impl Params {
             forget_after: quorra_gossip::Config::default().forget_after,
             watch_key: overrides.watch_key,
             founder_restarts_seedless: false,
+            transfer_bytes_per_sec: quorra_node::core::Options::default().transfer_bytes_per_sec,
             changes: 1,
             change_interval: Duration::ZERO,
         };

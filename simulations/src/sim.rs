@@ -533,6 +533,7 @@ impl Sim {
             anti_entropy: self.params.anti_entropy,
             anti_entropy_interval: ANTI_ENTROPY_INTERVAL,
             max_hint_bytes: self.params.max_hint_bytes,
+            transfer_bytes_per_sec: self.params.transfer_bytes_per_sec,
             // Each life of a node draws anew, as a restarted process does
             // (its first incarnation on a lost disk among others).
             rng_seed: self.params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)

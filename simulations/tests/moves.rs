@@ -472,3 +472,84 @@ fn a_join_whose_source_crashes_mid_pull_finishes_from_the_others_without_pulling
     );
     all_readable_and_only_on_owners(&mut h, 1, &written);
 }
+
+/// Keys of 1,000 B in the pacing test.
+const BIG: usize = 3000;
+
+/// Quorum reads through nodes 1 to 3 in turn, one at a time, for `span`
+/// of simulated time: clients whose answers take a network round trip.
+fn serve_clients_for(h: &mut Harness, span: Duration) {
+    let until = h.now() + span;
+    let mut i = 0;
+    while h.now() < until {
+        let key = format!("big{}", i % BIG);
+        ok(h.get(1 + (i % 3) as u64, &key, Consistency::QUORUM));
+        i += 1;
+    }
+}
+
+/// Bytes node `node` pulled while clients were served for `span`, per
+/// second.
+fn pulled_per_sec_while_serving(h: &mut Harness, node: u64, span: Duration) -> f64 {
+    let before = h.node(node).stats().transfer_bytes;
+    serve_clients_for(h, span);
+    (h.node(node).stats().transfer_bytes - before) as f64 / span.as_secs_f64()
+}
+
+#[test]
+fn a_pull_yields_while_the_sources_clients_see_slower_answers_and_speeds_up_after() {
+    // A budget small enough that the move lasts: ~2.2 MB at 100 KB/s.
+    const BUDGET: u64 = 100_000;
+    let mut h = Harness::with(3, |p| {
+        p.read_repair = false;
+        p.anti_entropy = false;
+        p.hinted_handoff = false;
+        p.transfer_bytes_per_sec = BUDGET;
+    });
+    let mut written = Vec::new();
+    for i in 0..BIG {
+        let (key, value) = (format!("big{i}"), format!("{i:x>1000}"));
+        ok(h.put(1, &key, &value, Context::empty(), Consistency::ALL));
+        written.push((key, value));
+    }
+    // What clients see before the move: the base.
+    serve_clients_for(&mut h, Duration::from_secs(5));
+    let new = h.add_node();
+    serve_clients_for(&mut h, Duration::from_secs(3));
+    let full = pulled_per_sec_while_serving(&mut h, new, Duration::from_secs(4));
+    assert!(
+        full > BUDGET as f64 / 2.0,
+        "the pull did not use its budget to begin with: {full:.0} B/s"
+    );
+    assert_eq!(h.node(new).transfer_limit(), Some(BUDGET));
+
+    // Every answer now takes four times as long: the sources' clients see
+    // it, and the pull yields.
+    h.sim.params.latency_min = Duration::from_millis(4);
+    h.sim.params.latency_max = Duration::from_millis(4);
+    serve_clients_for(&mut h, Duration::from_secs(8));
+    let limit = h.node(new).transfer_limit().expect("a budget");
+    assert!(limit <= BUDGET / 4, "paced at {limit} B/s of {BUDGET}");
+    let slow = pulled_per_sec_while_serving(&mut h, new, Duration::from_secs(6));
+    assert!(
+        slow < full / 4.0,
+        "pulled {slow:.0} B/s while clients waited longer, {full:.0} B/s before"
+    );
+    assert!(
+        !h.node(new).transfers().is_empty(),
+        "the move is still under way"
+    );
+
+    // Answers are quick again: the pull grows back to its budget and the
+    // move finishes with everything in place.
+    h.sim.params.latency_min = Duration::from_millis(1);
+    h.sim.params.latency_max = Duration::from_millis(1);
+    serve_clients_for(&mut h, Duration::from_secs(20));
+    assert!(
+        h.node(new).transfers().is_empty() || h.node(new).transfer_limit() == Some(BUDGET),
+        "still paced at {:?}",
+        h.node(new).transfer_limit()
+    );
+    h.settle_moves(MOVE_LIMIT);
+    all_readable_and_only_on_owners(&mut h, 1, &written);
+}

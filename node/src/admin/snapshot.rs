@@ -546,6 +546,20 @@ impl Collector for Snapshot {
             Some(Unit::Seconds),
             mv.eta_secs.unwrap_or(0) as f64,
         )?;
+        o.gauge(
+            "moves_pull_limit_bytes_per_second",
+            "Bytes per second this node's pulls may use now: the transfer budget, scaled down \
+             while clients see slower answers (0: unlimited)",
+            None,
+            mv.pull_limit as f64,
+        )?;
+        o.gauge(
+            "moves_allowed_share",
+            "Share of their budget this node lets pulls from it use now: below 1 while its \
+             clients see slower answers than before during a move",
+            None,
+            f64::from(mv.allowed_share_permille.unwrap_or(1000)) / 1000.0,
+        )?;
         o.counter(
             "moves_pulls_started",
             "Pulls of a gained partition from one source started",

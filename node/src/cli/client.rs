@@ -483,6 +483,9 @@ fn write_moves(out: &mut impl Write, status: &ClusterStatus, limit: usize) -> Re
         moves.bytes_received,
         moves.keys_cleaned
     )?;
+    if let Some(line) = pace_line(moves) {
+        writeln!(out, "  {line}")?;
+    }
     for g in moves.gains.iter().take(limit) {
         let of = g
             .estimate_keys
@@ -512,6 +515,36 @@ fn write_moves(out: &mut impl Write, status: &ClusterStatus, limit: usize) -> Re
         )?;
     }
     Ok(())
+}
+
+/// What paces this node's pulls, or the pulls from it, when either is
+/// paced below its budget.
+fn pace_line(moves: &quorra_client::protocol::MovesStatus) -> Option<String> {
+    let (budget, limit) = (moves.pull_budget, moves.pull_limit);
+    if budget > 0 && limit < budget && !moves.gains.is_empty() {
+        return Some(format!(
+            "pulls paced at {} of their {} budget: clients here or at the sources \
+             answer slower than before, and transfers yield to them",
+            per_sec(limit),
+            per_sec(budget)
+        ));
+    }
+    let allowed = moves.allowed_share_permille.filter(|&p| p < 1000)?;
+    Some(format!(
+        "pulls from this node may use {:.1}% of their budget: its clients answer slower \
+         than before, and transfers yield to them",
+        f64::from(allowed) / 10.0
+    ))
+}
+
+/// Bytes per second, for people.
+fn per_sec(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if bytes as f64 >= MIB {
+        format!("{:.1} MiB/s", bytes as f64 / MIB)
+    } else {
+        format!("{:.0} KiB/s", bytes as f64 / 1024.0)
+    }
 }
 
 /// The members this node sees down that a move waits for, in id order,
@@ -766,5 +799,37 @@ mod tests {
         // Nobody down: no advice.
         status.members[1].state = "normal".into();
         assert!(waiting_on_down(&status).is_empty());
+    }
+
+    #[test]
+    fn pulls_paced_below_their_budget_say_why() {
+        let mut status = ClusterStatus::default();
+        status.moves.moving_partitions = 2;
+        status.moves.pull_budget = 64 << 20;
+        status.moves.pull_limit = 64 << 20;
+        status.moves.allowed_share_permille = Some(1000);
+        let text = |status: &ClusterStatus| {
+            let mut out = Vec::new();
+            write_moves(&mut out, status, 8).expect("written");
+            String::from_utf8(out).expect("text")
+        };
+        assert!(!text(&status).contains("paced"), "{}", text(&status));
+        assert!(!text(&status).contains("may use"), "{}", text(&status));
+        // Pulling, paced at 1/16 by a source.
+        status.moves.gains = vec![GainReport::default()];
+        status.moves.pull_limit = 4 << 20;
+        assert!(
+            text(&status).contains("pulls paced at 4.0 MiB/s of their 64.0 MiB/s budget"),
+            "{}",
+            text(&status)
+        );
+        // A source whose clients are slower: says what it allows.
+        status.moves.gains.clear();
+        status.moves.allowed_share_permille = Some(31);
+        assert!(
+            text(&status).contains("pulls from this node may use 3.1% of their budget"),
+            "{}",
+            text(&status)
+        );
     }
 }

@@ -122,7 +122,9 @@ pub(crate) struct NodeArgs {
     anti_entropy_bytes_per_sec: Option<u64>,
     /// Bytes per second this node may pull, at most, for partitions it
     /// gains when ownership moves (0: unlimited); separate from
-    /// anti-entropy's. Changed on a running node with `quorra throttle`
+    /// anti-entropy's. A ceiling: while clients here or at the sources
+    /// answer slower than before, pulls use as little as 1/32 of it.
+    /// Changed on a running node with `quorra throttle`
     /// [default: 67108864, 64 MiB/s].
     #[arg(long, env = "QUORRA_TRANSFER_BYTES_PER_SEC")]
     transfer_bytes_per_sec: Option<u64>,

@@ -32,8 +32,9 @@ use crate::version::{Object, Sibling, VersionVector, context};
 /// Where the outcome of a request goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReplyTo {
-    /// To the driver, with the client's tag.
-    Client(u64),
+    /// To the driver, with the client's tag; `since` is when the request
+    /// arrived (its latency feeds [`super::pacing`]).
+    Client { tag: u64, since: Duration },
     /// To the node that forwarded the request.
     Forwarded { node: NodeId, id: RequestId },
 }

@@ -259,6 +259,11 @@ pub enum PeerMessage {
         id: RequestId,
         /// The answer, or why the replica cannot take part.
         result: Result<AeAnswer, ReplicaError>,
+        /// To a pull: the share of its transfer budget the source allows
+        /// now, in 1/65,535ths ([`crate::core::pacing`]); `None` to
+        /// anti-entropy, and from a node that predates it.
+        #[serde(default)]
+        share: Option<u16>,
     },
     /// Are you there?
     Ping {

@@ -57,7 +57,8 @@
 //! - Which rings are active and which one reads use is decided by
 //!   [`crate::membership::layouts`] from gossip; the core writes to every
 //!   active ring ([`tally`] groups), reads the read ring, pulls what it
-//!   gains ([`transfer`]) and drops what it owns no more ([`cleanup`]).
+//!   gains ([`transfer`]), at a pace that yields to its clients
+//!   ([`pacing`]), and drops what it owns no more ([`cleanup`]).
 //! - A coordinator does not retry a failed replica with another fallback
 //!   within the same request; the next request picks a new set.
 
@@ -71,6 +72,7 @@ pub mod life;
 pub mod messages;
 pub mod node;
 pub mod options;
+pub mod pacing;
 pub mod peers;
 pub mod purge;
 pub mod purged;

@@ -26,6 +26,7 @@ use super::hints::HintBook;
 use super::life::{Life, persist_heard, persist_incarnation, persist_life};
 use super::messages::{PeerMessage, RequestId};
 use super::options::{Options, overloaded};
+use super::pacing::Pacing;
 use super::peers::Peers;
 use super::purge::Tombstones;
 use super::purged::Purged;
@@ -124,6 +125,10 @@ pub struct Node {
     pub(super) cleanup: Cleanup,
     /// Why the store failed, if it did (see [`Node::handle_storage_failed`]).
     pub(super) storage_failure: Option<String>,
+    /// The share of the transfer budget pulls may use ([`super::pacing`]).
+    pub(super) pacing: Pacing,
+    /// The latest time an input carried: when a reply leaves.
+    clock: Duration,
 }
 
 impl std::fmt::Debug for Node {
@@ -218,6 +223,8 @@ impl Node {
             transfers,
             cleanup: Cleanup::default(),
             storage_failure: None,
+            pacing: Pacing::new(now),
+            clock: now,
         };
         node.ae_placement_changed();
         node.cleanup_placement_changed();
@@ -363,13 +370,15 @@ impl Node {
             self.replies.push_back((tag, Err(overloaded(limit))));
             return;
         }
-        self.start_request(now, ReplyTo::Client(tag), request);
+        self.clock = now;
+        self.start_request(now, ReplyTo::Client { tag, since: now }, request);
         self.release_acknowledgements();
     }
 
     /// A message from peer `from`.
     pub fn handle_message(&mut self, now: Duration, from: NodeId, message: PeerMessage) {
         let _span = tracing::trace_span!("node", id = self.id.0).entered();
+        self.clock = now;
         if !self.placement.rings().iter().any(|r| r.contains(from)) || from == self.id {
             debug!(
                 from = from.0,
@@ -434,7 +443,9 @@ impl Node {
                 step,
                 stream,
             } => self.on_ae_step(now, from, id, (partition, stream), step),
-            PeerMessage::AntiEntropyReply { id, result } => self.on_ae_reply(now, from, id, result),
+            PeerMessage::AntiEntropyReply { id, result, share } => {
+                self.on_ae_reply(now, from, id, (result, share))
+            }
             PeerMessage::Ping { id } => self.send(from, PeerMessage::Pong { id }),
             PeerMessage::Pong { id } => {
                 self.take_op_if(id, |op| matches!(op, Op::Ping(n) if *n == from));
@@ -446,6 +457,8 @@ impl Node {
     /// Time has advanced to `now`: expire requests, run periodic work.
     pub fn handle_timeout(&mut self, now: Duration) {
         let _span = tracing::trace_span!("node", id = self.id.0).entered();
+        self.clock = now;
+        self.pacing.roll(now);
         while let Some(&(deadline, id)) = self.deadlines.first() {
             if deadline > now {
                 break;
@@ -538,6 +551,7 @@ impl Node {
 
     /// The driver flushed the store: acknowledgements may go out.
     pub fn handle_flushed(&mut self, now: Duration) {
+        self.clock = now;
         self.commit.flushed(now);
         self.release_acknowledgements();
     }
@@ -620,7 +634,11 @@ impl Node {
 
     pub(super) fn reply(&mut self, to: ReplyTo, outcome: Outcome) {
         match to {
-            ReplyTo::Client(tag) => self.replies.push_back((tag, outcome)),
+            ReplyTo::Client { tag, since } => {
+                let now = self.clock;
+                self.pacing.answered(now, now.saturating_sub(since));
+                self.replies.push_back((tag, outcome));
+            }
             ReplyTo::Forwarded { node, id } => {
                 self.send(node, PeerMessage::ForwardReply { id, outcome })
             }

@@ -69,7 +69,8 @@ pub struct Options {
     /// when ownership moves (default 64 MiB/s; 0: unlimited), separate
     /// from anti-entropy's budget. At the default a node gaining 1 TB has
     /// it in under five hours; anti-entropy's 512 KiB/s would take three
-    /// weeks.
+    /// weeks. A ceiling: pulls use less of it while clients see slower
+    /// answers ([`super::pacing`]).
     pub transfer_bytes_per_sec: u64,
     /// Partitions a node pulls at a time, at most (default 4).
     pub transfer_streams: usize,

@@ -20,7 +20,9 @@
 //! this node lacks or holds differently, merging as everything else does
 //! (tombstones travel like values, so purges stay safe). The exchange is
 //! paced by its own byte budget (`transfer_bytes_per_sec`), separate from
-//! anti-entropy's, and at most `transfer_streams` run at a time. A source
+//! anti-entropy's, scaled down while clients here or at the sources see
+//! slower answers ([`super::pacing`]: transfers yield to foreground
+//! requests), and at most `transfer_streams` run at a time. A source
 //! that fails or does not answer is retried after `transfer_retry`, the
 //! other sources of the partition meanwhile; a down source is waited for
 //! (the move stalls, visibly, until it is back or removed).
@@ -56,6 +58,7 @@ use tracing::{debug, info};
 
 use super::anti_entropy::budget::Budget;
 use super::node::Node;
+use super::pacing;
 
 /// What membership tells the core besides the placement.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -107,7 +110,12 @@ pub(crate) struct Transfers {
     pub(crate) gains: BTreeMap<PartitionId, Gain>,
     pub(crate) moves: Moves,
     pub(crate) running: usize,
+    /// Paces pulls: `transfer_bytes_per_sec` scaled by `share`.
     pub(crate) budget: Budget,
+    /// The share of the budget in force ([`super::pacing`]).
+    pub(crate) share: f64,
+    /// The shares sources put in their latest answers, and when.
+    pub(crate) source_shares: BTreeMap<NodeId, (f64, Duration)>,
 }
 
 impl Transfers {
@@ -117,6 +125,8 @@ impl Transfers {
             moves: Moves::default(),
             running: 0,
             budget: Budget::new(rate, now),
+            share: 1.0,
+            source_shares: BTreeMap::new(),
         }
     }
 }
@@ -302,6 +312,7 @@ impl Node {
         if !self.transfers.moves.may_pull {
             return;
         }
+        self.transfers_pace(now);
         while self.transfers.running < self.options.transfer_streams
             && self.transfers.budget.available(now)
         {
@@ -410,6 +421,8 @@ impl Node {
         if let Some(rate) = bytes_per_sec {
             self.options.transfer_bytes_per_sec = rate;
             self.transfers.budget = Budget::new(rate, now);
+            self.transfers.share = 1.0;
+            self.transfers_pace(now);
         }
         if let Some(n) = streams {
             self.options.transfer_streams = n.max(1);
@@ -423,6 +436,53 @@ impl Node {
             self.options.transfer_bytes_per_sec,
             self.options.transfer_streams,
         )
+    }
+
+    /// A source answered a step of a pull, with the share of the budget
+    /// it allows (`None` from a node that predates pacing).
+    pub(super) fn transfer_paced(&mut self, now: Duration, source: NodeId, share: Option<f64>) {
+        self.pacing.transfer_work(now);
+        if let Some(share) = share {
+            self.transfers.source_shares.insert(source, (share, now));
+        }
+        self.transfers_pace(now);
+    }
+
+    /// The share pulls may use now: the smallest of this node's and of
+    /// its sources' (each grown since it was reported, see
+    /// [`pacing::extrapolate`]).
+    fn transfers_share(&self, now: Duration) -> f64 {
+        self.transfers
+            .source_shares
+            .values()
+            .map(|&(share, at)| pacing::extrapolate(share, now.saturating_sub(at)))
+            .fold(self.pacing.share(), f64::min)
+    }
+
+    /// Puts the share in force on the budget, if it changed.
+    fn transfers_pace(&mut self, now: Duration) {
+        self.pacing.roll(now);
+        self.transfers
+            .source_shares
+            .retain(|_, &mut (share, at)| pacing::extrapolate(share, now.saturating_sub(at)) < 1.0);
+        let share = self.transfers_share(now);
+        if share != self.transfers.share {
+            self.transfers.share = share;
+            let rate = self.options.transfer_bytes_per_sec as f64 * share;
+            self.transfers.budget.set_rate(now, rate);
+        }
+    }
+
+    /// The share of the budget this node allows pulls from it and its own
+    /// ([`super::pacing`]), from what its clients saw.
+    pub fn allowed_share(&self) -> f64 {
+        self.pacing.share()
+    }
+
+    /// Bytes per second pulls may use now (`None`: unlimited).
+    pub fn transfer_limit(&self) -> Option<u64> {
+        let rate = self.options.transfer_bytes_per_sec;
+        (rate > 0).then(|| (rate as f64 * self.transfers.share).round() as u64)
     }
 
     /// A source of `partition` said it holds `keys` of it.

@@ -800,6 +800,9 @@ impl Driver {
             keys_received: stats.transfer_keys,
             bytes_received: stats.transfer_bytes,
             keys_cleaned: stats.cleanup_keys,
+            pull_budget: self.node.options().transfer_bytes_per_sec,
+            pull_limit: self.node.transfer_limit().unwrap_or(0),
+            allowed_share_permille: Some((self.node.allowed_share() * 1000.0).round() as u32),
             ..MovesStatus::default()
         };
         if let Some(stage) = self.membership.stage() {

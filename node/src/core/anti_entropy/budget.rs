@@ -39,6 +39,17 @@ impl Budget {
         }
     }
 
+    /// Paces at `rate` bytes per second from `now` on (0: unlimited); a
+    /// debt stays, and is repaid at the new rate.
+    pub(crate) fn set_rate(&mut self, now: Duration, rate: f64) {
+        if self.rate > 0.0 {
+            self.refill(now);
+        }
+        self.rate = rate;
+        self.tokens = self.tokens.min(rate);
+        self.at = now;
+    }
+
     /// Whether a new step may start at `now`.
     pub(crate) fn available(&mut self, now: Duration) -> bool {
         self.refill(now);
@@ -50,7 +61,10 @@ impl Budget {
         if self.rate == 0.0 || self.tokens >= 0.0 {
             return now;
         }
-        self.at + Duration::from_secs_f64(-self.tokens / self.rate)
+        // A microsecond later than the exact instant, which floating point
+        // may put a hair short of zero: a caller woken then finds the
+        // budget available rather than waking again at the same moment.
+        self.at + Duration::from_secs_f64(-self.tokens / self.rate) + Duration::from_micros(1)
     }
 }
 
@@ -65,9 +79,38 @@ mod tests {
         assert!(b.available(s(0)));
         b.charge(s(0), 3000);
         assert!(!b.available(s(0)));
-        assert_eq!(b.ready_at(s(0)), s(2));
+        assert_eq!(b.ready_at(s(0)), s(2) + Duration::from_micros(1));
         assert!(!b.available(Duration::from_millis(1999)));
         assert!(b.available(s(2)));
+    }
+
+    #[test]
+    fn a_new_rate_keeps_the_debt_and_repays_it_at_the_new_rate() {
+        let s = Duration::from_secs;
+        let mut b = Budget::new(1000, s(0));
+        b.charge(s(0), 3000);
+        b.set_rate(s(1), 500.0);
+        // 1 s at 1000 repaid 1000 of the 2000 owed: 1000 left at 500/s.
+        assert_eq!(b.ready_at(s(1)), s(3) + Duration::from_micros(1));
+        b.set_rate(s(3), 2000.0);
+        assert!(b.available(s(3)));
+        b.charge(s(3), 3000);
+        assert_eq!(
+            b.ready_at(s(3)),
+            s(3) + Duration::from_millis(1500) + Duration::from_micros(1)
+        );
+    }
+
+    #[test]
+    fn a_caller_woken_when_the_budget_is_ready_finds_it_available() {
+        let mut b = Budget::new(1000, Duration::ZERO);
+        let mut now = Duration::ZERO;
+        for i in 0..10_000u32 {
+            b.set_rate(now, 625.0 + f64::from(i % 7) * 0.1);
+            b.charge(now, 333 + (i as usize % 13));
+            now = b.ready_at(now);
+            assert!(b.available(now), "step {i}: not available at {now:?}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::{AE_MAX_BYTES, AE_MAX_KEYS};
 use crate::core::coordinator::Op;
 use crate::core::messages::{AeAnswer, AeStep, KeyObject, PeerMessage, ReplicaError, RequestId};
 use crate::core::node::Node;
+use crate::core::pacing;
 use crate::storage::StorageError;
 use crate::storage::store::encode_object;
 use crate::version::Object;
@@ -199,12 +200,15 @@ impl Node {
         now: Duration,
         from: NodeId,
         id: RequestId,
-        result: Result<AeAnswer, ReplicaError>,
+        (result, share): (Result<AeAnswer, ReplicaError>, Option<u16>),
     ) {
         let ours = |op: &Op| matches!(op, Op::Exchange(e) if e.peer == from);
         let Some(Op::Exchange(mut exchange)) = self.take_op_if(id, ours) else {
             return;
         };
+        if exchange.stream {
+            self.transfer_paced(now, from, share.map(pacing::decode_share));
+        }
         self.exchange_budget(exchange.stream)
             .charge(now, result.as_ref().map_or(1, answer_size));
         let partition = exchange.partition;
@@ -479,7 +483,13 @@ impl Node {
         if let Ok(AeAnswer::Delta { objects, .. }) = &result {
             self.stats.ae_keys_sent += objects.len() as u64;
         }
-        self.send(from, PeerMessage::AntiEntropyReply { id, result });
+        // Serving a pull is transfer work, and the puller learns how much
+        // of its budget this node, which serves clients too, allows.
+        let share = stream.then(|| {
+            self.pacing.transfer_work(now);
+            pacing::encode_share(self.pacing.share())
+        });
+        self.send(from, PeerMessage::AntiEntropyReply { id, result, share });
     }
 
     fn ae_merge_pushed(&mut self, now: Duration, partition: PartitionId, objects: Vec<KeyObject>) {
