@@ -521,7 +521,8 @@ fn write_moves(out: &mut impl Write, status: &ClusterStatus, limit: usize) -> Re
 /// paced below its budget.
 fn pace_line(moves: &quorra_client::protocol::MovesStatus) -> Option<String> {
     let (budget, limit) = (moves.pull_budget, moves.pull_limit);
-    if budget > 0 && limit < budget && !moves.gains.is_empty() {
+    // Within 10% of the budget is not worth a line.
+    if budget > 0 && limit < budget / 10 * 9 && !moves.gains.is_empty() {
         return Some(format!(
             "pulls paced at {} of their {} budget: clients here or at the sources \
              answer slower than before, and transfers yield to them",
@@ -529,7 +530,7 @@ fn pace_line(moves: &quorra_client::protocol::MovesStatus) -> Option<String> {
             per_sec(budget)
         ));
     }
-    let allowed = moves.allowed_share_permille.filter(|&p| p < 1000)?;
+    let allowed = moves.allowed_share_permille.filter(|&p| p < 900)?;
     Some(format!(
         "pulls from this node may use {:.1}% of their budget: its clients answer slower \
          than before, and transfers yield to them",

@@ -261,8 +261,11 @@ pub enum PeerMessage {
         result: Result<AeAnswer, ReplicaError>,
         /// To a pull: the share of its transfer budget the source allows
         /// now, in 1/65,535ths ([`crate::core::pacing`]); `None` to
-        /// anti-entropy, and from a node that predates it.
-        #[serde(default)]
+        /// anti-entropy, and from a node that predates it. Left out of
+        /// the encoding when `None`, so a node that predates it still
+        /// reads every anti-entropy answer (a pull between releases fails
+        /// either way: the older one does not read `stream`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         share: Option<u16>,
     },
     /// Are you there?

@@ -487,6 +487,8 @@ impl Node {
             self.sweep_tombstones(now);
             self.next_purge = now + self.jittered(self.options.purge_interval);
         }
+        // The pace first: parked pull steps resume at the current share.
+        self.transfers_pace(now);
         self.ae_tick(now);
         self.transfers_tick(now);
         self.cleanup_tick(now);

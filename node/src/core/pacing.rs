@@ -12,8 +12,9 @@
 //! the way a scavenger transport (LEDBAT) yields to other traffic:
 //!
 //! - Every second, the node takes the median latency of the client
-//!   requests it answered (from the request's arrival to its reply, by the
-//!   time passed in). The smallest such median of the last
+//!   requests it answered (from when the core was handed the request to
+//!   its reply, by the time passed in: the time a request waited in the
+//!   driver's queue before is not in it). The smallest such median of the last
 //!   [`BASE_HISTORY`] is its *base*: what its clients see when nothing
 //!   else competes (while a move runs at a small share, its windows come
 //!   close to that too, so the base is found even when the move started
@@ -73,8 +74,9 @@ pub const GROWTH: f64 = 1.25;
 /// Answers a window needs before its median means anything.
 pub const MIN_SAMPLES: usize = 16;
 
-/// Latencies kept per window, at most; beyond it each new one replaces an
-/// earlier one in turn, so the sample stays spread over the window.
+/// Latencies kept per window, at most: when full, every other one is
+/// dropped and from then on only every other answer is kept (then every
+/// fourth, ...), so the sample stays spread over the whole window.
 pub const MAX_SAMPLES: usize = 1024;
 
 /// How long after its last transfer work a slow second is still blamed
@@ -92,6 +94,8 @@ pub(crate) struct Pacing {
     samples: Vec<u32>,
     /// Answers recorded in the current window, kept or not.
     answered: usize,
+    /// One answer in `stride` is kept (see [`MAX_SAMPLES`]).
+    stride: usize,
     /// When the node last pulled, or served a pull.
     last_work: Option<Duration>,
     /// Medians of earlier windows (µs), with when each ended, oldest first.
@@ -105,6 +109,7 @@ impl Pacing {
             window_end: now + WINDOW,
             samples: Vec::new(),
             answered: 0,
+            stride: 1,
             last_work: None,
             medians: VecDeque::new(),
         }
@@ -129,10 +134,16 @@ impl Pacing {
     pub(crate) fn answered(&mut self, now: Duration, latency: Duration) {
         self.roll(now);
         let us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
-        if self.samples.len() < MAX_SAMPLES {
+        if self.answered.is_multiple_of(self.stride) {
             self.samples.push(us);
-        } else {
-            self.samples[self.answered % MAX_SAMPLES] = us;
+            if self.samples.len() == MAX_SAMPLES {
+                let mut i = 0;
+                self.samples.retain(|_| {
+                    i += 1;
+                    i % 2 == 1
+                });
+                self.stride *= 2;
+            }
         }
         self.answered += 1;
     }
@@ -160,6 +171,7 @@ impl Pacing {
     fn close_window(&mut self, end: Duration) {
         let work = self.last_work.is_some_and(|at| at + RECENT_WORK >= end);
         self.answered = 0;
+        self.stride = 1;
         let mut samples = std::mem::take(&mut self.samples);
         while self
             .medians
@@ -197,11 +209,11 @@ impl Pacing {
     }
 }
 
-/// What a share reported `ago` has grown to if every second since was a
-/// quick one: by [`GROWTH`] per [`WINDOW`], up to 1.
+/// What a share reported `ago` has grown to if every window closed since
+/// was a quick one: by [`GROWTH`] per whole [`WINDOW`], up to 1.
 pub(crate) fn extrapolate(share: f64, ago: Duration) -> f64 {
-    let windows = ago.as_secs_f64() / WINDOW.as_secs_f64();
-    (share * GROWTH.powf(windows)).min(1.0)
+    let windows = (ago.as_nanos() / WINDOW.as_nanos()).min(64) as i32;
+    (share * GROWTH.powi(windows)).min(1.0)
 }
 
 /// A share as it travels in a source's answers: in 1/65,535ths.
@@ -362,9 +374,30 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_window_s_median_is_of_the_whole_window_not_its_end() {
+        // 100,000 answers: the first 60% quick, the last 40% slow. Kept
+        // from the whole window, the median is a quick one; kept from its
+        // end only, it would be slow.
+        let mut p = Pacing::new(Duration::ZERO);
+        let n = 100_000u32;
+        for i in 0..n {
+            let latency = if i < n / 100 * 60 { MS(2) } else { MS(40) };
+            p.answered(WINDOW * i / n, latency);
+            assert!(p.samples.len() < MAX_SAMPLES);
+        }
+        p.roll(WINDOW);
+        assert_eq!(p.base(), Some(MS(2)));
+    }
+
+    #[test]
     fn a_source_share_not_heard_again_grows_as_the_source_s_own_would() {
         assert_eq!(extrapolate(0.5, Duration::ZERO), 0.5);
+        assert_eq!(extrapolate(0.5, WINDOW - Duration::from_nanos(1)), 0.5);
         assert!((extrapolate(MIN_SHARE, WINDOW * 2) - MIN_SHARE * GROWTH * GROWTH).abs() < 1e-12);
+        assert_eq!(
+            extrapolate(MIN_SHARE, Duration::from_secs(86_400 * 365)),
+            1.0
+        );
         assert_eq!(extrapolate(MIN_SHARE, Duration::from_secs(16)), 1.0);
     }
 

@@ -460,7 +460,7 @@ impl Node {
     }
 
     /// Puts the share in force on the budget, if it changed.
-    fn transfers_pace(&mut self, now: Duration) {
+    pub(super) fn transfers_pace(&mut self, now: Duration) {
         self.pacing.roll(now);
         self.transfers
             .source_shares
@@ -482,7 +482,7 @@ impl Node {
     /// Bytes per second pulls may use now (`None`: unlimited).
     pub fn transfer_limit(&self) -> Option<u64> {
         let rate = self.options.transfer_bytes_per_sec;
-        (rate > 0).then(|| (rate as f64 * self.transfers.share).round() as u64)
+        (rate > 0).then(|| ((rate as f64 * self.transfers.share).round() as u64).max(1))
     }
 
     /// A source of `partition` said it holds `keys` of it.

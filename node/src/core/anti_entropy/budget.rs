@@ -1,10 +1,10 @@
-//! The byte budget that paces anti-entropy: a token bucket over simulated
-//! or real time, passed in.
+//! The byte budget that paces anti-entropy and pulls: a token bucket over
+//! simulated or real time, passed in.
 
 use std::time::Duration;
 
-/// Bytes anti-entropy may still send, refilled at a fixed rate up to one
-/// second's worth. Charges may drive it negative (a step's size is known
+/// Bytes an exchange may still send, refilled at its rate (set at start,
+/// and changed by pacing for pulls) up to one second's worth. Charges may drive it negative (a step's size is known
 /// only once it is built); no new step starts until it is back at zero.
 #[derive(Clone, Debug)]
 pub(crate) struct Budget {
@@ -56,7 +56,8 @@ impl Budget {
         self.rate == 0.0 || self.tokens >= 0.0
     }
 
-    /// When the budget is back at zero (`now` if it is already).
+    /// When the budget is back at zero (`now` if it is already), a
+    /// microsecond late rather than early.
     pub(crate) fn ready_at(&self, now: Duration) -> Duration {
         if self.rate == 0.0 || self.tokens >= 0.0 {
             return now;
