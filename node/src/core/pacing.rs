@@ -123,11 +123,11 @@ impl Pacing {
     /// The base latency: the smallest window median remembered.
     #[cfg(test)]
     pub(crate) fn base(&self) -> Option<Duration> {
-        self.medians
-            .iter()
-            .map(|&(_, m)| m)
-            .min()
-            .map(|us| Duration::from_micros(us.into()))
+        self.base_us().map(|us| Duration::from_micros(us.into()))
+    }
+
+    fn base_us(&self) -> Option<u32> {
+        self.medians.iter().map(|&(_, m)| m).min()
     }
 
     /// A client request was answered `latency` after it arrived.
@@ -172,7 +172,6 @@ impl Pacing {
         let work = self.last_work.is_some_and(|at| at + RECENT_WORK >= end);
         self.answered = 0;
         self.stride = 1;
-        let mut samples = std::mem::take(&mut self.samples);
         while self
             .medians
             .front()
@@ -180,18 +179,14 @@ impl Pacing {
         {
             self.medians.pop_front();
         }
-        if samples.len() < MIN_SAMPLES {
-            self.grow();
-            self.samples = samples;
-            self.samples.clear();
-            return;
-        }
-        let mid = samples.len() / 2;
-        let median = *samples.select_nth_unstable(mid).1;
-        samples.clear();
-        self.samples = samples;
+        let n = self.samples.len();
+        let median = (n >= MIN_SAMPLES).then(|| *self.samples.select_nth_unstable(n / 2).1);
+        self.samples.clear();
+        let Some(median) = median else {
+            return self.grow();
+        };
         // The base before this window: a window is not judged by itself.
-        let base = self.medians.iter().map(|&(_, m)| m).min();
+        let base = self.base_us();
         self.medians.push_back((end, median));
         let hurts = base.is_some_and(|base| {
             let (base, median) = (f64::from(base), f64::from(median));

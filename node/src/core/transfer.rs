@@ -448,24 +448,20 @@ impl Node {
         self.transfers_pace(now);
     }
 
-    /// The share pulls may use now: the smallest of this node's and of
-    /// its sources' (each grown since it was reported, see
-    /// [`pacing::extrapolate`]).
-    fn transfers_share(&self, now: Duration) -> f64 {
-        self.transfers
-            .source_shares
-            .values()
-            .map(|&(share, at)| pacing::extrapolate(share, now.saturating_sub(at)))
-            .fold(self.pacing.share(), f64::min)
-    }
-
-    /// Puts the share in force on the budget, if it changed.
+    /// Puts in force on the budget, if it changed, the share pulls may use
+    /// now: the smallest of this node's and of its sources' (each grown
+    /// since it was reported, see [`pacing::extrapolate`]; one grown back
+    /// to 1 is forgotten).
     pub(super) fn transfers_pace(&mut self, now: Duration) {
         self.pacing.roll(now);
+        let mut share = self.pacing.share();
         self.transfers
             .source_shares
-            .retain(|_, &mut (share, at)| pacing::extrapolate(share, now.saturating_sub(at)) < 1.0);
-        let share = self.transfers_share(now);
+            .retain(|_, &mut (reported, at)| {
+                let grown = pacing::extrapolate(reported, now.saturating_sub(at));
+                share = share.min(grown);
+                grown < 1.0
+            });
         if share != self.transfers.share {
             self.transfers.share = share;
             let rate = self.options.transfer_bytes_per_sec as f64 * share;
